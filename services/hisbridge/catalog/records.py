@@ -1,0 +1,44 @@
+"""Plain records ↔ JSON: dates as ISO strings, decimals as strings (exact), per the catalog's field kinds.
+
+`from_json` never raises: a value it cannot read is left as it came, so the quality type rule reports it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from hisbridge.catalog.model import Table
+
+
+def to_json_value(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def to_json(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: to_json_value(value) for name, value in record.items()}
+
+
+def _read(kind: str, value: Any) -> Any:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return value
+    try:
+        if kind == "decimal" and not isinstance(value, bool):
+            return Decimal(str(value))
+        if kind == "date" and isinstance(value, str) and len(value) == 10:
+            return dt.date.fromisoformat(value)
+        if kind == "datetime" and isinstance(value, str):
+            return dt.datetime.fromisoformat(value.replace(" ", "T", 1))
+    except (ValueError, InvalidOperation):
+        return value
+    return value
+
+
+def from_json(table: Table, data: dict[str, Any]) -> dict[str, Any]:
+    """JSON object → plain record: strings become date/datetime/Decimal where the field says so."""
+    kinds = {f.name: f.kind for f in table.fields}
+    return {name: _read(kinds.get(name, ""), value) for name, value in data.items()}
