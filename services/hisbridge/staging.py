@@ -1,0 +1,186 @@
+"""Staging database (hospital side): one row per (table, organisation, business key), newest source
+version wins by source order (LSN, then commit time) — never by arrival.
+
+Row status: pending (to be sent), flushed (sent, with the report_datetime of that flush), superseded (a
+revoke of a record never sent: nothing to tell the province). A newer version of a flushed row becomes
+pending again and goes out as a resubmission. Every write takes a new `seq`; a planned flush stores the
+cut (the highest seq committed when it was planned) and sends, then marks, only rows at or below it — a row
+written later (a newer version) stays pending for the next window (see flush.flush_batch). Writers hold a
+shared advisory lock that the planner takes exclusively, so the cut is clean.
+Consumer progress per partition is stored in the same transaction as the rows it covers, so a restart
+resumes the watermark from durable state and Kafka offsets may be committed after `upsert_rows` returns.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import psycopg2
+import psycopg2.extras
+
+from hisbridge.catalog.model import Table
+from hisbridge.catalog.records import to_json
+from hisbridge.watermark import ConnectorProgress
+
+KEY_SEP = "\x1f"
+WRITE_LOCK = 0x4B15_0001  # shared by writers, exclusive for the flush planner
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS hisbridge;
+CREATE SEQUENCE IF NOT EXISTS hisbridge.staged_seq;
+CREATE TABLE IF NOT EXISTS hisbridge.staged (
+    tbl text NOT NULL, org text NOT NULL, bkey text NOT NULL,
+    cadence text NOT NULL, batch text NOT NULL,
+    payload jsonb NOT NULL, revoked boolean NOT NULL,
+    lsn bigint NOT NULL, commit_ms bigint NOT NULL,
+    status text NOT NULL CHECK (status IN ('pending', 'flushed', 'superseded')),
+    report_datetime timestamp,          -- of the last flush that carried this row
+    seq bigint NOT NULL DEFAULT nextval('hisbridge.staged_seq'),  -- staging write order (flush cut)
+    PRIMARY KEY (tbl, org, bkey));
+CREATE INDEX IF NOT EXISTS staged_pending ON hisbridge.staged (tbl, batch) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS hisbridge.flush_plan (
+    tbl text NOT NULL, batch text NOT NULL, report_datetime timestamp NOT NULL, kind text NOT NULL,
+    cut bigint NOT NULL, window_batch text, operator text, reason text, planned_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tbl, batch));
+CREATE TABLE IF NOT EXISTS hisbridge.ledger (
+    tbl text NOT NULL, batch text NOT NULL, report_datetime timestamp NOT NULL,
+    row_count bigint NOT NULL, checksum text NOT NULL, kind text NOT NULL,
+    operator text, reason text, PRIMARY KEY (tbl, batch, report_datetime));
+CREATE TABLE IF NOT EXISTS hisbridge.progress (
+    connector text NOT NULL, topic text NOT NULL, part integer NOT NULL, commit_ms bigint NOT NULL,
+    PRIMARY KEY (connector, topic, part));
+"""
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    table: str
+    cadence: str
+    batch: str
+    pending: int            # rows waiting (new, changed, late)
+    flushed_before: bool    # the batch has a ledger row already → what goes now is a resubmission
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    table: str
+    cadence: str
+    org: str
+    bkey: str          # business key values joined by \x1f (same text PostgreSQL's ->> gives)
+    batch: str
+    payload: Mapping[str, Any]   # JSON-ready record (identity fields already SM4 ciphertext)
+    revoked: bool
+    lsn: int
+    commit_ms: int
+
+
+def business_key(table: Table, record: Mapping[str, Any]) -> str:
+    values = to_json({k: record.get(k) for k in table.key})
+    return KEY_SEP.join(_key_text(values[k]) for k in table.key)
+
+
+def _key_text(value: Any) -> str:
+    if value is None:
+        raise ValueError("a business key field is empty")
+    return str(value)
+
+
+def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
+    """A final catalog record (decoded, encrypted) with its batch and source position → a staging row."""
+    payload = to_json(dict(record))
+    return StagedRow(table.name, table.cadence, str(record["yljgdm"]), business_key(table, record), batch,
+                     payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms)
+
+
+def ensure_schema(conn) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.staging.schema'))")
+        cur.execute(SCHEMA_SQL)
+
+
+def copy_text(value: Any) -> str:
+    """One field in COPY text format."""
+    if value is None:
+        return r"\N"
+    text = value if isinstance(value, str) else str(value)
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r"))
+
+
+def _copy_buffer(rows: Iterable[StagedRow]) -> io.StringIO:
+    out = io.StringIO()
+    for r in rows:
+        payload = json.dumps(r.payload, ensure_ascii=False, separators=(",", ":"))
+        out.write("\t".join((copy_text(r.table), copy_text(r.cadence), copy_text(r.org), copy_text(r.bkey),
+                             copy_text(r.batch), copy_text(payload), "t" if r.revoked else "f",
+                             str(r.lsn), str(r.commit_ms))) + "\n")
+    out.seek(0)
+    return out
+
+
+_UPSERT = """
+INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status)
+SELECT DISTINCT ON (tbl, org, bkey) tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms,
+       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END
+FROM staged_in ORDER BY tbl, org, bkey, lsn DESC, commit_ms DESC
+ON CONFLICT (tbl, org, bkey) DO UPDATE SET
+    cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload,
+    revoked = excluded.revoked, lsn = excluded.lsn, commit_ms = excluded.commit_ms,
+    -- a revoke of a row the province never saw (and no flush has claimed) needs no delivery
+    status = CASE WHEN excluded.revoked AND s.report_datetime IS NULL AND NOT EXISTS (
+                      SELECT 1 FROM hisbridge.flush_plan p WHERE p.tbl = s.tbl AND s.seq <= p.cut)
+                  THEN 'superseded' ELSE 'pending' END,
+    seq = nextval('hisbridge.staged_seq')
+WHERE (excluded.lsn, excluded.commit_ms) > (s.lsn, s.commit_ms)
+"""
+
+
+def upsert_rows(conn, rows: Iterable[StagedRow],
+                progress: Mapping[tuple[str, str, int], int] | None = None) -> int:
+    """Stage rows in one transaction (with the consumer progress they cover); returns rows changed."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
+        cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
+                           tbl text, cadence text, org text, bkey text, batch text, payload jsonb,
+                           revoked boolean, lsn bigint, commit_ms bigint) ON COMMIT DELETE ROWS""")
+        cur.copy_expert("COPY staged_in FROM STDIN", _copy_buffer(rows))
+        cur.execute(_UPSERT)
+        changed = cur.rowcount
+        if progress:
+            record_progress(cur, progress)
+    return changed
+
+
+def record_progress(cur, progress: Mapping[tuple[str, str, int], int]) -> None:
+    """(connector, topic, partition) → latest consumed source commit ms; never moves backwards."""
+    psycopg2.extras.execute_values(cur, """
+        INSERT INTO hisbridge.progress AS p (connector, topic, part, commit_ms) VALUES %s
+        ON CONFLICT (connector, topic, part) DO UPDATE SET commit_ms = GREATEST(p.commit_ms, excluded.commit_ms)""",
+        [(c, t, p, ms) for (c, t, p), ms in progress.items()])
+
+
+def load_progress(conn, connector: str) -> ConnectorProgress:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT topic, part, commit_ms FROM hisbridge.progress WHERE connector = %s", (connector,))
+        return ConnectorProgress(seen_ms={(t, p): ms for t, p, ms in cur.fetchall()})
+
+
+def staged_batches(conn) -> list[StagedBatch]:
+    """Batches with pending rows, and whether each has been delivered before (→ resubmission)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""
+            SELECT s.tbl, s.cadence, s.batch, count(*),
+                   EXISTS (SELECT 1 FROM hisbridge.ledger l WHERE l.tbl = s.tbl AND l.batch = s.batch)
+            FROM hisbridge.staged s WHERE s.status = 'pending'
+            GROUP BY s.tbl, s.cadence, s.batch ORDER BY s.tbl, s.batch""")
+        return [StagedBatch(t, c, b, n, before) for t, c, b, n, before in cur.fetchall()]
+
+
+def row_states(conn, table: str, batch: str | None = None) -> dict[tuple[str, str], tuple[str, Any, int]]:
+    """(org, bkey) → (status, report_datetime, lsn): for inspection and tests."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT org, bkey, status, report_datetime, lsn FROM hisbridge.staged
+                       WHERE tbl = %s AND (%s::text IS NULL OR batch = %s)""", (table, batch, batch))
+        return {(o, k): (s, r, lsn) for o, k, s, r, lsn in cur.fetchall()}
+
