@@ -1,0 +1,79 @@
+"""`hisbridge stack up|down|status|rss`: the local PostgreSQL / Kafka / Connect stack."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import click
+
+from hisbridge import stack
+from hisbridge.stack import procs
+
+NAMES = click.argument("components", nargs=-1)
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group("stack")
+def cli() -> None:
+    """Start, stop and inspect the local stack (state under var/)."""
+
+
+@cli.command()
+@NAMES
+def up(components: tuple[str, ...]) -> None:
+    """Start all (or the named) components; already-running ones are left alone."""
+    t0 = time.monotonic()
+    try:
+        started = stack.up(list(components) or None, report=click.echo)
+    except stack.StackError as exc:
+        _fail(exc)
+    click.echo(f"stack up: {len(started)} started in {time.monotonic() - t0:.1f}s"
+               if started else "stack up: everything was already running")
+
+
+@cli.command()
+@NAMES
+def down(components: tuple[str, ...]) -> None:
+    """Stop all (or the named) components, the background worker included."""
+    try:
+        stack.down(list(components) or None, report=click.echo)
+    except stack.StackError as exc:
+        _fail(exc)
+
+
+@cli.command()
+@click.option("--rss", is_flag=True, help="also show resident memory (process tree)")
+def status(rss: bool) -> None:
+    """What runs, on which port, with which pid, since when. Exit 1 when a stack component is down."""
+    click.echo(f"{'component':<12} {'state':<8} {'port':>6} {'pid':>8}  since" + ("        rss" if rss else ""))
+    all_up = True
+    for state, comp in zip(stack.status(), stack.components()):
+        since = datetime.fromtimestamp(state.since).isoformat(" ", "seconds") if state.since else "-"
+        line = (f"{state.name:<12} {'running' if state.running else 'stopped':<8} {state.port:>6} "
+                f"{state.pid or '-':>8}  {since}")
+        if rss and state.pid:
+            line += f"  {tree_rss_kib(state.pid) / 1024:7.0f} MiB"
+        click.echo(line)
+        all_up &= state.running or not comp.in_stack
+    raise SystemExit(0 if all_up else 1)
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of a process and its children (PostgreSQL forks a backend per job)."""
+    from pathlib import Path
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += procs.rss_kib(current) or 0
+        todo.extend(children.get(current, []))
+    return total

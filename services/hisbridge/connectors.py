@@ -1,0 +1,305 @@
+"""Debezium connectors on Kafka Connect: render a template from connectors/, apply it through the REST
+API (idempotently), wait until connector and task run, and turn failures into messages naming the cause.
+
+The HIS password is resolved at apply time (HISBRIDGE_HIS_PASSWORD or var/secrets/his_cdc_password) and
+written only to a 0600 file under the secrets folder; the connector config refers to it through Connect's
+FileConfigProvider (${file:...:password}), so Connect's config topic and REST answers never hold it. Every
+message that leaves this module has it redacted.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hisbridge import config
+
+HEARTBEAT_TABLE = "hisbridge.heartbeat"
+CAPTURE_GROUP = "hisbridge_capture"
+
+
+class ConnectorError(RuntimeError):
+    """An operator must act: Connect unreachable, configuration rejected, or the connector failed."""
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """What varies between deployments of one connector template."""
+    name: str
+    kind: str                   # template: connectors/his-<kind>.json (postgres, mariadb, mysql)
+    tables: tuple[str, ...]     # schema.table (PostgreSQL) or db.table (MariaDB/MySQL)
+    heartbeat_ms: int = 10_000
+
+
+# --- pure part: names and rendering -------------------------------------------------------------------
+
+def slot_name(connector: str) -> str:
+    """A replication slot per connector (slot names allow [a-z0-9_] only)."""
+    return "hisbridge_" + re.sub(r"[^a-z0-9_]", "_", connector.lower())
+
+
+def include_list(kind: str, tables: tuple[str, ...]) -> str:
+    """PostgreSQL captures the heartbeat table too, so heartbeat writes confirm the slot's position."""
+    extra = (HEARTBEAT_TABLE,) if kind == "postgres" and HEARTBEAT_TABLE not in tables else ()
+    return ",".join((*tables, *extra))
+
+
+def template_values(spec: ConnectorSpec, password: str) -> dict[str, str]:
+    port = config.env_str("HISBRIDGE_HIS_PORT", str(config.his_pg_port()))
+    return {
+        "name": spec.name,
+        "his_host": config.his_host(),
+        "his_port": port,
+        "his_dbname": config.env_str("HISBRIDGE_HIS_DB", "his"),
+        "his_user": config.his_cdc_user(),
+        "his_password": password,
+        "topic_prefix": config.raw_topic_prefix(),
+        "slot_name": slot_name(spec.name),
+        "publication_name": slot_name(spec.name) + "_pub",
+        "table_include_list": include_list(spec.kind, spec.tables),
+        "heartbeat_ms": str(spec.heartbeat_ms),
+        "topic_replication_factor": config.env_str("HISBRIDGE_TOPIC_REPLICATION", "1"),
+        "server_id": config.env_str("HISBRIDGE_HIS_SERVER_ID", "184054"),
+        "kafka_bootstrap": config.kafka_bootstrap(),
+    }
+
+
+def template_path(kind: str) -> Path:
+    return config.connectors_dir() / f"his-{kind}.json"
+
+
+def render(template: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """Substitute ${placeholders} value by value (no JSON quoting pitfalls); unknown ones are an error."""
+    try:
+        return {key: string.Template(value).substitute(values) for key, value in template.items()}
+    except KeyError as exc:
+        raise ConnectorError(f"connector template uses ${{{exc.args[0]}}}, which has no value") from exc
+
+
+def password_reference(path: Path) -> str:
+    """Connect FileConfigProvider reference, resolved by the worker (config.providers=file)."""
+    return f"${{file:{path}:password}}"
+
+
+def properties_line(key: str, value: str) -> str:
+    """One java.util.Properties line; backslashes escaped, line breaks refused (cannot be a password)."""
+    if "\n" in value or "\r" in value:
+        raise ConnectorError("the HIS password must not contain line breaks")
+    return f"{key}={value.replace(chr(92), chr(92) * 2)}\n"
+
+
+def redact(text: str, secret: str) -> str:
+    return text.replace(secret, "******") if secret else text
+
+
+def failure_reason(trace: str) -> str:
+    """The most telling line of a Java stack trace: the deepest 'Caused by', else the first line, with the
+    exception's package dropped (`PSQLException: FATAL: password authentication failed for user "x"`)."""
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    line = causes[-1] if causes else (lines[0] if lines else "no trace")
+    return re.sub(r"^(?:[a-z_$][\w$]*\.)+(?=[A-Z][\w$]*(?:Exception|Error)\b)", "", line)
+
+
+# --- Connect REST --------------------------------------------------------------------------------------
+
+def connect_request(method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    url = config.connect_url() + path
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
+                                                                         "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None
+        except ValueError:
+            return exc.code, {"message": raw.decode(errors="replace")}
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectorError(f"Kafka Connect is unreachable at {config.connect_url()} ({reason}); "
+                             f"is the stack up? (`hisbridge stack up`)") from exc
+
+
+def current_config(name: str) -> dict[str, str] | None:
+    status, body = connect_request("GET", f"/connectors/{name}/config")
+    if status == 404:
+        return None
+    if status != 200:
+        raise ConnectorError(f"reading connector {name} failed: HTTP {status} {body}")
+    return {k: v for k, v in body.items() if k != "name"}
+
+
+def validation_errors(body: dict[str, Any]) -> list[str]:
+    """'key: message' for every configuration value Connect's validation flagged."""
+    errors = []
+    for item in body.get("configs", []):
+        value = item.get("value") or {}
+        errors += [f"{value.get('name')}: {message}" for message in value.get("errors") or []]
+    return errors
+
+
+def validate(name: str, desired: dict[str, str], secret: str) -> None:
+    """Ask the plugin to validate first: Connect 4.3's PUT answers an invalid config with an HTTP 500
+    NullPointerException instead of the reason, the validate endpoint names it (e.g. a bad password)."""
+    plugin = desired["connector.class"].rsplit(".", 1)[-1]
+    status, body = connect_request("PUT", f"/connector-plugins/{plugin}/config/validate",
+                                   {**desired, "name": name}, timeout=120)
+    if status != 200:
+        message = (body or {}).get("message", body)
+        raise ConnectorError(redact(f"Kafka Connect could not validate {name} (HTTP {status}): {message}", secret))
+    errors = validation_errors(body)
+    if errors:
+        raise ConnectorError(redact(f"connector {name} rejected: " + "; ".join(errors), secret))
+
+
+def put_config(name: str, desired: dict[str, str], secret: str) -> None:
+    status, body = connect_request("PUT", f"/connectors/{name}/config", desired, timeout=120)
+    if status not in (200, 201):
+        message = (body or {}).get("message", body)
+        raise ConnectorError(redact(f"Kafka Connect rejected connector {name} (HTTP {status}): {message}",
+                                    secret))
+
+
+def connector_status(name: str) -> dict[str, Any] | None:
+    status, body = connect_request("GET", f"/connectors/{name}/status")
+    return body if status == 200 else None
+
+
+def running_or_failure(status: dict[str, Any] | None) -> tuple[bool, str | None]:
+    """(all running, failure reason or None) from a /status document."""
+    if not status:
+        return False, None
+    parts = [("connector", status.get("connector", {}))] + [
+        (f"task {t.get('id')}", t) for t in status.get("tasks", [])]
+    for label, part in parts:
+        if part.get("state") == "FAILED":
+            return False, f"{label} FAILED: {failure_reason(part.get('trace', ''))}"
+    states = [part.get("state") for _, part in parts]
+    return bool(status.get("tasks")) and all(s == "RUNNING" for s in states), None
+
+
+def wait_running(name: str, secret: str, timeout: float = 90.0, settle: float = 0.0) -> None:
+    """Until connector and tasks are RUNNING for `settle` seconds in a row: after a restart or an update
+    Connect may still report the previous RUNNING state for a moment."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] | None = None
+    running_since: float | None = None
+    while time.monotonic() < deadline:
+        last = connector_status(name)
+        ok, failure = running_or_failure(last)
+        if failure:
+            raise ConnectorError(redact(f"connector {name}: {failure}", secret))
+        now = time.monotonic()
+        running_since = (running_since or now) if ok else None
+        if running_since is not None and now - running_since >= settle:
+            return
+        time.sleep(0.5)
+    raise ConnectorError(f"connector {name} not RUNNING after {timeout:.0f}s: {last}")
+
+
+def secret_file(name: str) -> Path:
+    return config.secrets_dir() / "connectors" / f"{name}.properties"
+
+
+def write_secret(path: Path, password: str) -> bool:
+    """Write the password file (0600) atomically; False when it already held this password."""
+    content = properties_line("password", password)
+    if path.exists() and path.read_text(encoding="utf-8") == content:
+        return False
+    write_private(path, content)
+    return True
+
+
+def write_private(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(content)
+    os.replace(tmp, path)
+
+
+def restart(name: str) -> None:
+    """Restart connector and tasks so they re-read a changed password file."""
+    status, body = connect_request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=false")
+    if status not in (200, 202, 204):
+        raise ConnectorError(f"restarting connector {name} failed: HTTP {status} {body}")
+
+
+def apply(spec: ConnectorSpec, timeout: float = 90.0, prepare: bool = True) -> str:
+    """Create or update the connector; returns 'created', 'updated', 'restarted' or 'unchanged'."""
+    password = config.his_cdc_password()
+    template = json.loads(template_path(spec.kind).read_text(encoding="utf-8"))
+    path = secret_file(spec.name)
+    desired = render(template, template_values(spec, password_reference(path)))
+    existing = current_config(spec.name)
+    previous = path.read_text(encoding="utf-8") if path.exists() else None
+    secret_changed = write_secret(path, password)
+    if existing == desired and not secret_changed:
+        wait_running(spec.name, password, timeout)
+        return "unchanged"
+    try:
+        if existing != desired and prepare and spec.kind == "postgres":
+            prepare_postgres_tables(spec.tables)
+        validate(spec.name, desired, password)
+    except ConnectorError:
+        # a rejected password must not replace the one the running connector will restart with
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_private(path, previous)
+        raise
+    if existing == desired:
+        restart(spec.name)
+        outcome = "restarted"
+    else:
+        put_config(spec.name, desired, password)
+        outcome = "created" if existing is None else "updated"
+    wait_running(spec.name, password, timeout, settle=3.0)
+    return outcome
+
+
+def delete(name: str) -> bool:
+    status, body = connect_request("DELETE", f"/connectors/{name}")
+    if status not in (204, 404):
+        raise ConnectorError(f"deleting connector {name} failed: HTTP {status} {body}")
+    secret_file(name).unlink(missing_ok=True)
+    return status == 204
+
+
+# --- HIS preparation (PostgreSQL, needs the admin DSN) ------------------------------------------------
+
+def prepare_postgres_tables(tables: tuple[str, ...]) -> None:
+    """Let the CDC role publish these tables: ownership to the capture group (pgoutput publications
+    need ownership) and REPLICA IDENTITY FULL (full before-images). See connectors/postgres-setup.sql."""
+    import psycopg2
+    from psycopg2 import sql
+    try:
+        conn = psycopg2.connect(config.his_dsn(), connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        raise ConnectorError(f"cannot reach the HIS database to prepare tables: {exc}".strip()) from exc
+    try:
+        with conn, conn.cursor() as cur:
+            for table in tables:
+                schema, _, name = table.partition(".")
+                ident = sql.Identifier(schema, name)
+                cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(schema), sql.Identifier(CAPTURE_GROUP)))
+                cur.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident, sql.Identifier(CAPTURE_GROUP)))
+                cur.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
+    except psycopg2.Error as exc:
+        raise ConnectorError(f"preparing HIS tables {', '.join(tables)} failed: {exc}".strip()) from exc
+    finally:
+        conn.close()

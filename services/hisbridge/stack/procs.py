@@ -1,0 +1,168 @@
+"""Process supervision for the local stack: pid files, liveness, ports, start-up and shutdown.
+
+Every component is a detached process (its own session, so it outlives the CLI) with a log file and a
+pid file under var/. Liveness checks the pid AND a marker in its command line, so a recycled pid never
+passes for a running component.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hisbridge import config
+
+
+class StackError(RuntimeError):
+    """An operator must act: a component failed to start or stop (the message says which and why)."""
+
+
+@dataclass(frozen=True)
+class ProcState:
+    name: str
+    running: bool
+    pid: int | None
+    port: int
+    since: float | None  # epoch seconds the process started
+
+
+def run_dir() -> Path:
+    return config.var_dir() / "run"
+
+
+def log_dir() -> Path:
+    return config.var_dir() / "log"
+
+
+def pid_file(name: str) -> Path:
+    return run_dir() / f"{name}.pid"
+
+
+def log_file(name: str) -> Path:
+    return log_dir() / f"{name}.log"
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def is_alive(pid: int | None, marker: str) -> bool:
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie holds no port and does no work
+        return False
+    return marker in cmdline(pid)
+
+
+def started_at(pid: int) -> float | None:
+    """Process start time from /proc (field 22 = start ticks after boot)."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime"))
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on the port (we could bind it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path | None = None,
+               alive: Callable[[], bool] | None = None) -> None:
+    """Poll `check` until true; fail early (with the log's tail) when the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if alive is not None and not alive():
+            raise StackError(f"{what}: process exited during start-up{log_tail(log)}")
+        time.sleep(0.3)
+    raise StackError(f"{what}: not ready after {timeout:.0f}s{log_tail(log)}")
+
+
+def log_tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {log} ---\n" + "\n".join(tail)
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+    """Start a detached process logging to var/log/<name>.log; record its pid in var/run/<name>.pid."""
+    run_dir().mkdir(parents=True, exist_ok=True)
+    log_dir().mkdir(parents=True, exist_ok=True)
+    with open(log_file(name), "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    pid_file(name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
+    """SIGTERM, wait for a clean exit, SIGKILL as the last resort."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        if not is_alive(pid, marker):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            reap(pid)
+            if not is_alive(pid, marker):
+                return
+            time.sleep(0.2)
+    raise StackError(f"process {pid} ({marker}) did not stop")
+
+
+def reap(pid: int) -> None:
+    """Collect an exited child of this process (only relevant when it was started by us)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
