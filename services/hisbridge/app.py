@@ -9,6 +9,7 @@ Settings come from hisbridge.config / environment:
 """
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,17 @@ async def record_raw_envelopes(stream):
                                             e.key, e.value), ensure_ascii=False) for e in events]
         with open(out, "a", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
+
+
+# Pipeline agents live in their own modules and register on `app` when imported; kept as data so a new
+# stage is one line. A module not built yet must not stop the others.
+AGENT_MODULES = ("hisbridge.agents.transform", "hisbridge.agents.sink")
+
+
+def load_agents() -> None:
+    for name in AGENT_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise

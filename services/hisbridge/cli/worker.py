@@ -7,7 +7,8 @@ import click
 def run_foreground(loglevel: str) -> None:
     from faust.worker import Worker
 
-    from hisbridge.app import app
+    from hisbridge.app import app, load_agents
+    load_agents()
     Worker(app, loglevel=loglevel).execute_from_commandline()
 
 
