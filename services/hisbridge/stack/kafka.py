@@ -57,8 +57,12 @@ def jvm(heap: str) -> list[str]:
 
 
 def cluster_id() -> str:
-    """Kafka's Uuid text form: URL-safe base64 of 16 random bytes, unpadded."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's Uuid text form: URL-safe base64 of 16 random bytes, unpadded. Like Kafka's own
+    Uuid.randomUuid, never one starting with '-': the storage tool would read it as an option."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def format_storage() -> None:
