@@ -100,7 +100,7 @@ def start() -> bool:
     new_pid = procs.spawn(NAME, [*kafka.jvm(heap), "-cp", jars.classpath(jars.connect_lib()), MAIN,
                                  str(properties_file())])
     procs.wait_until(ready, 180, "connect readiness", procs.log_file(NAME),
-                     alive=lambda: procs.is_alive(new_pid, marker()))
+                     alive=lambda: procs.is_running_pid(new_pid))
     return True
 
 

@@ -122,7 +122,7 @@ def start() -> bool:
     new_pid = procs.spawn(NAME, [*jvm(heap), "-cp", jars.classpath(jars.kafka_lib()), MAIN,
                                  str(properties_file())])
     procs.wait_until(ready, 90, "kafka readiness", procs.log_file(NAME),
-                     alive=lambda: procs.is_alive(new_pid, marker()))
+                     alive=lambda: procs.is_running_pid(new_pid))
     return True
 
 

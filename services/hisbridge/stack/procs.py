@@ -61,16 +61,21 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def is_alive(pid: int | None, marker: str) -> bool:
+def is_running_pid(pid: int | None) -> bool:
+    """The process exists and is not a zombie (a zombie holds no port and does no work). What to ask
+    right after spawn: until exec, the child's command line is still the parent's, without the marker."""
     if not pid:
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":  # a zombie holds no port and does no work
-        return False
-    return marker in cmdline(pid)
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def is_alive(pid: int | None, marker: str) -> bool:
+    """`pid` runs and is ours (its command line carries the marker, so a recycled pid is not taken)."""
+    return is_running_pid(pid) and marker in cmdline(pid)
 
 
 def started_at(pid: int) -> float | None:
