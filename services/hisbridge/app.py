@@ -73,8 +73,17 @@ async def record_raw_envelopes(stream):
 AGENT_MODULES = ("hisbridge.agents.transform", "hisbridge.agents.sink")
 
 
+def agent_modules() -> tuple[str, ...]:
+    """HISBRIDGE_AGENTS (comma-separated short names, e.g. "sink") runs only those stages: a worker per
+    stage in production, and tests that must not pick up the other stage's topics."""
+    chosen = config.env_str("HISBRIDGE_AGENTS", "")
+    if not chosen:
+        return AGENT_MODULES
+    return tuple(f"hisbridge.agents.{name.strip()}" for name in chosen.split(",") if name.strip())
+
+
 def load_agents() -> None:
-    for name in AGENT_MODULES:
+    for name in agent_modules():
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
