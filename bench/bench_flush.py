@@ -40,6 +40,19 @@ def rows_for(table, org: str, day: date, n: int, chunk: int):
         yield out
 
 
+def server_counters(conn) -> tuple[int, int, int]:
+    """(WAL position, timed checkpoints, requested checkpoints) of the server (staging shares it)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT pg_current_wal_lsn() - '0/0', checkpoints_timed, checkpoints_req
+                       FROM pg_stat_bgwriter""")
+        return tuple(int(v) for v in cur.fetchone())
+
+
+def counters_delta(before, after) -> str:
+    wal, timed, req = (a - b for a, b in zip(after, before))
+    return f"WAL {wal / 2**20:,.0f} MiB, checkpoints {timed} timed + {req} requested (WAL full)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -68,12 +81,14 @@ def main() -> None:
           f"{build_s:.1f} s not counted)   target >= 10,000")
 
     now = datetime(day.year, day.month, day.day, 18, 30, tzinfo=SHANGHAI)
+    before = server_counters(front)
     t0 = time.perf_counter()
     result = flush_batch(stage, front, table, day.isoformat(), now, parse({}))
     flush_s = time.perf_counter() - t0
     assert result.row_count == args.rows, result
-    print(f"flush (staging COPY out → front-end COPY + upsert + ledger + mark): "
+    print(f"flush (staging COPY out → front-end COPY + ledger + mark, one front-end commit): "
           f"{args.rows / flush_s:,.0f} rows/s ({flush_s:.1f} s)   target >= 50,000")
+    print(f"  server during the flush: {counters_delta(before, server_counters(front))}")
 
     with tempfile.TemporaryFile() as spool:
         with front, front.cursor() as cur:
@@ -81,12 +96,14 @@ def main() -> None:
             cur.execute("TRUNCATE bench_raw_copy")
             cur.copy_expert(cur.mogrify("COPY (SELECT * FROM mjzzlxx WHERE yljgdm = %s) TO STDOUT", (org,)), spool)
         spool.seek(0)
+        before = server_counters(front)
         t0 = time.perf_counter()
         with front, front.cursor() as cur:
             cur.copy_expert("COPY bench_raw_copy FROM STDIN", spool)
         raw_s = time.perf_counter() - t0
     print(f"raw COPY of the same rows into an identical table: {args.rows / raw_s:,.0f} rows/s ({raw_s:.1f} s) "
           f"— flush reaches {raw_s / flush_s:.0%} of it")
+    print(f"  server during the raw COPY: {counters_delta(before, server_counters(front))}")
 
     with front, front.cursor() as cur:
         cur.execute("DROP TABLE bench_raw_copy")
@@ -94,7 +111,8 @@ def main() -> None:
         cur.execute("DELETE FROM hisbridge.ledger WHERE tbl = 'mjzzlxx' AND batch = %s", (day.isoformat(),))
     with stage, stage.cursor() as cur:
         cur.execute("DELETE FROM hisbridge.staged WHERE tbl = 'mjzzlxx' AND org = %s", (org,))
-        cur.execute("DELETE FROM hisbridge.ledger WHERE tbl = 'mjzzlxx' AND batch = %s", (day.isoformat(),))
+        for done in ("ledger", "flushed"):
+            cur.execute(f"DELETE FROM hisbridge.{done} WHERE tbl = 'mjzzlxx' AND batch = %s", (day.isoformat(),))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,13 @@ Shell: flush_batch(...) — see the protocol in its docstring.
 from __future__ import annotations
 
 import logging
-import tempfile
+import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping
 
+import psycopg2.errors
 from psycopg2 import sql
 
 from hisbridge import config, ledger, staging
@@ -181,10 +183,11 @@ def retry_decision(now: datetime, window_end: datetime, attempt: int, schedule: 
 # Protocol across the two databases (front-end and staging cannot share a transaction):
 #   1 claim    (staging tx)   store the plan (table, batch, report_datetime, kind, cut = highest committed
 #                             staging seq, taken while no writer is in flight)
-#   2 write    (front-end tx) unless the ledger already has (table, batch, report_datetime): COPY the pending
-#                             rows with seq <= cut into a typed temp table, upsert them into the
-#                             front-end table with that report_datetime, insert the ledger row — one commit
-#   3 mark     (staging tx)   rows still at the claimed version → flushed; ledger copied; plan removed
+#   2 write    (front-end tx) unless the ledger already has (table, batch, report_datetime): stream the
+#                             pending rows above the last cut and at or below this one (staging COPY TO →
+#                             front-end COPY FROM), straight into the table or via a temp table and an
+#                             upsert, with that report_datetime; insert the ledger row — one commit
+#   3 mark     (staging tx)   one row in hisbridge.flushed (table, batch, cut); ledger copied; plan removed
 # A crash after 1 leaves a plan: a rerun in the same window reuses its report_datetime, so step 2 either
 # finds its ledger row (committed before the crash → only step 3 runs) or writes once. Any write to a row
 # gives it a new seq > cut, so "pending and seq <= cut" is the same set at steps 2 and 3; a row changed
@@ -240,8 +243,8 @@ def claim(staging_conn, frontend_conn, table: str, batch: str, now: datetime, wi
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (staging.WRITE_LOCK,))  # no write in flight
         cur.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM hisbridge.staged_seq")
         cut = cur.fetchone()[0]
-        cur.execute("""SELECT EXISTS (SELECT 1 FROM hisbridge.staged WHERE tbl = %s AND batch = %s
-                                      AND status = 'pending' AND seq <= %s)""", (table, batch, cut))
+        cur.execute("SELECT EXISTS (SELECT 1 FROM hisbridge.staged s WHERE " + staging.pending_predicate() + ")",
+                    {"tbl": table, "batch": batch, "cut": cut})
         if not cur.fetchone()[0]:
             return None
         plan = Plan(table, batch, rdt, kind, cut, window_batch, forced.operator if forced else None,
@@ -259,46 +262,103 @@ def _columns(table) -> list[str]:
 def _upsert_sql(table) -> sql.Composed:
     cols = _columns(table)
     pk = set(table.primary_key)
-    select = [sql.SQL("%(rdt)s") if c == "report_datetime" else sql.Identifier(c) for c in cols]
     updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols if c not in pk]
-    return sql.SQL("""INSERT INTO {t} ({cols}) SELECT {sel} FROM flush_in
+    return sql.SQL("""INSERT INTO {t} ({cols}) SELECT {cols} FROM flush_in
                       ON CONFLICT ({pk}) DO UPDATE SET {upd}""").format(
         t=sql.Identifier(table.name), cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
-        sel=sql.SQL(", ").join(select), pk=sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
-        upd=sql.SQL(", ").join(updates))
+        pk=sql.SQL(", ").join(map(sql.Identifier, table.primary_key)), upd=sql.SQL(", ").join(updates))
 
 
-def _extract_sql(table) -> sql.Composed:
-    """Staging side: the payload as the front-end columns, in text (COPY parses them into their types)."""
-    cols = [sql.SQL("payload->>{}").format(sql.Literal(c)) for c in _columns(table)]
-    return sql.SQL("""SELECT {cols} FROM hisbridge.staged WHERE tbl = %s AND batch = %s
-                      AND status = 'pending' AND seq <= %s""").format(cols=sql.SQL(", ").join(cols))
+def _extract_sql(table, plan: Plan) -> sql.Composed:
+    """Staging side: the carried rows as the front-end columns in COPY text (the front-end parses them
+    into their types), report_datetime already the plan's. Parameters: tbl, batch, cut."""
+    rdt = sql.Literal(plan.report_datetime.isoformat(sep=" "))
+    cols = [rdt if c == "report_datetime" else sql.SQL("s.payload->>{}").format(sql.Literal(c))
+            for c in _columns(table)]
+    return sql.SQL("COPY (SELECT {cols} FROM hisbridge.staged s WHERE {where}) TO STDOUT").format(
+        cols=sql.SQL(", ").join(cols), where=sql.SQL(staging.pending_predicate()))
 
 
-def _checksum_sql(table) -> str:
-    exprs = [f'("{k}"::text)' for k in table.primary_key]
-    return f"SELECT {ledger.key_checksum_sql(exprs)} FROM flush_in"
+def _copy_in_sql(target: str, table) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(target),
+                                                     sql.SQL(", ").join(map(sql.Identifier, _columns(table))))
+
+
+PIPE_BUFFER = 1 << 20
+
+
+def _stream(scur, copy_out, fcur, copy_in) -> int:
+    """COPY TO STDOUT on staging straight into COPY FROM STDIN on the front-end, through a pipe: both
+    servers work at once and nothing is spooled. Returns the rows the front-end took. A failure on the
+    staging side raises here (the front-end may have taken a truncated stream: the caller's transaction
+    must roll back, which raising does)."""
+    read_fd, write_fd = os.pipe()
+    reader, writer = os.fdopen(read_fd, "rb", PIPE_BUFFER), os.fdopen(write_fd, "wb", PIPE_BUFFER)
+    failed: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            scur.copy_expert(copy_out, writer, PIPE_BUFFER)
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
+            failed.append(exc)
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=pump, name="flush-copy-out", daemon=True)
+    thread.start()
+    try:
+        fcur.copy_expert(copy_in, reader, PIPE_BUFFER)
+        taken = fcur.rowcount
+    finally:
+        while reader.read(PIPE_BUFFER):   # the front-end stopped early: let staging finish its COPY
+            pass
+        reader.close()
+        thread.join()
+    if failed:
+        raise failed[0]
+    return taken
+
+
+def _load(scur, fcur, table, plan: Plan) -> int:
+    """Send the carried rows; returns how many the front-end table took.
+
+    A first delivery normally meets no existing keys, so it goes straight into the table by COPY (the
+    raw-COPY speed). If a key exists already (a record that moved batches, or any resubmission) that
+    attempt is rolled back to its savepoint and the rows go through a temp table and INSERT … ON CONFLICT
+    — the same final content either way."""
+    copy_out = scur.mogrify(_extract_sql(table, plan), {"tbl": plan.table, "batch": plan.batch, "cut": plan.cut})
+    if plan.kind == "first":
+        fcur.execute("SAVEPOINT flush_direct")
+        try:
+            taken = _stream(scur, copy_out, fcur, _copy_in_sql(table.name, table).as_string(fcur))
+            fcur.execute("RELEASE SAVEPOINT flush_direct")
+            return taken
+        except psycopg2.errors.UniqueViolation:
+            fcur.execute("ROLLBACK TO SAVEPOINT flush_direct")
+            log.info("flush %s %s: keys exist on the front-end, upserting instead", plan.table, plan.batch)
+    fcur.execute(sql.SQL("CREATE TEMP TABLE flush_in ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA")
+                 .format(sql.Identifier(table.name)))
+    _stream(scur, copy_out, fcur, _copy_in_sql("flush_in", table).as_string(fcur))
+    fcur.execute(_upsert_sql(table))
+    return fcur.rowcount
 
 
 def write_frontend(staging_conn, frontend_conn, table, plan: Plan, before_commit=None):
-    """Step 2: the ONE front-end transaction of a flush (rows + ledger); returns (ledger row, written)."""
+    """Step 2: the ONE front-end transaction of a flush (rows + ledger); returns (ledger row, written).
+
+    The rows and their count/checksum are read from one REPEATABLE READ snapshot of staging, so the
+    ledger describes exactly the rows written (and the two counts are checked against each other)."""
     with frontend_conn, frontend_conn.cursor() as fcur:
         done = ledger.find(fcur, plan.table, plan.batch, plan.report_datetime)
         if done is not None:
             return done, False
-        with tempfile.TemporaryFile() as spool:
-            with staging_conn, staging_conn.cursor() as scur:
-                query = scur.mogrify(_extract_sql(table), (plan.table, plan.batch, plan.cut))
-                scur.copy_expert(b"COPY (" + query + b") TO STDOUT", spool)
-            spool.seek(0)
-            fcur.execute(sql.SQL("CREATE TEMP TABLE flush_in ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA")
-                         .format(sql.Identifier(table.name)))
-            fcur.copy_expert(sql.SQL("COPY flush_in ({}) FROM STDIN").format(
-                sql.SQL(", ").join(map(sql.Identifier, _columns(table)))).as_string(fcur), spool)
-        fcur.execute(_upsert_sql(table), {"rdt": plan.report_datetime})
-        count = fcur.rowcount
-        fcur.execute(_checksum_sql(table))
-        checksum = fcur.fetchone()[0]
+        with staging_conn, staging_conn.cursor() as scur:
+            scur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            count = _load(scur, fcur, table, plan)
+            staged_count, checksum = staging.key_checksum(scur, plan.table, plan.batch, plan.cut)
+        if staged_count != count:
+            raise RuntimeError(f"flush {plan.table} {plan.batch}: front-end took {count} rows, "
+                               f"staging carries {staged_count} — rolled back")
         row = ledger.LedgerRow(plan.table, plan.batch, plan.report_datetime, count, checksum, plan.kind,
                                plan.operator, plan.reason)
         ledger.insert(fcur, row)
@@ -308,15 +368,13 @@ def write_frontend(staging_conn, frontend_conn, table, plan: Plan, before_commit
 
 
 def mark_flushed(staging_conn, plan: Plan, row: ledger.LedgerRow) -> int:
-    """Step 3: rows at or below the cut → flushed with the plan's report_datetime; plan removed."""
+    """Step 3: the rows the plan carried → flushed with its report_datetime (one cut row); plan removed.
+    Returns the ledger's row count."""
     with staging_conn, staging_conn.cursor() as cur:
-        cur.execute("""UPDATE hisbridge.staged SET status = 'flushed', report_datetime = %s
-                       WHERE tbl = %s AND batch = %s AND status = 'pending' AND seq <= %s""",
-                    (plan.report_datetime, plan.table, plan.batch, plan.cut))
-        marked = cur.rowcount
+        staging.mark_flushed(cur, plan.table, plan.batch, plan.cut, plan.report_datetime)
         ledger.copy_to_staging(cur, row)
         cur.execute("DELETE FROM hisbridge.flush_plan WHERE tbl = %s AND batch = %s", (plan.table, plan.batch))
-    return marked
+    return row.row_count
 
 
 def release_plan(staging_conn, plan: Plan) -> None:

@@ -4,9 +4,17 @@ version wins by source order (LSN, then commit time) — never by arrival.
 Row status: pending (to be sent), flushed (sent, with the report_datetime of that flush), superseded (a
 revoke of a record never sent: nothing to tell the province). A newer version of a flushed row becomes
 pending again and goes out as a resubmission. Every write takes a new `seq`; a planned flush stores the
-cut (the highest seq committed when it was planned) and sends, then marks, only rows at or below it — a row
-written later (a newer version) stays pending for the next window (see flush.flush_batch). Writers hold a
-shared advisory lock that the planner takes exclusively, so the cut is clean.
+cut (the highest seq committed when it was planned) and sends only rows above the batch's previous cut and
+at or below its own — a row written later (a newer version) stays pending for the next window (see
+flush.flush_batch). Writers hold a shared advisory lock that the planner takes exclusively, so the cut is
+clean.
+
+Marking a flush is one row in `hisbridge.flushed` (table, batch, cut, report_datetime), not an UPDATE of
+every row it carried (rewriting a million wide rows cost more than the flush itself). "Flushed" is thus
+derived: a row stored as pending whose seq is at or below a completed cut of its batch went out with the
+earliest such flush. Since any write gives a row a new seq above every existing cut, the derivation is
+exact; an upsert over such a row first materialises that report_datetime (so "was ever delivered", which
+decides whether a revoke must be sent, survives the new version).
 Consumer progress per partition is stored in the same transaction as the rows it covers, so a restart
 resumes the watermark from durable state and Kafka offsets may be committed after `upsert_rows` returns.
 """
@@ -22,6 +30,7 @@ import psycopg2.extras
 
 from hisbridge.catalog.model import Table
 from hisbridge.catalog.records import to_json
+from hisbridge.ledger import key_checksum_sql
 from hisbridge.watermark import ConnectorProgress
 
 KEY_SEP = "\x1f"
@@ -39,7 +48,12 @@ CREATE TABLE IF NOT EXISTS hisbridge.staged (
     report_datetime timestamp,          -- of the last flush that carried this row
     seq bigint NOT NULL DEFAULT nextval('hisbridge.staged_seq'),  -- staging write order (flush cut)
     PRIMARY KEY (tbl, org, bkey));
-CREATE INDEX IF NOT EXISTS staged_pending ON hisbridge.staged (tbl, batch) WHERE status = 'pending';
+-- (tbl, batch, seq): "pending above the last cut" is an index range; staged_batches skips along it
+CREATE INDEX IF NOT EXISTS staged_pending_seq ON hisbridge.staged (tbl, batch, seq) WHERE status = 'pending';
+DROP INDEX IF EXISTS hisbridge.staged_pending;
+CREATE TABLE IF NOT EXISTS hisbridge.flushed (
+    tbl text NOT NULL, batch text NOT NULL, cut bigint NOT NULL, report_datetime timestamp NOT NULL,
+    PRIMARY KEY (tbl, batch, cut));
 CREATE TABLE IF NOT EXISTS hisbridge.flush_plan (
     tbl text NOT NULL, batch text NOT NULL, report_datetime timestamp NOT NULL, kind text NOT NULL,
     cut bigint NOT NULL, window_batch text, operator text, reason text, planned_at timestamptz NOT NULL DEFAULT now(),
@@ -119,6 +133,11 @@ def _copy_buffer(rows: Iterable[StagedRow]) -> io.StringIO:
     return out
 
 
+# report_datetime of the flush that carried the stored version `s` (NULL: not sent, or not pending)
+_CARRIED = """(CASE WHEN s.status = 'pending' THEN (
+    SELECT min(f.report_datetime) FROM hisbridge.flushed f
+    WHERE f.tbl = s.tbl AND f.batch = s.batch AND f.cut >= s.seq) END)"""
+
 _UPSERT = """
 INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status)
 SELECT DISTINCT ON (tbl, org, bkey) tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms,
@@ -128,9 +147,10 @@ ON CONFLICT (tbl, org, bkey) DO UPDATE SET
     cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload,
     revoked = excluded.revoked, lsn = excluded.lsn, commit_ms = excluded.commit_ms,
     -- a revoke of a row the province never saw (and no flush has claimed) needs no delivery
-    status = CASE WHEN excluded.revoked AND s.report_datetime IS NULL AND NOT EXISTS (
-                      SELECT 1 FROM hisbridge.flush_plan p WHERE p.tbl = s.tbl AND s.seq <= p.cut)
+    status = CASE WHEN excluded.revoked AND COALESCE(""" + _CARRIED + """, s.report_datetime) IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM hisbridge.flush_plan p WHERE p.tbl = s.tbl AND s.seq <= p.cut)
                   THEN 'superseded' ELSE 'pending' END,
+    report_datetime = COALESCE(""" + _CARRIED + """, s.report_datetime),
     seq = nextval('hisbridge.staged_seq')
 WHERE (excluded.lsn, excluded.commit_ms) > (s.lsn, s.commit_ms)
 """
@@ -167,20 +187,61 @@ def load_progress(conn, connector: str) -> ConnectorProgress:
 
 
 def staged_batches(conn) -> list[StagedBatch]:
-    """Batches with pending rows, and whether each has been delivered before (→ resubmission)."""
+    """Batches with pending rows, and whether each has been delivered before (→ resubmission).
+
+    Skips along the pending index batch by batch (rows marked by a cut stay in it), then counts only
+    the rows above each batch's last cut."""
     with conn, conn.cursor() as cur:
         cur.execute("""
-            SELECT s.tbl, s.cadence, s.batch, count(*),
-                   EXISTS (SELECT 1 FROM hisbridge.ledger l WHERE l.tbl = s.tbl AND l.batch = s.batch)
-            FROM hisbridge.staged s WHERE s.status = 'pending'
-            GROUP BY s.tbl, s.cadence, s.batch ORDER BY s.tbl, s.batch""")
+            WITH RECURSIVE b (tbl, batch) AS (
+                (SELECT tbl, batch FROM hisbridge.staged WHERE status = 'pending' ORDER BY tbl, batch LIMIT 1)
+                UNION ALL
+                SELECT n.tbl, n.batch FROM b CROSS JOIN LATERAL (
+                    SELECT s.tbl, s.batch FROM hisbridge.staged s
+                    WHERE s.status = 'pending' AND (s.tbl, s.batch) > (b.tbl, b.batch)
+                    ORDER BY s.tbl, s.batch LIMIT 1) n)
+            SELECT b.tbl, p.cadence, b.batch, p.n,
+                   EXISTS (SELECT 1 FROM hisbridge.ledger l WHERE l.tbl = b.tbl AND l.batch = b.batch)
+            FROM b CROSS JOIN LATERAL (
+                SELECT min(s.cadence) AS cadence, count(*) AS n FROM hisbridge.staged s
+                WHERE s.status = 'pending' AND s.tbl = b.tbl AND s.batch = b.batch
+                  AND s.seq > """ + LAST_CUT.format(tbl="b.tbl", batch="b.batch") + """) p
+            WHERE p.n > 0 ORDER BY b.tbl, b.batch""")
         return [StagedBatch(t, c, b, n, before) for t, c, b, n, before in cur.fetchall()]
 
 
-def row_states(conn, table: str, batch: str | None = None) -> dict[tuple[str, str], tuple[str, Any, int]]:
-    """(org, bkey) → (status, report_datetime, lsn): for inspection and tests."""
-    with conn, conn.cursor() as cur:
-        cur.execute("""SELECT org, bkey, status, report_datetime, lsn FROM hisbridge.staged
-                       WHERE tbl = %s AND (%s::text IS NULL OR batch = %s)""", (table, batch, batch))
-        return {(o, k): (s, r, lsn) for o, k, s, r, lsn in cur.fetchall()}
+# the highest cut already flushed for a (table, batch): rows at or below it have gone out
+LAST_CUT = ("(SELECT COALESCE(max(f.cut), 0) FROM hisbridge.flushed f "
+            "WHERE f.tbl = {tbl} AND f.batch = {batch})")
 
+
+def pending_predicate() -> str:
+    """SQL over `hisbridge.staged s`: the rows a flush of (%(tbl)s, %(batch)s) with cut %(cut)s carries —
+    the same set at claim, send and mark (any write moves a row above every existing cut)."""
+    return ("s.tbl = %(tbl)s AND s.batch = %(batch)s AND s.status = 'pending' AND s.seq <= %(cut)s"
+            " AND s.seq > " + LAST_CUT.format(tbl="%(tbl)s", batch="%(batch)s"))
+
+
+def key_checksum(cur, table: str, batch: str, cut: int) -> tuple[int, str]:
+    """(row count, ledger checksum) of the rows a flush carries: org + business key, as staged."""
+    cur.execute("SET LOCAL work_mem = '256MB'")   # sort a million keys in memory
+    cur.execute("SELECT count(*), " + key_checksum_sql(["s.org", "s.bkey"]) + " FROM hisbridge.staged s WHERE "
+                + pending_predicate(), {"tbl": table, "batch": batch, "cut": cut})
+    count, checksum = cur.fetchone()
+    return count, checksum
+
+
+def mark_flushed(cur, table: str, batch: str, cut: int, report_datetime) -> None:
+    """Every row the flush carried is now flushed (see the module docstring): one row, idempotent."""
+    cur.execute("""INSERT INTO hisbridge.flushed (tbl, batch, cut, report_datetime) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT DO NOTHING""", (table, batch, cut, report_datetime))
+
+
+def row_states(conn, table: str, batch: str | None = None) -> dict[tuple[str, str], tuple[str, Any, int]]:
+    """(org, bkey) → (status, report_datetime, lsn): for inspection and tests (flushed derived from cuts)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT s.org, s.bkey, CASE WHEN c.rdt IS NOT NULL THEN 'flushed' ELSE s.status END,
+                              COALESCE(c.rdt, s.report_datetime), s.lsn
+                       FROM hisbridge.staged s CROSS JOIN LATERAL (SELECT """ + _CARRIED + """ AS rdt) c
+                       WHERE s.tbl = %s AND (%s::text IS NULL OR s.batch = %s)""", (table, batch, batch))
+        return {(o, k): (s, r, lsn) for o, k, s, r, lsn in cur.fetchall()}

@@ -53,7 +53,10 @@ def server_settings(inst: Instance) -> str:
     """Appended to postgresql.conf at initdb; loopback only, socket inside the data dir."""
     lines = [f"port = {inst.port}", "listen_addresses = '127.0.0.1'",
              f"unix_socket_directories = '{inst.data_dir}'", "password_encryption = 'scram-sha-256'",
-             "shared_buffers = '64MB'", "max_connections = 100"]
+             "shared_buffers = '256MB'", "max_connections = 100",
+             # a 1,000,000-row flush writes ~470 MiB of WAL (a staging load about as much again): with the
+             # default 1GB a checkpoint is forced in mid-delivery and full-page images swell the WAL after it
+             "max_wal_size = '4GB'"]
     if inst.logical:
         lines += ["wal_level = logical", "max_replication_slots = 8", "max_wal_senders = 8"]
     return "\n# hisbridge local stack\n" + "\n".join(lines) + "\n"
