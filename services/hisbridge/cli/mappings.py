@@ -1,0 +1,89 @@
+"""`hisbridge mappings …` — validate the source-mapping file; check the HIS for local codes no map covers."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from hisbridge import config
+from hisbridge.catalog import CatalogError, load_catalog
+from hisbridge.mapping import MappingError, SourceMapping, check_valuemaps, load_mapping
+from hisbridge.transcode import mapped_columns, unmapped_counts
+
+
+def _load(path: str | None) -> tuple[Any, SourceMapping]:
+    try:
+        catalog = load_catalog()
+        return catalog, load_mapping(catalog, path)
+    except (CatalogError, MappingError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group("mappings")
+def cli() -> None:
+    """The hospital's source mapping (HIS tables → catalog tables) and its value maps."""
+
+
+@cli.command("validate")
+@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file (default HISBRIDGE_MAPPING "
+              "or schemas/mapping/demo_hospital.yaml)")
+def validate(path: str | None) -> None:
+    """Load the mapping against the catalog; list value-map codes outside the national value sets."""
+    catalog, mapping = _load(path)
+    problems = check_valuemaps(mapping, catalog)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"{mapping.path}: {len(mapping.tables)} table(s) mapped "
+               f"({', '.join(sorted(mapping.tables))}), {len(mapping.valuemaps)} value map(s), "
+               f"organisation {mapping.org_code}")
+    if problems:
+        raise SystemExit(1)
+
+
+def _counts(cur: Any, source: str, column: str) -> dict[Any, int]:
+    from psycopg2 import sql
+    schema, _, table = source.rpartition(".")
+    target = sql.Identifier(schema, table) if schema else sql.Identifier(table)
+    cur.execute(sql.SQL("SELECT {col}::text, count(*) FROM {tbl} GROUP BY 1").format(
+        col=sql.Identifier(column), tbl=target))
+    return {value: count for value, count in cur.fetchall()}
+
+
+@cli.command("check")
+@click.option("--dsn", default=None, help="HIS connection (default: HISBRIDGE_HIS_DSN / the local stack)")
+@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per unmapped value")
+def check(dsn: str | None, path: str | None, as_json: bool) -> None:
+    """Query the HIS: local values in value-mapped columns that have no mapping yet, with row counts.
+
+    Exit status 1 when any value is unmapped (usable in a pre-delivery check)."""
+    import psycopg2
+
+    _, mapping = _load(path)
+    try:
+        conn = psycopg2.connect(dsn or config.his_dsn())
+    except psycopg2.Error as exc:
+        raise click.ClickException(f"cannot connect to the HIS: {str(exc).strip()}") from None
+    found = 0
+    try:
+        with conn, conn.cursor() as cur:
+            for source, column, valuemap in mapped_columns(mapping):
+                try:
+                    counts = _counts(cur, source, column)
+                except psycopg2.Error as exc:
+                    raise click.ClickException(f"{source}.{column} (value map {valuemap.name}): "
+                                               f"{str(exc).strip().splitlines()[0]}") from None
+                for value, count in unmapped_counts(valuemap, counts):
+                    found += 1
+                    if as_json:
+                        click.echo(json.dumps({"source": source, "column": column, "valuemap": valuemap.name,
+                                               "value": value, "rows": count}, ensure_ascii=False))
+                    else:
+                        click.echo(f"{source}.{column}\t{valuemap.name}\t{value}\t{count}")
+    finally:
+        conn.close()
+    if not as_json:
+        click.echo(f"{found} unmapped local value(s)" if found else "every local value has a mapping", err=True)
+    if found:
+        raise SystemExit(1)
