@@ -146,9 +146,10 @@ FROM staged_in ORDER BY tbl, org, bkey, lsn DESC, commit_ms DESC
 ON CONFLICT (tbl, org, bkey) DO UPDATE SET
     cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload,
     revoked = excluded.revoked, lsn = excluded.lsn, commit_ms = excluded.commit_ms,
-    -- a revoke of a row the province never saw (and no flush has claimed) needs no delivery
+    -- a revoke of a row the province never saw (and no in-flight flush of its batch carries) needs no delivery
     status = CASE WHEN excluded.revoked AND COALESCE(""" + _CARRIED + """, s.report_datetime) IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM hisbridge.flush_plan p WHERE p.tbl = s.tbl AND s.seq <= p.cut)
+                       AND NOT EXISTS (SELECT 1 FROM hisbridge.flush_plan p
+                                       WHERE p.tbl = s.tbl AND p.batch = s.batch AND s.seq <= p.cut)
                   THEN 'superseded' ELSE 'pending' END,
     report_datetime = COALESCE(""" + _CARRIED + """, s.report_datetime),
     seq = nextval('hisbridge.staged_seq')

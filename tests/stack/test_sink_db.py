@@ -16,8 +16,7 @@ from hisbridge import config, ledger, staging
 from hisbridge.batching import SHANGHAI, assign_batch
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.sample import sample_records
-from hisbridge.flush import (Forced, WindowClosed, claim, flush_batch, plan_flushes, retry_decision,
-                             write_frontend)
+from hisbridge.flush import (Forced, WindowClosed, claim, flush_batch, plan_flushes, write_frontend)
 from hisbridge.schedule import parse
 
 pytestmark = pytest.mark.stack
@@ -156,7 +155,7 @@ def test_older_version_arriving_late_does_not_overwrite_a_newer_one(dbs, case):
     # both in one chunk, older last: the newest source position still wins
     staging.upsert_rows(stage_conn, [staging.staged_row(TABLE, newer, batch, 300, 2000),
                                      staging.staged_row(TABLE, older, batch, 250, 2000)])
-    assert staging.row_states(stage_conn, "mjzzlxx")[(org, "V00000001")][2] == 300
+    assert staging.row_states(stage_conn, "mjzzlxx", batch)[(org, "V00000001")][2] == 300
     flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1), HOSPITAL)
     assert str(frontend_rows(front, org)["V00000001"][2]) == "200.00"
 
@@ -256,24 +255,6 @@ def test_city_relay_window_across_midnight(dbs, case):
     assert frontend_rows(front, org)["V00000001"][0] == datetime(day.year, day.month, day.day, 1, 30) + timedelta(days=1)
 
 
-def test_frontend_unreachable_at_window_open_retries_then_flushes_when_up(dbs, case):
-    stage_conn, front = dbs
-    org, day = case
-    batch = day.isoformat()
-    stage(stage_conn, [record(org, 1, at(day, 8))], 10)
-    down = config.frontend_dsn() + " port=1"   # nothing listens on port 1
-    now, attempt = at(day, 18), 0
-    with pytest.raises(psycopg2.OperationalError):
-        psycopg2.connect(down, connect_timeout=2)
-    decision = retry_decision(now, at(day, 22), attempt, HOSPITAL)
-    assert decision.retry and decision.delay == HOSPITAL.retry_base
-    # it comes back: the retry flushes the whole batch
-    result = flush_batch(stage_conn, front, TABLE, batch, now + decision.delay, HOSPITAL)
-    assert (result.outcome, result.row_count) == ("flushed", 1)
-    late = retry_decision(at(day, 21, 59, 58), at(day, 22), 3, HOSPITAL)
-    assert not late.retry and "unreachable" in late.alert
-
-
 def test_forced_flush_bypasses_the_guard_and_is_ledgered(dbs, case):
     stage_conn, front = dbs
     org, day = case
@@ -283,3 +264,119 @@ def test_forced_flush_bypasses_the_guard_and_is_ledgered(dbs, case):
                          forced=Forced("ops-test", "province asked for a re-send"))
     [entry] = ledger.rows(front, "mjzzlxx", batch)
     assert (result.kind, entry.kind, entry.operator) == ("forced", "forced", "ops-test")
+
+
+def _checksum(org: str, keys) -> str:
+    """The ledger checksum recomputed independently: md5 over org\x1fkey sorted bytewise, \x1e-joined."""
+    import hashlib
+    return hashlib.md5("\x1e".join(sorted(f"{org}\x1f{k}" for k in keys)).encode()).hexdigest()
+
+
+def test_first_delivery_meeting_an_existing_key_falls_back_to_upsert_with_the_same_content(dbs, case, caplog):
+    stage_conn, front = dbs
+    org, day = case
+    d, d1 = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
+    first_d = flush_batch(stage_conn, front, TABLE, d, at(day, 18, 5), HOSPITAL)
+    # record 2's batch time moves to D 19:00 → batch D+1, whose FIRST delivery now meets a key the
+    # front-end already holds (from D's flush) — the direct COPY fails and must fall back to the upsert
+    moved = stage(stage_conn, [record(org, 2, at(day, 19), fee="22.22"), record(org, 4, at(day, 20)),
+                               record(org, 5, at(day, 21))], 100)
+    assert moved == [d1] * 3
+    with caplog.at_level("INFO", logger="hisbridge.flush"):
+        second = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 30, days=1), HOSPITAL)
+    assert any("upserting instead" in r.getMessage() for r in caplog.records), "the fallback was not taken"
+    assert (second.outcome, second.kind, second.row_count) == ("flushed", "first", 3)
+    rows = frontend_rows(front, org)
+    assert set(rows) == {f"V{n:08d}" for n in (1, 2, 3, 4, 5)}
+    assert {k for k, r in rows.items() if r[0] == second.report_datetime} == {"V00000002", "V00000004", "V00000005"}
+    assert {k for k, r in rows.items() if r[0] == first_d.report_datetime} == {"V00000001", "V00000003"}
+    assert str(rows["V00000002"][2]) == "22.22" and rows["V00000002"][3] == at(day, 19).replace(tzinfo=None)
+    [entry] = ledger.rows(front, "mjzzlxx", d1)
+    assert (entry.kind, entry.row_count, entry.report_datetime) == ("first", 3, second.report_datetime)
+    assert entry.checksum == _checksum(org, ["V00000002", "V00000004", "V00000005"])
+    assert [e.row_count for e in ledger.rows(front, "mjzzlxx", d)] == [3]       # D's ledger untouched
+    assert {**_states(stage_conn, org, d), **_states(stage_conn, org, d1)} == {
+        "V00000001": ("flushed", first_d.report_datetime), "V00000003": ("flushed", first_d.report_datetime),
+        "V00000002": ("flushed", second.report_datetime), "V00000004": ("flushed", second.report_datetime),
+        "V00000005": ("flushed", second.report_datetime)}
+    assert not [b for b in staging.staged_batches(stage_conn) if (b.table, b.batch) in {("mjzzlxx", d), ("mjzzlxx", d1)}]
+    # a later update of a row the fallback carried is a resubmission of D+1 in the next window
+    stage(stage_conn, [record(org, 4, at(day, 20), fee="44.44")], 200)
+    third = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 1, days=2), HOSPITAL)
+    assert (third.kind, third.row_count) == ("resubmission", 1)
+    rows = frontend_rows(front, org)
+    assert str(rows["V00000004"][2]) == "44.44" and rows["V00000004"][0] == third.report_datetime
+    assert rows["V00000005"][0] == second.report_datetime
+    assert [(e.kind, e.row_count) for e in ledger.rows(front, "mjzzlxx", d1)] == [("first", 3), ("resubmission", 1)]
+
+
+def _states(conn, org: str, batch: str) -> dict[str, tuple]:
+    return {k: (s, r) for (o, k), (s, r, _) in staging.row_states(conn, "mjzzlxx", batch).items() if o == org}
+
+
+def test_rows_staged_after_a_plans_cut_stay_pending_and_revokes_of_flushed_rows_go_out(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    writer = _connect(config.staging_dsn())     # a second staging session: the sink agent's, in effect
+    try:
+        stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
+        first = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 5), HOSPITAL)
+        assert first.row_count == 3
+        stage(writer, [record(org, 1, at(day, 8, 1), fee="1.11"), record(org, 4, at(day, 9))], 20)   # late
+        plan = claim(stage_conn, front, "mjzzlxx", batch, at(day, 18, 5, days=1), (day + timedelta(days=1)).isoformat())
+        # after the cut, before the front-end write: a revoke of flushed row 2, a newer version of row 4
+        # (whose older version the plan covers) and another late row
+        stage(writer, [record(org, 2, at(day, 8, 2), xgbz="1"), record(org, 4, at(day, 9), fee="4.44"),
+                       record(org, 5, at(day, 10))], 30)
+
+        def meanwhile():   # during the front-end transaction, after staging was read: row 1 revoked
+            stage(writer, [record(org, 1, at(day, 8, 1), xgbz="1")], 40)
+
+        second = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 6, days=1), HOSPITAL,
+                             before_commit=meanwhile)
+        assert (second.report_datetime, second.kind, second.row_count) == (plan.report_datetime, "resubmission", 1)
+        rows = frontend_rows(front, org)
+        assert set(rows) == {"V00000001", "V00000002", "V00000003"}          # row 4's old version: not sent
+        assert rows["V00000001"][0] == second.report_datetime and str(rows["V00000001"][2]) == "1.11"
+        assert rows["V00000002"][1] == "0"
+        states = _states(stage_conn, org, batch)
+        assert {k: s for k, (s, _) in states.items()} == {
+            "V00000001": "pending", "V00000002": "pending", "V00000003": "flushed", "V00000004": "pending",
+            "V00000005": "pending"}
+        assert states["V00000003"][1] == first.report_datetime
+        [mine] = [b for b in staging.staged_batches(stage_conn) if (b.table, b.batch) == ("mjzzlxx", batch)]
+        assert (mine.pending, mine.flushed_before) == (4, True)
+        # the next flush carries exactly what the cut left behind, the revokes as xgbz = '1'
+        third = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1, days=2), HOSPITAL)
+        assert (third.kind, third.row_count) == ("resubmission", 4)
+        rows = frontend_rows(front, org)
+        assert {k: r[1] for k, r in rows.items()} == {"V00000001": "1", "V00000002": "1", "V00000003": "0",
+                                                      "V00000004": "0", "V00000005": "0"}
+        assert str(rows["V00000004"][2]) == "4.44"
+        assert {k for k, r in rows.items() if r[0] == third.report_datetime} == {"V00000001", "V00000002",
+                                                                                "V00000004", "V00000005"}
+        assert set(_states(stage_conn, org, batch).values()) == {("flushed", first.report_datetime),
+                                                                 ("flushed", third.report_datetime)}
+        assert [(e.kind, e.row_count) for e in ledger.rows(front, "mjzzlxx", batch)] == [
+            ("first", 3), ("resubmission", 1), ("resubmission", 4)]
+        assert ledger.rows(front, "mjzzlxx", batch)[2].checksum == _checksum(
+            org, ["V00000001", "V00000002", "V00000004", "V00000005"])
+    finally:
+        writer.close()
+
+
+def test_revoke_of_an_unsent_row_is_superseded_while_another_batchs_flush_is_in_flight(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    d, d1 = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8)), record(org, 2, at(day, 19))], 10)    # batches D and D+1
+    # D+1's plan is claimed (its cut is above row 1's seq too) but not yet written
+    plan = claim(stage_conn, front, "mjzzlxx", d1, at(day, 18, 5, days=1), d1)
+    stage(stage_conn, [record(org, 1, at(day, 8), xgbz="1")], 20)    # row 1 (batch D) was never sent
+    assert _states(stage_conn, org, d)["V00000001"][0] == "superseded"
+    result = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 6, days=1), HOSPITAL)
+    assert (result.report_datetime, result.row_count) == (plan.report_datetime, 1)
+    flush_batch(stage_conn, front, TABLE, d, at(day, 18, 7, days=1), HOSPITAL)          # D: nothing to send
+    assert set(frontend_rows(front, org)) == {"V00000002"} and ledger.rows(front, "mjzzlxx", d) == []

@@ -56,36 +56,61 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0, ever
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _dsn(dbname: str) -> str:
-    return f"host=127.0.0.1 port={config.frontend_pg_port()} dbname={dbname} user=postgres"
+def _dsn(dbname: str, port: int | None = None) -> str:
+    return f"host=127.0.0.1 port={port or config.frontend_pg_port()} dbname={dbname} user=postgres"
+
+
+def _create_database(admin_dsn: str, name: str) -> None:
+    admin_pg = psycopg2.connect(admin_dsn, connect_timeout=5)
+    admin_pg.autocommit = True
+    try:
+        with admin_pg.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin_pg.close()
+
+
+def _drop_database(admin_dsn: str, name: str) -> None:
+    admin_pg = psycopg2.connect(admin_dsn, connect_timeout=5)
+    admin_pg.autocommit = True
+    try:
+        with admin_pg.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin_pg.close()
 
 
 class SinkRun:
-    """One isolated sink deployment: topics, databases, clock file, and the worker process."""
+    """One isolated sink deployment: topics, databases, clock file, and the worker process.
 
-    def __init__(self, tmp: Path) -> None:
+    The front-end database lives on the stack's front-end PostgreSQL unless `front_port` names another
+    instance (failure tests stop and start a throwaway one); staging always stays on the stack's."""
+
+    def __init__(self, tmp: Path, front_port: int | None = None) -> None:
         self.id = uuid.uuid4().hex[:10]
         self.tmp = tmp
         self.prefix = f"coret{self.id}"
         self.app_id = f"hisbridge-sinktest-{self.id}"
         self.org = "T" + self.id.upper() + "0000000"
         self.stage_db, self.front_db = f"sinkt_stage_{self.id}", f"sinkt_front_{self.id}"
+        self.front_port = front_port or config.frontend_pg_port()
         self.clock = tmp / "clock.json"
         self.proc: subprocess.Popen | None = None
         self.log = tmp / "worker.log"
         self.producer: KafkaProducer | None = None
         self.schema = avrocodec.load_schema(TABLE.name)
+        self.stage = self.front = None
+
+    def front_dsn(self, dbname: str | None = None) -> str:
+        return _dsn(dbname or self.front_db, self.front_port)
 
     # --- setup / teardown ---
     def setup(self) -> None:
-        admin_pg = psycopg2.connect(_dsn("postgres"), connect_timeout=5)
-        admin_pg.autocommit = True
-        with admin_pg.cursor() as cur:
-            for db in (self.stage_db, self.front_db):
-                cur.execute(f'CREATE DATABASE "{db}"')
-        admin_pg.close()
-        self.stage, self.front = psycopg2.connect(_dsn(self.stage_db)), psycopg2.connect(_dsn(self.front_db))
+        _create_database(_dsn("postgres"), self.stage_db)
+        _create_database(self.front_dsn("postgres"), self.front_db)
+        self.stage = psycopg2.connect(_dsn(self.stage_db))
         staging.ensure_schema(self.stage)
+        self.connect_front()
         ensure_frontend(self.front)
         admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
         # mjzzlxx gets two partitions: the watermark must be the minimum over them
@@ -93,41 +118,49 @@ class SinkRun:
         admin.close()
         self.producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap(), acks="all")
 
+    def connect_front(self) -> None:
+        """(Re)open the test's own front-end connection, e.g. after its server was restarted."""
+        if self.front is not None:
+            self.front.close()
+        self.front = psycopg2.connect(self.front_dsn(), connect_timeout=5)
+
     def teardown(self) -> None:
         self.kill()
         if self.producer:
             self.producer.close()
-        for conn in (getattr(self, "stage", None), getattr(self, "front", None)):
+        for conn in (self.stage, self.front):
             if conn is not None:
                 conn.close()
-        admin_pg = psycopg2.connect(_dsn("postgres"), connect_timeout=5)
-        admin_pg.autocommit = True
-        with admin_pg.cursor() as cur:
-            for db in (self.stage_db, self.front_db):
-                cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        admin_pg.close()
-        admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
-        try:   # our core topics and the Faust app's own (leader assignor) topic
-            mine = [t for t in admin.list_topics() if t.startswith((self.prefix + ".", self.app_id + "-"))]
-            admin.delete_topics(mine)
+        try:
+            _drop_database(_dsn("postgres"), self.stage_db)
+            if self.front_port == config.frontend_pg_port():   # another instance is thrown away whole
+                _drop_database(self.front_dsn("postgres"), self.front_db)
         finally:
-            admin.close()
+            admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
+            try:   # our core topics and the Faust app's own (leader assignor) topic
+                mine = [t for t in admin.list_topics() if t.startswith((self.prefix + ".", self.app_id + "-"))]
+                admin.delete_topics(mine)
+            finally:
+                admin.close()
 
     def topic(self, table: str) -> str:
         return f"{self.prefix}.{table}"
 
     # --- the worker ---
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
+        """The worker, with this run's topics and databases; `extra_env` e.g. a schedule mode."""
         env = dict(os.environ,
                    HISBRIDGE_WORKER_APP_ID=self.app_id, HISBRIDGE_WORKER_WEB_PORT="0",
                    HISBRIDGE_CORE_PREFIX=self.prefix, HISBRIDGE_STAGING_DSN=_dsn(self.stage_db),
-                   HISBRIDGE_FRONTEND_DSN=_dsn(self.front_db), HISBRIDGE_CLOCK_FILE=str(self.clock),
+                   HISBRIDGE_FRONTEND_DSN=self.front_dsn(), HISBRIDGE_CLOCK_FILE=str(self.clock),
                    HISBRIDGE_SINK_TICK="0.5", HISBRIDGE_SINK_WITHIN="0.3", HISBRIDGE_SINK_TAKE="200",
                    HISBRIDGE_RAW_TOPIC=f"sinkt{self.id}.raw", HISBRIDGE_WORKER_OUT=str(self.tmp / "raw.jsonl"),
                    HISBRIDGE_VAR=str(self.tmp / "var"), HISBRIDGE_AGENTS="sink",
                    # Faust settings from the environment: a killed member leaves the group after 10 s, not 60
                    BROKER_SESSION_TIMEOUT="10", BROKER_HEARTBEAT_INTERVAL="1")
         env.pop("HISBRIDGE_SCHEDULE_MODE", None)
+        env.pop("HISBRIDGE_SCHEDULE", None)
+        env.update(extra_env)
         (self.tmp / "var").mkdir(exist_ok=True)
         out = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "hisbridge.cli.worker"], env=env, stdout=out,
