@@ -244,7 +244,7 @@ def _lookups_of(mapping, tables):
 
 def test_demo_mapping_maps_every_catalog_table_it_can(demo):
     assert set(demo.tables) == {"mjzzlxx", "zyhzryxx", "basy", "basy_zd", "basy_ss", "zybasy", "zybasy_zz",
-                                "ylfwnl", "zypzyx"}
+                                "ylfwnl", "zypzyx", "zdzkzb"}
     assert demo.org_code == "12440100455800001P"
 
 

@@ -156,3 +156,48 @@ def _valuemap_locals(domain: str) -> set[str]:
     path = config.schemas_dir() / "mapping" / "valuemaps" / f"{domain}.csv"
     with path.open(encoding="utf-8") as f:
         return {row["local"] for row in csv.DictReader(f)}
+
+
+def _icd_subset(name: str) -> dict[str, str]:
+    path = config.schemas_dir() / "valuesets" / "icd" / name
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    return dict(line.split("\t", 1) for line in lines if line.strip())
+
+
+def test_every_code_the_sim_writes_is_in_the_shipped_icd_subsets_under_the_same_name():
+    icd10 = _icd_subset("icd10_gjlc_2.0.subset.tsv")
+    icd9 = _icd_subset("icd9cm3_lc_3.0.subset.tsv")
+    for code, name in codes.OP_DIAGNOSES + codes.IP_DIAGNOSES + codes.EXTERNAL_CAUSES:
+        assert icd10.get(code) == name, code
+    for code, name, _ in codes.OPERATIONS:
+        assert icd9.get(code) == name, code
+    assert len(icd10) <= 150 and len(icd9) <= 150     # a subset for the demo, not the licensed dictionary
+
+
+def test_pathology_and_external_cause_are_filled_exactly_when_the_principal_diagnosis_needs_them(day_activity):
+    rows = day_activity.rows()
+    principal = {d["inpatient_no"]: d["icd_code"] for d in rows["mr_diagnosis"] if d["seq"] == 0}
+    planted = {e["key"] for e in day_activity.manifest["entities"] if e["defects"]}   # e.g. a missing code
+    seen = set()
+    for hp in (hp for hp in rows["mr_homepage"] if hp["inpatient_no"] not in planted):
+        code = principal[hp["inpatient_no"]]
+        neoplasm, injury = generate.is_neoplasm(code), generate.is_injury(code)
+        seen.add((neoplasm, injury))
+        assert (hp["path_diag_name"] is not None) == (hp["path_diag_code"] is not None) == (hp["path_no"] is not None)
+        assert (hp["path_diag_code"] is not None) == (neoplasm and code in codes.PATHOLOGY), hp["inpatient_no"]
+        assert (hp["ext_cause_code"] is not None) == injury and (hp["ext_cause_name"] is not None) == injury
+        if neoplasm:
+            assert re.fullmatch(r"M\d{5}/\d", hp["path_diag_code"])
+    assert {(True, False), (False, True), (False, False)} <= seen
+    assert all(code in codes.PATHOLOGY for code, _ in codes.IP_DIAGNOSES if generate.is_neoplasm(code))
+
+
+def test_indicators_are_monthly_2_2_and_key_specialty_rows_and_yearly_2_1_rows():
+    monthly = generate.indicator_rows(1, "2026-02", datetime(2026, 3, 5, 10))
+    yearly = generate.indicator_rows(1, "2025", datetime(2026, 1, 5, 10))
+    hospital = [r for r in monthly if r["specialty_code"] is None]
+    assert hospital and all(r["indicator_code"].startswith("2.2.") for r in hospital)
+    specialty = [r for r in monthly if r["specialty_code"] is not None]
+    assert specialty and all(r["indicator_code"].startswith(r["specialty_code"] + "-") for r in specialty)
+    assert all(r["specialty_name"] == generate.KEY_SPECIALTIES[r["specialty_code"]] for r in specialty)
+    assert yearly and all(r["indicator_code"].startswith("2.1.") and r["specialty_code"] is None for r in yearly)

@@ -36,7 +36,8 @@ LOCAL: dict[str, dict[str, str]] = {
 
 UNMAPPED: dict[str, frozenset[str]] = {
     "marital": frozenset({"X"}),
-    "nation": frozenset({"WZ"}),
+    "nation": frozenset({"WZ", "QT", "WW"}),   # GB/T 3304 has no code for 其他 / 外国血统 (97/98 are
+                                               # unverified extensions the catalog's value set leaves out)
     "id_type": frozenset({"CSZ"}),
     "occupation": frozenset({"SJET"}),
     "admit_route": frozenset({"ZJ"}),
@@ -69,36 +70,50 @@ EMERGENCY_DEPARTMENT = "1701"
 
 STAFF_TITLES = {"ZR": "主任医师", "FZR": "副主任医师", "ZZ": "主治医师", "ZYS": "住院医师", "HS": "护士"}
 
-# Outpatient diagnoses: ICD-10 国家临床版 2.0 style codes with names.
+# Diagnoses and operations: ICD-10 国家临床版 2.0 / ICD-9-CM-3 国家临床版 3.0 codes with their dictionary
+# names, exactly as in the shipped subsets schemas/valuesets/icd/*.subset.tsv (a unit test keeps them in step:
+# the quality stage checks that a code is in the dictionary and that the name is the dictionary's name).
 OP_DIAGNOSES: tuple[tuple[str, str], ...] = (
     ("J06.900", "急性上呼吸道感染"), ("J20.900", "急性支气管炎"), ("I10.x00x002", "高血压"),
-    ("E11.900", "2型糖尿病"), ("K29.700", "胃炎"), ("K21.000", "胃食管反流病伴有食管炎"),
+    ("E11.900", "2型糖尿病"), ("K29.700", "胃炎"), ("K59.000", "便秘"),
     ("M54.500", "下背痛"), ("R51.x00", "头痛"), ("J45.900x001", "支气管哮喘"),
     ("N39.000", "泌尿道感染"), ("H10.900", "结膜炎"), ("L30.900", "皮炎"), ("K02.900", "龋病"),
-    ("J02.900", "急性咽炎"), ("A09.900x003", "感染性腹泻"), ("M17.900", "膝关节病"),
+    ("J02.900", "急性咽炎"), ("A09.900", "胃肠炎"), ("M17.900", "膝关节病"),
     ("E78.500", "高脂血症"), ("F41.900", "焦虑障碍"), ("N76.000", "急性阴道炎"), ("Z34.900", "正常妊娠监督"),
 )
 # Inpatient principal/other diagnoses.
 IP_DIAGNOSES: tuple[tuple[str, str], ...] = (
     ("I21.401", "急性非ST段抬高型心肌梗死"), ("I63.900", "脑梗死"), ("J18.900", "肺炎"),
-    ("K35.800", "急性阑尾炎"), ("K80.100", "胆囊结石伴有其他胆囊炎"), ("S72.000", "股骨颈骨折"),
-    ("C34.900", "支气管或肺恶性肿瘤"), ("C16.900", "胃恶性肿瘤"), ("O80.900", "单胎顺产"),
+    ("K35.800", "急性阑尾炎"), ("K80.200", "胆囊结石不伴有胆囊炎"), ("S72.000", "股骨颈骨折"),
+    ("C34.900", "肺恶性肿瘤"), ("C16.900", "胃恶性肿瘤"), ("O80.000", "头位顺产"),
     ("N20.000", "肾结石"), ("I50.900", "心力衰竭"), ("J44.100", "慢性阻塞性肺病伴有急性加重"),
     ("E11.900", "2型糖尿病"), ("I10.x00x002", "高血压"), ("D25.900", "子宫平滑肌瘤"),
-    ("M51.202", "腰椎间盘突出"), ("S06.000x001", "脑震荡"), ("N18.500", "慢性肾脏病5期"),
+    ("M51.202", "腰椎间盘突出"), ("S06.000", "脑震荡"), ("N18.500", "慢性肾脏病5期"),
 )
+# 损伤中毒外部原因 (ICD-10 V01–Y98), written on the front page when the principal diagnosis is S/T.
+EXTERNAL_CAUSES: tuple[tuple[str, str], ...] = (("W19.x00", "跌倒"), ("V89.900", "交通事故"))
+# 病理诊断 (name, ICD-O-3 morphology M code as 国家临床版 writes it) per neoplasm (C00–D48) principal diagnosis.
+PATHOLOGY: dict[str, tuple[tuple[str, str], ...]] = {
+    "C34.900": (("肺腺癌", "M81400/3"), ("肺鳞状细胞癌", "M80700/3")),
+    "C16.900": (("胃腺癌", "M81400/3"), ("胃印戒细胞癌", "M84900/3")),
+    "D25.900": (("子宫平滑肌瘤", "M88900/0"),),
+}
 OPERATIONS: tuple[tuple[str, str, str], ...] = (  # ICD-9-CM-3 临床版 3.0 code, name, 手术级别
     ("47.0100", "腹腔镜下阑尾切除术", "2"), ("51.2300", "腹腔镜下胆囊切除术", "3"),
-    ("81.5100", "全髋关节置换术", "4"), ("36.0700", "冠状动脉药物洗脱支架置入术", "4"),
+    ("81.5100", "全髋关节置换", "4"), ("00.6600", "经皮冠状动脉腔内血管成形术[PTCA]", "4"),
     ("32.4100", "胸腔镜下肺叶切除术", "4"), ("43.7x00", "胃部分切除术伴胃空肠吻合术", "3"),
-    ("73.5900", "手法助产", "1"), ("68.2900x004", "子宫肌瘤切除术", "3"), ("56.0x00", "输尿管切开取石术", "2"),
-    ("80.5100", "椎间盘切除术", "3"), ("96.7201", "呼吸机治疗[大于等于96小时]", "1"),
+    ("74.1x00", "低位子宫下段剖宫产", "2"), ("68.4100", "腹腔镜下全子宫切除术", "3"),
+    ("79.3500x001", "股骨骨折切开复位内固定术", "3"), ("80.5100", "椎间盘切除术", "3"),
+    ("96.7201", "呼吸机治疗[大于等于96小时]", "1"), ("45.2300", "结肠镜检查", "1"),
 )
-TCM_DISEASES: tuple[tuple[str, str], ...] = (
+TCM_DISEASES: tuple[tuple[str, str], ...] = (   # GB/T 15657-1995 (TCM95) disease codes
     ("BNG080", "中风病"), ("BNF010", "咳嗽病"), ("BNX090", "腰痛病"), ("BNP060", "胃脘痛"),
 )
+# Main syndromes in the GB/T 15657-2021 dotted style the catalog's tcm_code rule accepts (the demo's own
+# codes: the official 2021 syndrome table is not in the repository).
 TCM_SYNDROMES: tuple[tuple[str, str], ...] = (
-    ("ZBMRS0", "气虚血瘀证"), ("ZYVLS2", "风痰阻络证"), ("ZBXYT0", "肝肾亏虚证"), ("ZBQRS0", "痰热壅肺证"),
+    ("B04.03.02.01", "气虚血瘀证"), ("B05.02.03.02", "风痰阻络证"), ("B07.03.01.03", "肝肾亏虚证"),
+    ("B06.01.04.02", "痰热壅肺证"),
 )
 ANESTHESIA = {"QM": "全身麻醉", "ZG": "椎管内麻醉", "JM": "局部麻醉", "SJ": "神经阻滞麻醉"}
 INCISION = {"0": "0类切口", "1": "Ⅰ类切口", "2": "Ⅱ类切口", "3": "Ⅲ类切口"}

@@ -226,7 +226,8 @@ def _op_timeline(rng: random.Random, day: date, seq: int, bad: bool) -> dict[str
          "cancel_time": reg + timedelta(minutes=rng.uniform(5, 60)),
          "visit_time": None if cancelled else visit, "diag_time": None if cancelled else diag,
          "edit_time": diag + timedelta(minutes=rng.uniform(30, 180)) if rng.random() < 0.05 else None,
-         "late_time": end + timedelta(minutes=rng.uniform(0, 180))
+         # after 18:00 and never before the visit's own diagnosis (a visit late in the day)
+         "late_time": max(end, diag) + timedelta(minutes=rng.uniform(0, 180))
          if reg < end - timedelta(hours=1) and rng.random() < 0.03 else None,
          "patient_edit_time": reg + timedelta(minutes=rng.uniform(10, 60)) if rng.random() < 0.03 else None}
     if cancelled:
@@ -441,6 +442,7 @@ def _ip_rows(rng: random.Random, t: dict[str, Any], patient: Row, inpatient_no: 
                 **fees, "archive_time": None, "updated_at": hp_at}
     if homepage["drug_allergy"] == "2":
         homepage["allergy_drugs"] = rng.choice(["青霉素", "头孢类", "磺胺类"])
+    homepage.update(_pathology_and_external_cause(rng, principal[0], discharge))
     rows: list[tuple[str, Row]] = [("ip_admission", admission), ("mr_homepage", homepage)]
     diag_rows = [principal] + rng.sample(codes.IP_DIAGNOSES, rng.randrange(0, 4))
     for seq, (code, name) in enumerate(d for i, d in enumerate(diag_rows) if i == 0 or d != principal):
@@ -470,6 +472,29 @@ def _ip_rows(rng: random.Random, t: dict[str, Any], patient: Row, inpatient_no: 
     return rows
 
 
+def is_neoplasm(icd10: str) -> bool:
+    """C00–D48: the front page must carry the pathology diagnosis (病理诊断, M code, 病理号)."""
+    return "C00" <= icd10[:3] <= "D48"
+
+
+def is_injury(icd10: str) -> bool:
+    """S00–T98: the front page must carry the external cause of injury or poisoning (损伤中毒外部原因)."""
+    return icd10[:1] in ("S", "T")
+
+
+def _pathology_and_external_cause(rng: random.Random, principal: str, discharge: datetime) -> Row:
+    """The front page's 病理诊断 and 损伤中毒外部原因 columns, filled as the 2011 form requires."""
+    row: Row = {"path_diag_name": None, "path_diag_code": None, "path_no": None,
+                "ext_cause_name": None, "ext_cause_code": None}
+    if is_neoplasm(principal):
+        name, m_code = rng.choice(codes.PATHOLOGY[principal])
+        row.update(path_diag_name=name, path_diag_code=m_code, path_no=f"BL{discharge:%y}{rng.randrange(10**5):05d}")
+    if is_injury(principal):
+        code, name = rng.choice(codes.EXTERNAL_CAUSES)
+        row.update(ext_cause_name=name, ext_cause_code=code)
+    return row
+
+
 def _ip_events(rng: random.Random, t: dict[str, Any], patient: Row, rows: list[tuple[str, Row]]) -> list[Event]:
     admission = rows[0][1]
     pk = {"inpatient_no": admission["inpatient_no"]}
@@ -497,26 +522,45 @@ def _ip_events(rng: random.Random, t: dict[str, Any], patient: Row, rows: list[t
 
 # --- evaluation indicators ----------------------------------------------------------------------------------
 
-MONTHLY_INDICATORS = (("2.1.1.2", "实际开放床位数", "张", 800, 820), ("2.1.1.3", "平均床位使用率", "%", 85, 98),
-                      ("2.1.4.5", "门诊患者次均医药费用增幅", "%", -3, 6), ("2.2.1.1", "收治病种数量", "个", 900, 1300),
+# Monthly: 医疗服务能力与医院质量安全指标 (2.2.x, catalog ylfwnl); yearly: 资源配置与运行指标 (2.1.x, catalog
+# zypzyx, year-end values); monthly per key specialty: 重点专业质量控制指标 (catalog zdzkzb).
+MONTHLY_INDICATORS = (("2.2.0.1", "平均住院日", "天", 6, 9), ("2.2.1.1", "收治病种数量", "个", 900, 1300),
                       ("2.2.1.2", "住院术种数量", "个", 300, 500), ("2.2.1.7", "出院患者手术占比", "%", 30, 45),
                       ("2.2.1.9", "四级手术占比", "%", 15, 25), ("2.2.2.2", "住院患者总死亡率", "%", 0.3, 0.9),
                       ("2.2.2.4", "手术患者住院死亡率", "%", 0.05, 0.3))
-YEARLY_INDICATORS = (("2.1.1.1", "核定床位数", "张", 800, 800), ("2.1.2.1", "卫生技术人员数与开放床位数比", "", 1.3, 1.6),
-                     ("2.1.2.2", "全院护士与开放床位数比", "", 0.6, 0.8),
-                     ("2.1.2.4", "医院感染管理专职人员数与开放床位数比", "", 0.007, 0.01),
+YEARLY_INDICATORS = (("2.1.1.1", "核定床位数", "张", 800, 800), ("2.1.1.2", "实际开放床位数", "张", 800, 820),
+                     ("2.1.1.3", "平均床位使用率", "%", 85, 98),
+                     ("2.1.2.1", "卫生技术人员数与开放床位数比", "比", 1.3, 1.6),
+                     ("2.1.2.2", "全院护士与开放床位数比", "比", 0.6, 0.8),
+                     ("2.1.2.4", "医院感染管理专职人员数与开放床位数比", "比", 0.007, 0.01),
                      ("2.1.3.2.1", "重症医学科床位占比", "%", 2, 5), ("2.1.4.1", "住院收入占比", "%", 55, 70),
-                     ("2.1.4.4", "万元收入能耗", "吨标煤", 0.03, 0.06))
+                     ("2.1.4.4", "万元收入能耗", "吨标煤", 0.03, 0.06),
+                     ("2.1.4.5", "门诊患者次均医药费用增幅", "%", -3, 6))
+KEY_SPECIALTIES = {"MZ": "麻醉专业", "ZZ": "重症医学专业", "JZ": "急诊专业", "GR": "医院感染管理专业",
+                   "YY": "临床用药", "HL": "护理专业"}
+KEY_SPECIALTY_INDICATORS = (("MZ", "MZ-01", "麻醉科医患比", "比", 0.8, 1.2),
+                            ("MZ", "MZ-05", "择期手术麻醉前访视率", "%", 95, 100),
+                            ("ZZ", "ZZ-01", "ICU患者收治率", "%", 1, 3),
+                            ("JZ", "JZ-06", "急诊抢救室患者死亡率", "%", 0.5, 2),
+                            ("GR", "GR-01", "医院感染发病（例次）率", "%", 0.5, 1.5),
+                            ("YY", "YY-01", "门诊患者抗菌药物使用率", "%", 8, 15),
+                            ("HL", "HL-01", "床护比", "比", 0.5, 0.7),
+                            ("HL", "HL-06", "住院患者跌倒发生率", "‰", 0.02, 0.08))
 INDICATOR_DAY = 5   # the statistics office enters last month's (January: last year's) figures on the 5th
 
 
 def indicator_rows(seed: int, period: str, at: datetime) -> list[Row]:
-    """Evaluation indicators of a period 'YYYY-MM' (monthly set) or 'YYYY' (yearly set)."""
+    """Evaluation indicators of a period: 'YYYY-MM' the monthly hospital-wide and key-specialty sets,
+    'YYYY' the yearly set. Hospital-wide rows have no specialty."""
     rng = _seed_rng(seed, "EVAL", period)
-    spec = MONTHLY_INDICATORS if len(period) == 7 else YEARLY_INDICATORS
-    return [{"period": period, "indicator_code": code, "indicator_name": name,
-             "value": Decimal(str(round(rng.uniform(low, high), 4))), "unit": unit, "updated_at": at}
-            for code, name, unit, low, high in spec]
+    if len(period) != 7:
+        spec = [(None, *item) for item in YEARLY_INDICATORS]
+    else:
+        spec = [(None, *item) for item in MONTHLY_INDICATORS] + list(KEY_SPECIALTY_INDICATORS)
+    return [{"period": period, "indicator_code": code, "indicator_name": name, "specialty_code": specialty,
+             "specialty_name": KEY_SPECIALTIES.get(specialty), "value": Decimal(str(round(rng.uniform(low, high), 4))),
+             "unit": unit, "updated_at": at}
+            for specialty, code, name, unit, low, high in spec]
 
 
 def _indicator_events(seed: int, start: datetime, end: datetime) -> list[Event]:

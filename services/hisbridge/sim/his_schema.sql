@@ -248,6 +248,11 @@ CREATE TABLE IF NOT EXISTS his.mr_homepage (
     transfer_org          varchar(100),
     readmit_plan          char(1),
     readmit_purpose       varchar(200),
+    path_diag_name        varchar(100),
+    path_diag_code        varchar(20),
+    path_no               varchar(50),
+    ext_cause_name        varchar(100),
+    ext_cause_code        varchar(20),
     total_fee             numeric(12,2) NOT NULL,
     self_pay              numeric(12,2) NOT NULL,
     fee_general_service   numeric(12,2) NOT NULL DEFAULT 0,
@@ -317,6 +322,11 @@ COMMENT ON COLUMN his.mr_homepage.discharge_mode IS '离院方式（本院代码
 COMMENT ON COLUMN his.mr_homepage.transfer_org IS '拟接收医疗机构名称';
 COMMENT ON COLUMN his.mr_homepage.readmit_plan IS '出院31天内再住院计划：1无 2有';
 COMMENT ON COLUMN his.mr_homepage.readmit_purpose IS '再住院目的';
+COMMENT ON COLUMN his.mr_homepage.path_diag_name IS '病理诊断名称（主要诊断为肿瘤C00–D48时填写）';
+COMMENT ON COLUMN his.mr_homepage.path_diag_code IS '病理诊断编码（ICD-O-3形态学M码，如M81400/3）';
+COMMENT ON COLUMN his.mr_homepage.path_no IS '病理号';
+COMMENT ON COLUMN his.mr_homepage.ext_cause_name IS '损伤、中毒的外部原因（主要诊断为S/T时填写）';
+COMMENT ON COLUMN his.mr_homepage.ext_cause_code IS '损伤、中毒外部原因编码（ICD-10 V01–Y98）';
 COMMENT ON COLUMN his.mr_homepage.total_fee IS '住院总费用';
 COMMENT ON COLUMN his.mr_homepage.self_pay IS '自付金额';
 COMMENT ON COLUMN his.mr_homepage.fee_general_service IS '综合医疗服务类：一般医疗服务费';
@@ -448,15 +458,19 @@ CREATE TABLE IF NOT EXISTS his.eval_indicator (
     period          varchar(7)    NOT NULL,       -- YYYY-MM (月度) 或 YYYY (年度)
     indicator_code  varchar(20)   NOT NULL,       -- 三级医院评审标准 2022 编号, e.g. 2.1.1.1
     indicator_name  varchar(100)  NOT NULL,
+    specialty_code  varchar(10),                  -- 重点专业（专业质控指标），全院指标为空
+    specialty_name  varchar(50),
     value           numeric(18,4),
     unit            varchar(10),
     updated_at      timestamp(6)  NOT NULL,
     PRIMARY KEY (period, indicator_code)
 );
-COMMENT ON TABLE his.eval_indicator IS '三级医院评审指标（月度/年度）';
+COMMENT ON TABLE his.eval_indicator IS '三级医院评审指标（月度：全院及重点专业；年度：资源配置）';
 COMMENT ON COLUMN his.eval_indicator.period IS '统计期：YYYY-MM月度 YYYY年度';
 COMMENT ON COLUMN his.eval_indicator.indicator_code IS '指标编号（三级医院评审标准2022）';
 COMMENT ON COLUMN his.eval_indicator.indicator_name IS '指标名称';
+COMMENT ON COLUMN his.eval_indicator.specialty_code IS '重点专业代码（MZ麻醉 ZZ重症 JZ急诊 GR院感 YY用药 HL护理），全院指标为空';
+COMMENT ON COLUMN his.eval_indicator.specialty_name IS '重点专业名称';
 COMMENT ON COLUMN his.eval_indicator.value IS '指标值';
 COMMENT ON COLUMN his.eval_indicator.unit IS '单位';
 COMMENT ON COLUMN his.eval_indicator.updated_at IS '最后修改时间';
@@ -473,3 +487,12 @@ ALTER TABLE his.mr_diagnosis    REPLICA IDENTITY FULL;
 ALTER TABLE his.mr_operation    REPLICA IDENTITY FULL;
 ALTER TABLE his.mr_homepage_tcm REPLICA IDENTITY FULL;
 ALTER TABLE his.eval_indicator  REPLICA IDENTITY FULL;
+
+-- Columns added after the first release: a schema created by an older version gains them here.
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_name varchar(100);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_code varchar(20);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_no        varchar(50);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_name varchar(100);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_code varchar(20);
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_code varchar(10);
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_name varchar(50);
