@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fingerprint
@@ -42,6 +44,8 @@ class AvroSchema:
     field_names: frozenset[str] = field(default=frozenset(), repr=False)
     temporal_fields: tuple[str, ...] = field(default=(), repr=False)  # date/time/timestamp logical types
     date_fields: tuple[str, ...] = field(default=(), repr=False)
+    # validate-and-encode compiled for the catalog's simple types; None when the schema uses others
+    fast_writer: Any = field(default=None, repr=False, compare=False)
 
     @property
     def header(self) -> bytes:
@@ -59,7 +63,8 @@ def schema_from_dict(schema: Mapping[str, Any]) -> AvroSchema:
     return AvroSchema(name=name, parsed=parsed, fingerprint=fp, fields=fields,
                       field_names=frozenset(n for n, _, _ in fields),
                       temporal_fields=tuple(n for n, t, _ in fields if _logical_types(t) & _TEMPORAL),
-                      date_fields=tuple(n for n, t, _ in fields if "date" in _logical_types(t)))
+                      date_fields=tuple(n for n, t, _ in fields if "date" in _logical_types(t)),
+                      fast_writer=compile_writer(fields, MAGIC + fp) if isinstance(parsed, dict) else None)
 
 
 def schema_path(table: str, directory: Path | None = None) -> Path:
@@ -72,14 +77,41 @@ def _load(path: str, mtime_ns: int) -> AvroSchema:
         return schema_from_dict(json.load(handle))
 
 
+_AVRO_DIR_ENV = ("HISBRIDGE_HOME", "HISBRIDGE_SCHEMAS", "HISBRIDGE_AVRO")
+
+
+@lru_cache(maxsize=64)
+def _default_dir(key: tuple[str | None, ...]) -> Path:
+    return config.avro_dir()
+
+
+def _dir_key() -> tuple[str | None, ...]:
+    """What config.avro_dir() depends on: the variables, and the working directory if one is relative."""
+    env = tuple(os.environ.get(n) for n in _AVRO_DIR_ENV)
+    if any(v and not os.path.isabs(v) for v in env):
+        return env + (os.getcwd(),)
+    return env
+
+
+@lru_cache(maxsize=1024)
+def _path_text(table: str, directory: Path) -> str:
+    return str(schema_path(table, directory))
+
+
 def load_schema(table: str, directory: Path | None = None) -> AvroSchema:
-    """The schema of `table`; cached, re-read when the file changes (keyed on its mtime)."""
-    path = schema_path(table, directory)
+    """The schema of `table`; cached, re-read when the file changes (keyed on its mtime).
+
+    Called once per record: the default directory is resolved once per value of the environment
+    variables it depends on (resolving it cost tens of µs a record), the file is
+    still stat-ed on every call so an edited schema is picked up.
+    """
+    folder = directory or _default_dir(_dir_key())
+    path = _path_text(table, folder)
     try:
-        mtime = path.stat().st_mtime_ns
+        mtime = os.stat(path).st_mtime_ns
     except FileNotFoundError:
         raise FileNotFoundError(f"no Avro schema for table {table!r}: {path} does not exist") from None
-    return _load(str(path), mtime)
+    return _load(path, mtime)
 
 
 def load_all(directory: Path | None = None) -> dict[str, AvroSchema]:
@@ -179,8 +211,13 @@ def encode_checked(schema: AvroSchema, record: Mapping[str, Any]) -> tuple[bytes
     """(encoded, []) for a good record, (b"", problems) otherwise: the pipeline's entry point.
 
     fastavro's writer alone is not a check (it writes any int into an int field, even one no reader can
-    turn back into a date), so validation always runs first.
+    turn back into a date), so validation always runs first. The compiled writer (compile_writer) is that
+    validation and encoding in one pass for the values it can prove valid; anything else takes this path.
     """
+    if schema.fast_writer is not None:
+        data = schema.fast_writer(record)
+        if data is not None:
+            return data, []
     problems = validate_record(schema, record)
     if problems:
         return b"", problems
@@ -203,3 +240,172 @@ def decode(data: bytes, schemas: Mapping[bytes, AvroSchema]) -> dict[str, Any]:
     if schema is None:
         raise AvroCodecError(f"unknown schema fingerprint {fp.hex()}: regenerate or load the schema")
     return schemaless_reader(io.BytesIO(data[HEADER_LEN:]), schema.parsed, None)
+
+
+# --- compiled writer -------------------------------------------------------------------------------------
+# fastavro's validate + schemaless_writer interpret the schema for every value (a union tries its branches,
+# a decimal goes through as_tuple twice): ~2 µs a field. The catalog's schemas use six shapes only — string,
+# int, decimal(p,s) bytes, date, local-timestamp-micros, each optionally ["null", T] — so each field is
+# compiled once into a function that both checks and encodes it. It answers only where the answer is
+# certain: a value of exactly the type the catalog produces (str, int in range, Decimal already at the
+# field's scale, date, naive datetime), no unknown field, no missing field without a default. Anything
+# else returns None and encode_checked takes the full validate + fastavro path, so problems are reported
+# exactly as before. tests/unit/test_avro_fastwriter.py checks the bytes against fastavro.
+
+_INT32 = (-(2 ** 31), 2 ** 31 - 1)
+_LONG = (-(2 ** 63), 2 ** 63 - 1)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
+_MAX_CONTEXT_DIGITS = 28
+Encoder = Callable[[Any], "bytes | None"]
+
+
+def _long_bytes(value: int) -> bytes:
+    """Avro long: zig-zag, then base-128 varint, low groups first."""
+    n = (value << 1) ^ (value >> 63)
+    if n < 128:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SHORT_LENGTH = tuple(_long_bytes(n) for n in range(64))          # lengths that fit one varint byte
+_SHORT_LENGTH_2ND = tuple(b"\x02" + _long_bytes(n) for n in range(64))  # the same after union branch 1
+
+
+def _string(value: Any) -> bytes | None:
+    if type(value) is not str:
+        return None
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    size = len(raw)
+    return (_SHORT_LENGTH[size] if size < 64 else _long_bytes(size)) + raw
+
+
+def _optional_string(value: Any) -> bytes | None:
+    """["null", "string"], the commonest field: inlined, as it runs for most values of every record."""
+    if value is None:
+        return b"\x00"
+    if type(value) is not str:
+        return None
+    try:
+        raw = value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    size = len(raw)
+    return (_SHORT_LENGTH_2ND[size] if size < 64 else b"\x02" + _long_bytes(size)) + raw
+
+
+def _ranged_int(low: int, high: int) -> Encoder:
+    def encode(value: Any) -> bytes | None:
+        if type(value) is not int or not low <= value <= high:
+            return None
+        return _long_bytes(value)
+    return encode
+
+
+def _date(value: Any) -> bytes | None:
+    return _long_bytes(value.toordinal() - _EPOCH_ORDINAL) if type(value) is date else None
+
+
+def _timestamp_micros(value: Any) -> bytes | None:
+    if type(value) is not datetime or value.tzinfo is not None:
+        return None
+    return _long_bytes((value - _EPOCH_NAIVE) // timedelta(microseconds=1))
+
+
+def _decimal(precision: int, scale: int) -> Encoder | None:
+    if not 1 <= precision <= _MAX_CONTEXT_DIGITS:
+        return None
+    quantum = Decimal(1).scaleb(-scale)
+    limit = Decimal(1).scaleb(precision - scale)   # at that exponent, |value| < limit ⇔ digits ≤ precision
+
+    def encode(value: Any) -> bytes | None:
+        # same_quantum: exponent exactly -scale (False for NaN/Infinity), cheaper than as_tuple()
+        if type(value) is not Decimal or not value.same_quantum(quantum) or not -limit < value < limit:
+            return None
+        unscaled = int(value.scaleb(scale))
+        raw = unscaled.to_bytes((abs(unscaled).bit_length() + 8) // 8, "big", signed=True)
+        return _long_bytes(len(raw)) + raw
+    return encode
+
+
+def _base_encoder(avro_type: Any) -> Encoder | None:
+    if avro_type == "string":
+        return _string
+    if avro_type == "int":
+        return _ranged_int(*_INT32)
+    if avro_type == "long":
+        return _ranged_int(*_LONG)
+    if not isinstance(avro_type, dict):
+        return None
+    base, logical = avro_type.get("type"), avro_type.get("logicalType")
+    if base == "int" and logical == "date":
+        return _date
+    if base == "long" and logical == "local-timestamp-micros":
+        return _timestamp_micros
+    if base == "bytes" and logical == "decimal" and isinstance(avro_type.get("precision"), int):
+        scale = avro_type.get("scale", 0)
+        return _decimal(avro_type["precision"], scale) if isinstance(scale, int) else None
+    return None
+
+
+def _field_encoder(avro_type: Any) -> tuple[Encoder, bool] | None:
+    """(encoder of a present value, nullable) for one field's type; None when the type is not one of the
+    compiled shapes. A nullable field's encoder writes union branch 1; None is written by the caller."""
+    if not isinstance(avro_type, list):
+        encoder = _base_encoder(avro_type)
+        return None if encoder is None else (encoder, False)
+    if len(avro_type) != 2 or avro_type[0] != "null":
+        return None
+    if avro_type[1] == "string":
+        return _optional_string, True
+    inner = _base_encoder(avro_type[1])
+    if inner is None:
+        return None
+
+    def second_branch(value: Any) -> bytes | None:
+        body = inner(value)
+        return None if body is None else b"\x02" + body
+    return second_branch, True
+
+
+def compile_writer(fields: tuple[tuple[str, Any, bool], ...], header: bytes) -> Callable[[Mapping[str, Any]], bytes | None] | None:
+    """record → single-object bytes when every value is certainly valid, else None (see above)."""
+    plan = []
+    for name, avro_type, has_default in fields:
+        compiled = _field_encoder(avro_type)
+        if compiled is None:
+            return None
+        encoder, nullable = compiled
+        # a missing field is written from its default: only null defaults of optional fields are compiled
+        plan.append((name, encoder, nullable, nullable and has_default))
+    steps = tuple(plan)
+    names = frozenset(name for name, *_ in steps)
+    absent = object()
+
+    def write(record: Mapping[str, Any]) -> bytes | None:
+        if type(record) is not dict or not names.issuperset(record):   # a field the schema does not know
+            return None
+        parts = [header]
+        get = record.get
+        for name, encoder, nullable, null_default in steps:
+            value = get(name, absent)
+            if value is None or value is absent:
+                if not nullable or (value is absent and not null_default):
+                    return None
+                parts.append(b"\x00")
+                continue
+            body = encoder(value)
+            if body is None:
+                return None
+            parts.append(body)
+        return b"".join(parts)
+    return write

@@ -242,10 +242,29 @@ def encrypt_fields(record: Mapping[str, Any], fields: Iterable[str], key: Sm4Key
                    settings: Sm4Settings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """A copy of `record` with each of `fields` encrypted; absent fields stay absent, None stays None."""
     out = dict(record)
-    for name in fields:
+    names = tuple(fields)
+    if settings.mode == "ecb" and len(set(names)) == len(names):
+        return _encrypt_fields_ecb(out, names, key, settings)
+    for name in names:
         value = out.get(name)
         if value is not None:
             out[name] = _encode(encrypt_bytes(plain_bytes(value), key, settings), settings)
+    return out
+
+
+def _encrypt_fields_ecb(out: dict[str, Any], names: tuple[str, ...], key: Sm4Key,
+                        settings: Sm4Settings) -> dict[str, Any]:
+    """ECB encrypts each block on its own, so the padded values of a record go through OpenSSL in one call
+    and are cut apart again: the same ciphertexts as field by field, for one call instead of ten."""
+    present = [(name, _pad(plain_bytes(value))) for name in names if (value := out.get(name)) is not None]
+    if not present:
+        return out
+    cipher = _ecb(key.key, True).update(b"".join(padded for _, padded in present))
+    start = 0
+    for name, padded in present:
+        end = start + len(padded)
+        out[name] = _encode(cipher[start:end], settings)
+        start = end
     return out
 
 

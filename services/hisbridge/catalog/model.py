@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field as dc_field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -106,17 +107,26 @@ class Table:
     valuesets: Mapping[str, ValueSet] = dc_field(default_factory=dict, compare=False, repr=False)
     namespace: str = "hisbridge"
 
-    def field(self, name: str) -> Field:
+    # Derived views are computed once per Table (cached_property writes the instance __dict__, which a
+    # frozen dataclass allows): the transform chain asks for them on every record.
+    @cached_property
+    def _fields_by_name(self) -> Mapping[str, Field]:
+        by_name: dict[str, Field] = {}
         for candidate in self.fields:
-            if candidate.name == name:
-                return candidate
-        raise KeyError(f"table {self.name} ({self.title}) has no field {name!r}")
+            by_name.setdefault(candidate.name, candidate)   # the first wins, as the linear search did
+        return MappingProxyType(by_name)
 
-    @property
+    def field(self, name: str) -> Field:
+        try:
+            return self._fields_by_name[name]
+        except (KeyError, TypeError):
+            raise KeyError(f"table {self.name} ({self.title}) has no field {name!r}") from None
+
+    @cached_property
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    @property
+    @cached_property
     def encrypted_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.encrypt)
 

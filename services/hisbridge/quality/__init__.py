@@ -7,11 +7,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable
 
-from hisbridge.catalog.model import Table
+from hisbridge.catalog.model import Field, Table
 from hisbridge.quality.field_rules import is_missing, type_matches
+from hisbridge.quality.plan import ABSENT, UNSURE, TablePlan, plan_for
 from hisbridge.quality.reasons import Reason
-from hisbridge.quality.registry import (FIELD_RULES, IMPLICIT_FIELD_RULES, IMPLICIT_RECORD_RULES,
-                                        TABLE_CHECKS)
+from hisbridge.quality.registry import IMPLICIT_FIELD_RULES, IMPLICIT_RECORD_RULES
 
 __all__ = ["Reason", "check_record"]
 
@@ -25,21 +25,34 @@ def _guarded(rule: Callable[..., list[Reason]], field: str | None, *args: Any) -
                        f"rule {getattr(rule, '__name__', rule)} could not check the value ({type(exc).__name__})")]
 
 
-def _field_reasons(table: Table, record: dict[str, Any]) -> list[Reason]:
+def _implicit_reasons(field: Field, record: dict[str, Any], table: Table) -> list[Reason]:
+    """The implicit rules as written: a missing or mistyped value stops them after one reason."""
     reasons: list[Reason] = []
-    for field in table.fields:
-        value = record.get(field.name)
-        for rule in IMPLICIT_FIELD_RULES:
-            found = _guarded(rule, field.name, field, record, {}, table)
-            reasons += found
-            if found and rule.__name__ in ("check_required", "check_type"):
-                break
-        if is_missing(value) or not type_matches(field, value):
+    for rule in IMPLICIT_FIELD_RULES:
+        found = _guarded(rule, field.name, field, record, {}, table)
+        reasons += found
+        if found and rule.__name__ in ("check_required", "check_type"):
+            break
+    return reasons
+
+
+def _field_reasons(plan: TablePlan, table: Table, record: dict[str, Any], typed: dict[str, Any]) -> list[Reason]:
+    """Field rules in catalog order; fills `typed` with the present values of the right type."""
+    reasons: list[Reason] = []
+    get = record.get
+    for name, probe, field, explicit in plan.steps:
+        value = get(name)
+        state = probe(value, record)
+        if state == ABSENT:
             continue
-        for params in field.rules:
-            rule = FIELD_RULES.get(params["rule"])
-            if rule is not None:
-                reasons += _guarded(rule, field.name, field, record, params, table)
+        if state == UNSURE:
+            reasons += _implicit_reasons(field, record, table)
+            if is_missing(value) or not type_matches(field, value):
+                continue
+        typed[name] = value
+        for rule, params, passes in explicit:
+            if passes is None or not passes(value):
+                reasons += _guarded(rule, name, field, record, params, table)
     return reasons
 
 
@@ -48,18 +61,17 @@ def check_record(table: Table, record: object, *, report_time: dt.datetime | Non
     if not isinstance(record, dict):
         return [Reason("malformed_record", None, f"记录应为字段映射，实际为 {type(record).__name__}",
                        f"a record is a mapping of fields, got {type(record).__name__}")]
-    known = set(table.field_names)
-    reasons = [Reason("unknown_field", str(name), f"字段 {str(name)[:40]!r} 不在目录表 {table.name} 中",
-                      f"field {str(name)[:40]!r} is not in catalog table {table.name}")
-               for name in record if name not in known]
-    reasons += _field_reasons(table, record)
+    plan = plan_for(table)
+    known = plan.known
+    reasons = [] if known.issuperset(record) else [
+        Reason("unknown_field", str(name), f"字段 {str(name)[:40]!r} 不在目录表 {table.name} 中",
+               f"field {str(name)[:40]!r} is not in catalog table {table.name}")
+        for name in record if name not in known]
     # cross-field rules only see values of the right type, so they need not re-check types
-    typed = {f.name: record.get(f.name) for f in table.fields
-             if not is_missing(record.get(f.name)) and type_matches(f, record.get(f.name))}
+    typed: dict[str, Any] = {}
+    reasons += _field_reasons(plan, table, record, typed)
     for rule in IMPLICIT_RECORD_RULES:
         reasons += _guarded(rule, None, table, typed, {}, report_time)
-    for params in table.checks:
-        rule = TABLE_CHECKS.get(params["rule"])
-        if rule is not None:
-            reasons += _guarded(rule, None, table, typed, params, report_time)
+    for rule, params in plan.checks:
+        reasons += _guarded(rule, None, table, typed, params, report_time)
     return reasons

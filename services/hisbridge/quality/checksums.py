@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
+from operator import mul
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_CHARS = frozenset(USCC_ALPHABET)
 
 
 def resident_id_check_char(first17: str) -> str:
     """The 18th character for 17 digits (caller guarantees digits)."""
-    total = sum(int(d) * w for d, w in zip(first17, _ID_WEIGHTS))
+    total = sum(map(mul, map(int, first17), _ID_WEIGHTS))
     return _ID_CHECK[total % 11]
 
 
@@ -44,11 +47,18 @@ def make_resident_id(region: str, birth: dt.date, sequence: int, sex: str) -> st
 
 
 def uscc_check_char(first17: str) -> str:
-    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS))
+    total = sum(map(mul, map(USCC_ALPHABET.index, first17), _USCC_WEIGHTS))
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
 def uscc_valid(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 18 or any(c not in USCC_ALPHABET for c in value):
+    if not isinstance(value, str) or len(value) != 18:
+        return False
+    return _uscc_valid(value)
+
+
+@lru_cache(maxsize=4096)  # an organisation code repeats on every record of a hospital
+def _uscc_valid(value: str) -> bool:
+    if not _USCC_CHARS.issuperset(value):
         return False
     return value[17] == uscc_check_char(value[:17])

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from hisbridge.catalog.model import Table
 from hisbridge.quality.field_rules import is_missing
+from hisbridge.quality.plan import per_table
 from hisbridge.quality.reasons import Reason
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -62,12 +63,17 @@ def check_after_report_time(table: Table, record: Mapping[str, Any], params: Map
     """Nothing happens after the moment of reporting."""
     now = local_naive(report_time) if report_time else dt.datetime.now(SHANGHAI).replace(tzinfo=None)
     reasons = []
-    for field in table.fields:
-        value = _temporal(record.get(field.name)) if field.is_temporal and not field.sink_stamped else None
+    for name in _event_time_fields(table):
+        value = _temporal(record.get(name))
         if value is not None and not not_after(value, now):
-            reasons.append(Reason("after_report_time", field.name, f"{_title(table, field.name)}晚于上报时间",
-                                  f"{field.name} is after the report time"))
+            reasons.append(Reason("after_report_time", name, f"{_title(table, name)}晚于上报时间",
+                                  f"{name} is after the report time"))
     return reasons
+
+
+@per_table
+def _event_time_fields(table: Table) -> tuple[str, ...]:
+    return tuple(f.name for f in table.fields if f.is_temporal and not f.sink_stamped)
 
 
 def stay_days(admitted: dt.date, discharged: dt.date) -> int:
