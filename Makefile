@@ -39,9 +39,10 @@ test: install jars
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning
 
-# For now: stack up, Debezium connector, Faust worker, one HIS change shown arriving. The stack stays up.
+# One simulated hospital day D across 18:00 into the front-end tables, reconciled (deploy/demo.py says how).
+# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day.
 demo: up
-	$(PY) deploy/demo_cdc.py
+	$(PY) deploy/demo.py
 
 bench: install
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done

@@ -6,7 +6,7 @@ import importlib
 import click
 
 # Each module exposes a click group or command named `cli`; kept as data so adding a concept is one line.
-_COMMAND_MODULES = ("stack", "connectors", "worker", "catalog", "crypto", "sim", "flush", "mappings")
+_COMMAND_MODULES = ("stack", "connectors", "worker", "catalog", "crypto", "sim", "flush", "mappings", "reconcile", "status")
 
 
 @click.group()

@@ -1,0 +1,471 @@
+"""`make demo`: one simulated hospital day D flows HIS → Debezium → Kafka → Faust → front-end, across 18:00.
+
+What it does (the stack must be up — `make demo` runs `make up` first):
+  1. the simulated HIS (schema `his`), the Debezium connector for the tables the source mapping reads,
+     a demo SM4 key generated once into var/secrets/ (0600; never printed, never in the repository);
+  2. the Faust worker in the background (transform + sink agents) on a steered clock (HISBRIDGE_CLOCK_FILE);
+  3. day D (a past date: the activity of [D-1 18:00, D 18:00)) inserted live on an accelerated clock;
+  4. HOLD: the sink's clock stays at D 17:59:59 until the pipeline has drained — consumer lag 0 on the raw and
+     core topics and the sink's watermark past the commit time of the last insert;
+  5. the clock moves to D 18:00: the delivery window opens and batch D is flushed with its report_datetime;
+  6. the evening [D 18:00, D 22:00) is inserted live with the clock following it (new visits belong to batch
+     D+1 and wait for their own window; late entries for D's visits go out as resubmissions while D's window
+     is open); at 22:00 the window closes;
+  7. a summary: HIS rows, per table expected / delivered / quarantined by reason, report_datetime,
+     reconciliation, and where to look next. The stack and the worker keep running (`make down` stops them).
+
+Why the hold: batches are assigned by the records' simulated event times, but a batch is closed by the
+WATERMARK, which comes from the REAL commit times of the source transactions (Debezium's source.ts_ms). With D
+in the past, every batch up to today counts as closed the moment its rows are seen, so a sink clock inside
+D's delivery window would flush whatever had arrived so far and send the rest as resubmissions. Holding the
+simulated clock before 18:00 until the pipeline has drained gives the one complete first delivery a hospital
+sees on a normal day (when 18:00 + grace is real time and the watermark passes it after the day's changes).
+
+Re-running continues the simulated history: the next run simulates the next day D+1 (state in
+var/demo/state.json), as long as it is in the past. Settings (environment): DEMO_VISITS (2000), DEMO_SEED (1),
+DEMO_BAD_SHARE (0.02), DEMO_SPEED (simulated seconds per real second, 1200), DEMO_DAY (YYYY-MM-DD, first run),
+DEMO_WORKER (background process name, default `worker`, which `make down` stops), HISBRIDGE_CONNECTOR_NAME
+(his-demo), plus every HISBRIDGE_* variable of hisbridge.config (the demo defaults its own app id and topic
+prefix so it never shares them with tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import psycopg2
+
+from hisbridge import config, connectors, ledger, reconcile
+from hisbridge.batching import SHANGHAI
+from hisbridge.catalog import load_catalog
+from hisbridge.mapping import load_mapping
+from hisbridge.sim import generate, load as sim_load
+from hisbridge.sinkloop import core_prefix, core_topic, write_clock_file
+from hisbridge.stack import procs
+
+WORKER_MARKER = "hisbridge.cli.worker"
+DEMO_DEFAULTS = {
+    "HISBRIDGE_WORKER_APP_ID": "hisbridge-demo",
+    "HISBRIDGE_TOPIC_PREFIX": "hisdemo",       # the stack probe's connector uses `his`
+    "HISBRIDGE_CORE_PREFIX": "core",
+    "HISBRIDGE_AGENTS": "transform,sink",
+    "HISBRIDGE_SINK_TICK": "1",
+    "HISBRIDGE_WORKER_WEB_PORT": "0",
+    "HISBRIDGE_LOOKUP_WAIT": "120",
+}
+
+
+@dataclass
+class DemoConfig:
+    day: date
+    window_start: datetime                  # local, naive: where this run's simulated activity starts
+    visits: int = 2000
+    seed: int = 1
+    bad_share: float = 0.02
+    speed: float = 1200.0
+    connector: str = "his-demo"
+    worker_name: str = "worker"             # `stack down` stops the worker of this name
+    evening: bool = True
+    first_run: bool = True
+    say: Callable[[str], None] = print
+
+
+@dataclass
+class Outcome:
+    reports: list = field(default_factory=list)       # reconcile.TableReport per (table, batch)
+    report_datetimes: list = field(default_factory=list)
+    his_rows: dict = field(default_factory=dict)
+    quarantine: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.reports) and all(r.ok for r in self.reports)
+
+
+# --- setup ----------------------------------------------------------------------------------------------------
+
+def apply_defaults() -> None:
+    for key, value in DEMO_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("HISBRIDGE_CLOCK_FILE", str(config.var_dir() / "demo" / "clock.json"))
+    os.environ.setdefault("HISBRIDGE_SM4_KEY_FILE", str(config.secrets_dir() / "demo_sm4.key"))
+
+
+def ensure_key_file(path: Path) -> None:
+    """A random demo SM4 key, created once with mode 0600 (a real hospital uses the province's key)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(os.urandom(16).hex() + "\n")
+
+
+def _dsn_db(dsn: str) -> str:
+    return dict(part.split("=", 1) for part in dsn.split())["dbname"]
+
+
+def ensure_database(dsn: str, his: bool = False) -> None:
+    """Create the DSN's database on its server if missing; a new HIS database gets the CDC preparation."""
+    name = _dsn_db(dsn)
+    admin = psycopg2.connect(dsn.replace(f"dbname={name}", "dbname=postgres"))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone():
+                return
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    if his:
+        from hisbridge.stack import postgres
+        inst = postgres.his()
+        postgres.psql(inst, name, file=config.connectors_dir() / "postgres-setup.sql",
+                      variables={"cdc_user": config.his_cdc_user()},
+                      env={"HISBRIDGE_HIS_PASSWORD": postgres.ensure_cdc_password()})
+
+
+def captured_tables(mapping) -> tuple[str, ...]:
+    """schema.table of every HIS table the mapping reads (drivers and lookups)."""
+    return tuple(sorted(set(mapping.by_source) | set(mapping.lookup_sources)))
+
+
+def ensure_core_topics(mapping) -> list[str]:
+    """Create the core and quarantine topics before the worker starts. The sink subscribes to them by name;
+    a topic created after its consumer started is only seen at the next metadata refresh (5 minutes),
+    which would hold the first delivery of a fresh installation that long."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+    names = [core_topic(t) for t in load_catalog().tables] + [core_topic("quarantine")]
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-demo-setup")
+    try:
+        missing = sorted(set(names) - set(admin.list_topics()))
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, 1, config.env_int("HISBRIDGE_TOPIC_REPLICATION", 1))])
+            except TopicAlreadyExistsError:
+                pass
+        return missing
+    finally:
+        admin.close()
+
+
+def start_worker(name: str) -> int:
+    """(Re)start the background worker so it runs with this process's environment."""
+    current = procs.read_pid(procs.pid_file(name))
+    if procs.is_alive(current, WORKER_MARKER):
+        procs.terminate(current, WORKER_MARKER, timeout=30)
+    return procs.spawn(name, [sys.executable, "-c", f"from {WORKER_MARKER} import run_foreground; "
+                                                    "run_foreground('info')"])
+
+
+def stop_worker(name: str) -> None:
+    current = procs.read_pid(procs.pid_file(name))
+    if procs.is_alive(current, WORKER_MARKER):
+        procs.terminate(current, WORKER_MARKER, timeout=30)
+    procs.pid_file(name).unlink(missing_ok=True)
+
+
+# --- clock, lag, watermark ------------------------------------------------------------------------------------
+
+def local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=SHANGHAI)
+
+
+def set_clock(moment: datetime) -> None:
+    write_clock_file(Path(os.environ["HISBRIDGE_CLOCK_FILE"]), local(moment), 0.0)
+
+
+def pipeline_topics(mapping) -> tuple[list[str], list[str]]:
+    prefix = config.raw_topic_prefix()
+    raw = [f"{prefix}.{s}" for s in captured_tables(mapping)]
+    core = [core_topic(t) for t in mapping.tables]
+    return raw, core
+
+
+def consumer_lag(group: str, topics: list[str]) -> dict[str, int]:
+    """Per topic: end offset − the group's committed offset (summed over partitions; no commit = 0)."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient, OffsetSpec
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-demo-lag")
+    try:
+        existing = set(admin.list_topics())
+        tps = [TopicPartition(t, p) for t in topics if t in existing
+               for p in range(len(admin.describe_topics([t])[0]["partitions"]))]
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}) if tps else {}
+        committed = admin.list_group_offsets({group: tps}).get(group, {}) if tps else {}
+    finally:
+        admin.close()
+    lag: Counter = Counter()
+    for tp in tps:
+        done = committed.get(tp)
+        lag[tp.topic] += max(0, ends[tp].offset - (done.offset if done is not None and done.offset >= 0 else 0))
+    return dict(lag)
+
+
+def sink_watermark_ms(connector: str, core: list[str]) -> int | None:
+    """The sink's durable watermark for the connector: min over the core partitions of the latest mark."""
+    conn = psycopg2.connect(config.staging_dsn())
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('hisbridge.progress')")
+            if cur.fetchone()[0] is None:
+                return None
+            cur.execute("SELECT topic, min(commit_ms) FROM hisbridge.progress WHERE connector = %s "
+                        "AND topic = ANY(%s) GROUP BY topic", (connector, core))
+            marks = dict(cur.fetchall())
+    finally:
+        conn.close()
+    return min(marks.values()) if set(marks) == set(core) else None
+
+
+def wait_drained(mapping, after_ms: int, say: Callable[[str], None], timeout: float = 300.0) -> float:
+    """Until lag is 0 on raw and core topics and the watermark has passed `after_ms`; returns seconds."""
+    raw, core = pipeline_topics(mapping)
+    group = config.env_str("HISBRIDGE_WORKER_APP_ID", "hisbridge")
+    began, last_said = time.monotonic(), 0.0
+    while True:
+        lag = consumer_lag(group, raw + core)
+        mark = sink_watermark_ms(config.raw_topic_prefix(), core)
+        raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in core)
+        passed = mark is not None and mark >= after_ms
+        if raw_lag == 0 and core_lag == 0 and passed:
+            return time.monotonic() - began
+        elapsed = time.monotonic() - began
+        if elapsed - last_said >= 5:
+            shown = "none yet" if mark is None else f"{(after_ms - mark) / 1000:+.0f}s to go" if not passed else "passed"
+            say(f"  draining: lag raw {raw_lag}, core {core_lag}; watermark {shown}")
+            last_said = elapsed
+        if elapsed > timeout:
+            raise RuntimeError(f"pipeline not drained after {timeout:.0f}s (lag raw {raw_lag}, core {core_lag}, "
+                               f"watermark {mark}); see {procs.log_file(os.environ.get('DEMO_WORKER', 'worker'))}")
+        time.sleep(1.0)
+
+
+def pending_batches(up_to: str, org: str) -> list[tuple[str, str, int]]:
+    """(table, batch, rows) of this hospital's daily batches up to D with rows no flush has carried yet."""
+    from hisbridge import staging
+    conn = psycopg2.connect(config.staging_dsn())
+    try:
+        staging.ensure_schema(conn)
+        with conn, conn.cursor() as cur:
+            cur.execute("""SELECT s.tbl, s.batch, count(*) FROM hisbridge.staged s
+                           WHERE s.org = %s AND s.cadence = 'daily' AND s.batch <= %s AND s.status = 'pending'
+                             AND s.seq > (SELECT COALESCE(max(f.cut), 0) FROM hisbridge.flushed f
+                                          WHERE f.tbl = s.tbl AND f.batch = s.batch)
+                           GROUP BY s.tbl, s.batch ORDER BY s.batch, s.tbl""", (org, up_to))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def wait_flushed(day: date, org: str, timeout: float = 120.0) -> float:
+    """Until no daily batch up to D has rows waiting (the window is open, the watermark has passed)."""
+    began = time.monotonic()
+    while True:
+        waiting = pending_batches(day.isoformat(), org)
+        if not waiting:
+            return time.monotonic() - began
+        if time.monotonic() - began > timeout:
+            raise RuntimeError(f"batches still pending after {timeout:.0f}s: {waiting[:5]}")
+        time.sleep(1.0)
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: bool) -> tuple[int, int]:
+    """Insert the activity of [start, end) live; returns (changes applied, real commit ms of the last)."""
+    activity = generate.activity(cfg.seed, start, end, cfg.visits, cfg.bad_share)
+
+    def progress(at: datetime, n: int) -> None:
+        if follow_clock:
+            set_clock(at)
+        cfg.say(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} HIS changes")
+
+    conn = sim_load.connect(config.his_dsn())
+    try:
+        applied = sim_load.load_live(conn, activity.events, start, cfg.speed, progress,
+                                     progress_every=timedelta(hours=2 if not follow_clock else 0.5))
+    finally:
+        conn.close()
+    return applied, int(time.time() * 1000)
+
+
+def prepare(cfg: DemoConfig, mapping) -> None:
+    say = cfg.say
+    ensure_database(config.his_dsn(), his=True)
+    ensure_database(config.staging_dsn())
+    ensure_database(config.frontend_dsn())
+    conn = sim_load.connect(config.his_dsn())
+    try:
+        sim_load.init_schema(conn, cfg.seed)
+    finally:
+        conn.close()
+    say(f"HIS: schema his ready ({config.his_dsn()})")
+    os.environ.setdefault("HISBRIDGE_HIS_DB", _dsn_db(config.his_dsn()))
+    spec = connectors.ConnectorSpec(cfg.connector, "postgres", captured_tables(mapping), heartbeat_ms=2000)
+    say(f"connector {cfg.connector}: {connectors.apply(spec)}, RUNNING (topic prefix {config.raw_topic_prefix()}, "
+        f"{len(spec.tables)} tables)")
+    ensure_key_file(Path(os.environ["HISBRIDGE_SM4_KEY_FILE"]))
+    set_clock(datetime.combine(cfg.day, dtime(17, 59, 59)))
+    ensure_core_topics(mapping)
+    pid = start_worker(cfg.worker_name)
+    say(f"worker: pid {pid} (transform + sink, app id {os.environ['HISBRIDGE_WORKER_APP_ID']}), "
+        f"log {procs.log_file(cfg.worker_name)}")
+
+
+def run(cfg: DemoConfig) -> Outcome:
+    say = cfg.say
+    catalog = load_catalog()
+    mapping = load_mapping(catalog)
+    out = Outcome()
+    t0 = time.monotonic()
+    prepare(cfg, mapping)
+    out.timings["setup"] = time.monotonic() - t0
+    six_pm = datetime.combine(cfg.day, dtime(18))
+    say(f"day D = {cfg.day}: simulating [{cfg.window_start:%Y-%m-%d %H:%M}, {six_pm:%Y-%m-%d %H:%M}) live at "
+        f"{cfg.speed:.0f}x ({cfg.visits} visits/day, bad share {cfg.bad_share}); sink clock held at D 17:59:59")
+    t = time.monotonic()
+    applied, last_ms = load_window(cfg.window_start, six_pm, cfg, follow_clock=False)
+    out.timings["day"] = time.monotonic() - t
+    say(f"  {applied} HIS changes committed in {out.timings['day']:.0f}s; waiting for the pipeline to drain")
+    out.timings["drain"] = wait_drained(mapping, last_ms, say)
+    say(f"drained in {out.timings['drain']:.0f}s: lag 0, watermark past the last commit → clock to D 18:00:01")
+    set_clock(six_pm + timedelta(seconds=1))
+    out.timings["flush"] = wait_flushed(cfg.day, mapping.org_code)
+    say(f"batch {cfg.day} flushed {out.timings['flush']:.0f}s after the window opened")
+    if cfg.evening:
+        ten_pm = six_pm + timedelta(hours=4)
+        say("evening: [D 18:00, D 22:00) live, clock following (late entries → resubmissions, new visits → D+1)")
+        _, last_ms = load_window(six_pm, ten_pm, cfg, follow_clock=True)
+        set_clock(ten_pm - timedelta(seconds=30))
+        wait_drained(mapping, last_ms, say)
+        wait_flushed(cfg.day, mapping.org_code)
+        set_clock(ten_pm + timedelta(seconds=1))
+        say("clock at D 22:00:01: the delivery window is closed")
+    out.timings["total"] = time.monotonic() - t0
+    summarize(cfg, catalog, mapping, out)
+    return out
+
+
+def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
+    """Reconcile the batches this run delivered: on a first run every batch up to D (stays that began before the
+    window are back-filled), afterwards batch D. Expected = the simulator's activity from D-1 18:00 to where
+    this run stopped (late entries after 18:00 still belong to batch D), through the source mapping."""
+    end = datetime.combine(cfg.day, dtime(22 if cfg.evening else 18))
+    activity = generate.activity(cfg.seed, generate.batch_window(cfg.day)[0], end, cfg.visits, cfg.bad_share)
+    expected = reconcile.sim_expectations(activity, mapping, catalog, generate.PRIMARY_KEYS)
+    last = cfg.day.isoformat()
+    wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
+                    and catalog.table(k[0]).cadence == "daily")
+    out.quarantine = reconcile.read_quarantine(config.kafka_bootstrap(), core_topic("quarantine"))
+    front = psycopg2.connect(config.frontend_dsn())
+    stage = psycopg2.connect(config.staging_dsn())
+    try:
+        for table_name, batch in wanted:
+            table = catalog.table(table_name)
+            rows = ledger.rows(front, table_name, batch)
+            out.report_datetimes += [r.report_datetime for r in rows]
+            out.reports.append(reconcile.reconcile_table(
+                table, batch, expected[(table_name, batch)], front, stage, rows,
+                reconcile.quarantine_pairs(out.quarantine, table_name, {batch})))
+    finally:
+        front.close()
+        stage.close()
+    his = sim_load.connect(config.his_dsn())
+    try:
+        with his, his.cursor() as cur:
+            for t in sorted(generate.PRIMARY_KEYS):
+                cur.execute(f"SELECT count(*) FROM his.{t}")
+                out.his_rows[t] = cur.fetchone()[0]
+    finally:
+        his.close()
+
+
+def print_summary(cfg: DemoConfig, out: Outcome) -> None:
+    print("\n== HIS rows (simulated hospital, schema his) ==")
+    print("  " + ", ".join(f"{t} {n}" for t, n in out.his_rows.items()))
+    print(f"\n== batch reconciliation (expected = the simulator's manifest through the source mapping) ==")
+    for line in reconcile.format_report(out.reports):
+        print("  " + line)
+    reasons = Counter()
+    for r in out.reports:
+        reasons.update(r.quarantined)
+    print("\nquarantined by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"))
+    rdts = sorted(set(out.report_datetimes))
+    print("report_datetime: " + (", ".join(str(r) for r in rdts) or "none"))
+    print(f"reconciliation: {'OK' if out.ok else 'NOT OK'}")
+    t = out.timings
+    print(f"timings: setup {t.get('setup', 0):.0f}s, day {t.get('day', 0):.0f}s, drain {t.get('drain', 0):.0f}s, "
+          f"flush {t.get('flush', 0):.0f}s, total {t.get('total', 0):.0f}s")
+    fe = config.frontend_dsn()
+    print(f"""
+where to look next:
+  psql "{fe}" -c "SELECT tbl, batch, report_datetime, row_count, kind FROM hisbridge.ledger ORDER BY written_at"
+  psql "{fe}" -c "SELECT jzlsh, xm, xb, jzksdm, scsj, report_datetime FROM mjzzlxx ORDER BY scsj DESC LIMIT 5"
+  .venv/bin/hisbridge status            # stack, connector, consumer lag, staging, ledger, quarantine
+  .venv/bin/hisbridge reconcile --batch {cfg.day} --sim-seed {cfg.seed} --sim-visits {cfg.visits} --sim-bad-share {cfg.bad_share}
+  tail -f {procs.log_file(cfg.worker_name)}
+identity fields (xm, sfzh, dh, …) are SM4 ciphertext: the demo key is in {os.environ['HISBRIDGE_SM4_KEY_FILE']}
+the stack and the worker keep running; `make down` stops everything.""")
+
+
+# --- state: which day comes next -----------------------------------------------------------------------------
+
+def connector_name() -> str:
+    return config.env_str("HISBRIDGE_CONNECTOR_NAME", "his-demo")
+
+
+def state_file() -> Path:
+    """Per connector (= per simulated HIS): the last simulated day and where its activity ended."""
+    return config.var_dir() / "demo" / f"state-{connector_name()}.json"
+
+
+def next_config() -> DemoConfig:
+    """First run: D = DEMO_DAY or yesterday (Asia/Shanghai); later runs continue with the next day."""
+    today = datetime.now(SHANGHAI).date()
+    path = state_file()
+    state = json.loads(path.read_text()) if path.exists() else None
+    if state is None:
+        day = date.fromisoformat(os.environ["DEMO_DAY"]) if os.environ.get("DEMO_DAY") else today - timedelta(days=1)
+        start, first = generate.batch_window(day)[0], True
+    else:
+        day, start, first = date.fromisoformat(state["day"]) + timedelta(days=1), datetime.fromisoformat(state["end"]), False
+    if day >= today:
+        raise SystemExit(f"the demo has simulated every past day up to {day - timedelta(days=1)}; "
+                         "`make clean` starts the simulated hospital afresh")
+    return DemoConfig(day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
+                      seed=int(os.environ.get("DEMO_SEED", 1)),
+                      bad_share=float(os.environ.get("DEMO_BAD_SHARE", 0.02)),
+                      speed=float(os.environ.get("DEMO_SPEED", 1200)), first_run=first,
+                      connector=connector_name(), worker_name=config.env_str("DEMO_WORKER", "worker"))
+
+
+def save_state(cfg: DemoConfig) -> None:
+    end = datetime.combine(cfg.day, dtime(22 if cfg.evening else 18))
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps({"day": cfg.day.isoformat(), "end": end.isoformat()}))
+
+
+def main() -> None:
+    apply_defaults()
+    cfg = next_config()
+    save_state(cfg)       # before inserting: a failed run must not make the next one insert the same day
+    out = run(cfg)
+    print_summary(cfg, out)
+    if not out.ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

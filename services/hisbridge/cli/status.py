@@ -1,0 +1,159 @@
+"""`hisbridge status`: one operator view — stack, connectors, consumer lag, staging, ledger, quarantine.
+
+Every section reads through the same configuration as the worker (hisbridge.config, HISBRIDGE_* variables),
+and a section whose service is down says so instead of failing the whole command. Nothing here prints an
+identity value: staging and ledger are shown as counts, quarantine as a count per topic.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import click
+
+from hisbridge import config
+
+
+def _section(title: str, body: Callable[[], list[str]]) -> None:
+    click.echo(f"== {title}")
+    try:
+        lines = body()
+    except Exception as exc:  # noqa: BLE001 — a down service is a status, not a crash
+        lines = [f"unavailable: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"]
+    for line in lines or ["(nothing)"]:
+        click.echo(f"  {line}")
+
+
+def stack_lines() -> list[str]:
+    from hisbridge import stack
+    return [f"{s.name:<12} {'running' if s.running else 'stopped':<8} port {s.port:<6} pid {s.pid or '-'}"
+            for s in stack.status()]
+
+
+def connector_lines() -> list[str]:
+    from hisbridge import connectors
+    names = connectors.connect_request("GET", "/connectors")[1]
+    out = []
+    for name in sorted(names):
+        ok, failure = connectors.running_or_failure(connectors.connector_status(name))
+        out.append(f"{name}: {'RUNNING' if ok else failure or 'not running'}")
+    return out
+
+
+def group_lag(admin, groups: list[str]) -> dict[str, dict[str, int]]:
+    """group → topic → lag (end offset − committed offset, summed over the partitions the group committed)."""
+    from kafka.admin import OffsetSpec
+    committed = admin.list_group_offsets({g: None for g in groups}) if groups else {}
+    tps = {tp for offsets in committed.values() for tp in offsets}
+    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}) if tps else {}
+    lag: dict[str, dict[str, int]] = {}
+    for group, offsets in committed.items():
+        per_topic: Counter = Counter()
+        for tp, meta in offsets.items():
+            if meta.offset >= 0 and tp in ends:
+                per_topic[tp.topic] += max(0, ends[tp].offset - meta.offset)
+        lag[group] = dict(per_topic)
+    return lag
+
+
+def lag_lines(show_all: bool) -> list[str]:
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-status",
+                             request_timeout_ms=10000)
+    try:
+        states = {g["group_id"]: g.get("group_state") or "?" for g in admin.list_groups()}
+        groups = sorted(g for g in states if not g.startswith("connect-"))   # Connect's own sink groups
+        lag = group_lag(admin, groups)
+    finally:
+        admin.close()
+    out = []
+    for group in groups:
+        topics = lag.get(group, {})
+        total = sum(topics.values())
+        if not show_all and total == 0 and states[group] == "Empty":
+            continue   # a finished run's group (tests, old demo runs): --all-topics lists it
+        out.append(f"{group} ({states[group]}): lag {total}")
+        for topic, n in sorted(topics.items()):
+            if n or show_all:
+                out.append(f"    {topic}: {n}")
+    return out
+
+
+def staging_lines(limit: int) -> list[str]:
+    import psycopg2
+    conn = psycopg2.connect(config.staging_dsn(), connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('hisbridge.staged')")
+            if cur.fetchone()[0] is None:
+                return ["no staging schema yet (the sink has not run)"]
+            cur.execute("""
+                SELECT s.tbl, s.batch, count(*),
+                       count(*) FILTER (WHERE s.status = 'pending' AND s.seq > COALESCE(c.cut, 0)),
+                       count(*) FILTER (WHERE s.status = 'flushed' OR (s.status = 'pending' AND s.seq <= COALESCE(c.cut, 0))),
+                       count(*) FILTER (WHERE s.revoked)
+                FROM hisbridge.staged s
+                LEFT JOIN (SELECT tbl, batch, max(cut) AS cut FROM hisbridge.flushed GROUP BY tbl, batch) c
+                       ON c.tbl = s.tbl AND c.batch = s.batch
+                GROUP BY s.tbl, s.batch ORDER BY s.batch DESC, s.tbl LIMIT %s""", (limit,))
+            rows = cur.fetchall()
+            cur.execute("SELECT connector, min(commit_ms) FROM hisbridge.progress GROUP BY connector ORDER BY connector")
+            marks = cur.fetchall()
+    finally:
+        conn.close()
+    from hisbridge.watermark import from_ms
+    out = [f"{'table':<10} {'batch':<10} {'staged':>7} {'pending':>7} {'flushed':>7} {'revoked':>7}"]
+    out += [f"{t:<10} {b:<10} {n:>7} {p:>7} {f:>7} {r:>7}" for t, b, n, p, f, r in rows]
+    from hisbridge.batching import SHANGHAI
+    out += [f"watermark {c}: {from_ms(ms).astimezone(SHANGHAI).isoformat(timespec='seconds')} (min over core partitions)"
+            for c, ms in marks]
+    return out
+
+
+def ledger_lines(limit: int) -> list[str]:
+    import psycopg2
+    conn = psycopg2.connect(config.frontend_dsn(), connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('hisbridge.ledger')")
+            if cur.fetchone()[0] is None:
+                return ["no ledger yet (nothing flushed)"]
+            cur.execute("""SELECT tbl, batch, report_datetime, row_count, kind, written_at FROM hisbridge.ledger
+                           ORDER BY written_at DESC, tbl LIMIT %s""", (limit,))
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    return [f"{t:<10} {b:<10} report_datetime {r}  {n:>7} rows  {k}" for t, b, r, n, k, _ in rows]
+
+
+def quarantine_lines() -> list[str]:
+    """Messages on every `<prefix>.quarantine` topic (end − start offsets: entries, not distinct records)."""
+    from kafka import TopicPartition
+    from kafka.admin import KafkaAdminClient, OffsetSpec
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-status")
+    try:
+        topics = sorted(t for t in admin.list_topics() if t.endswith(".quarantine"))
+        out = []
+        for topic in topics:
+            parts = admin.describe_topics([topic])[0]["partitions"]
+            tps = [TopicPartition(topic, p["partition_index"]) for p in parts]
+            end = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+            start = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+            out.append(f"{topic}: {sum(end[tp].offset - start[tp].offset for tp in tps)} entries")
+        return out or ["no quarantine topic yet"]
+    finally:
+        admin.close()
+
+
+@click.command("status")
+@click.option("--batches", default=20, show_default=True, help="staging rows to show (newest batches first)")
+@click.option("--ledger", "ledger_rows", default=10, show_default=True, help="last ledger rows to show")
+@click.option("--all-topics", is_flag=True, help="list idle groups and topics with zero lag too")
+def cli(batches: int, ledger_rows: int, all_topics: bool) -> None:
+    """Operator view: stack, connectors, consumer lag, staging per table and batch, ledger, quarantine."""
+    _section("stack", stack_lines)
+    _section(f"connectors ({config.connect_url()})", connector_lines)
+    _section(f"consumer lag ({config.kafka_bootstrap()})", lambda: lag_lines(all_topics))
+    _section("staging (hospital side): rows per table and batch", lambda: staging_lines(batches))
+    _section("front-end ledger: last flushes", lambda: ledger_lines(ledger_rows))
+    _section("quarantine", quarantine_lines)
