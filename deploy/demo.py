@@ -49,6 +49,7 @@ from hisbridge.mapping import load_mapping
 from hisbridge.sim import generate, load as sim_load
 from hisbridge.sinkloop import core_prefix, core_topic, write_clock_file
 from hisbridge.stack import procs
+from hisbridge.topics import ensure_topics
 
 WORKER_MARKER = "hisbridge.cli.worker"
 DEMO_DEFAULTS = {
@@ -138,26 +139,6 @@ def ensure_database(dsn: str, his: bool = False) -> None:
 def captured_tables(mapping) -> tuple[str, ...]:
     """schema.table of every HIS table the mapping reads (drivers and lookups)."""
     return tuple(sorted(set(mapping.by_source) | set(mapping.lookup_sources)))
-
-
-def ensure_core_topics(mapping) -> list[str]:
-    """Create the core and quarantine topics before the worker starts. The sink subscribes to them by name;
-    a topic created after its consumer started is only seen at the next metadata refresh (5 minutes),
-    which would hold the first delivery of a fresh installation that long."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-    names = [core_topic(t) for t in load_catalog().tables] + [core_topic("quarantine")]
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-demo-setup")
-    try:
-        missing = sorted(set(names) - set(admin.list_topics()))
-        for name in missing:
-            try:
-                admin.create_topics([NewTopic(name, 1, config.env_int("HISBRIDGE_TOPIC_REPLICATION", 1))])
-            except TopicAlreadyExistsError:
-                pass
-        return missing
-    finally:
-        admin.close()
 
 
 def start_worker(name: str) -> int:
@@ -318,7 +299,8 @@ def prepare(cfg: DemoConfig, mapping) -> None:
         f"{len(spec.tables)} tables)")
     ensure_key_file(Path(os.environ["HISBRIDGE_SM4_KEY_FILE"]))
     set_clock(datetime.combine(cfg.day, dtime(17, 59, 59)))
-    ensure_core_topics(mapping)
+    ensure_topics([core_topic(t) for t in load_catalog().tables] + [core_topic("quarantine")],
+                  "hisbridge-demo-setup")
     pid = start_worker(cfg.worker_name)
     say(f"worker: pid {pid} (transform + sink, app id {os.environ['HISBRIDGE_WORKER_APP_ID']}), "
         f"log {procs.log_file(cfg.worker_name)}")

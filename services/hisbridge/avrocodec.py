@@ -176,6 +176,9 @@ def validate_record(schema: AvroSchema, record: Mapping[str, Any]) -> list[str]:
     except Exception:  # noqa: BLE001 — e.g. a decimal of the wrong scale raises ValueError
         whole_ok = False
     problems = [f"field {k}: not in schema {schema.name}" for k in record if k not in schema.field_names]
+    # fastavro's validate accepts any str, but Avro strings are UTF-8: a lone surrogate cannot be written
+    problems += [f"field {k}: text is not valid UTF-8" for k, v in record.items()
+                 if k in schema.field_names and isinstance(v, str) and not _utf8_encodable(v)]
     if whole_ok and not problems and not _suspect_temporal(schema, record):
         return []
     for name, avro_type, has_default in schema.fields:
@@ -189,6 +192,14 @@ def validate_record(schema: AvroSchema, record: Mapping[str, Any]) -> list[str]:
     if not problems:
         problems.append(f"record does not match schema {schema.name}")  # fastavro said no, fields say yes
     return problems
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _suspect_temporal(schema: AvroSchema, record: Mapping[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from hisbridge import avrocodec, config, staging
 from hisbridge.app import app
 from hisbridge.catalog import load_catalog
 from hisbridge.schedule import load_schedule
+from hisbridge.topics import ensure_topics
 from hisbridge.sinkloop import LoopState, PgSinkIO, SinkEvent, app_clock, stage_chunk, tables_by_topic, tick
 from hisbridge.watermark import Partition
 
@@ -75,6 +76,7 @@ def register(app) -> None:
     take = config.env_int("HISBRIDGE_SINK_TAKE", 500)
     within = float(config.env_str("HISBRIDGE_SINK_WITHIN", "1.0"))
     interval = float(config.env_str("HISBRIDGE_SINK_TICK", "5.0"))
+    ensure_topics(topics, "hisbridge-sink-setup")
     core = app.topic(*topics, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
 

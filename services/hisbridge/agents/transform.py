@@ -5,8 +5,8 @@ One agent, driven by the source mapping: it consumes the raw topic of every sour
 (drivers and lookups) and the connector's heartbeat topic — no code per table. Per batch (take_events):
 decode → reference rows into the lookup table → transform → produce → await every ack → watermark marks.
 The pure part of a batch is hisbridge.transformloop.plan_batch; this module only wires it to Kafka.
-Raw topics the connector has not written yet are created at start (ensure_raw_topics), so a table's first
-changes are not left unread until the consumer's next metadata refresh.
+Raw topics the connector has not written yet are created at start (hisbridge.topics.ensure_topics), so a
+table's first changes are not left unread until the consumer's next metadata refresh.
 
 State, in two Faust GlobalTables (changelog-backed: a restart rebuilds them, every worker holds all rows):
   <app>-hisbridge-transform-lookups   reference rows (patient master, dictionaries…) from their CDC topics
@@ -48,6 +48,7 @@ from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry, serialize_entry
 from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
+from hisbridge.topics import ensure_topics
 from hisbridge.transform import CoreRecord, transform
 from hisbridge.transformloop import (BatchPlan, CodedStore, MarkThrottle, Partition, RawEvent, TableLookups,
                                      HeldRecords, connector_mark_ms, heartbeat_topic, mark_value, plan_batch,
@@ -151,28 +152,6 @@ def _exit_unfinished(what: str, count: int) -> None:
     os._exit(70)
 
 
-def ensure_raw_topics(names: list[str]) -> list[str]:
-    """Create the raw topics that do not exist yet, as the connector template would (1 partition,
-    HISBRIDGE_TOPIC_REPLICATION). Debezium creates a table's topic only with its first event, and a consumer
-    that subscribed before that sees it only after its metadata refresh (5 minutes): the first changes of
-    a new table would wait that long. Returns the topics created."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-transform-setup")
-    try:
-        missing = sorted(set(names) - set(admin.list_topics()))
-        replication = config.env_int("HISBRIDGE_TOPIC_REPLICATION", 1)
-        for name in missing:
-            try:
-                admin.create_topics([NewTopic(name, 1, replication)])
-            except TopicAlreadyExistsError:   # the connector was faster
-                pass
-        return missing
-    finally:
-        admin.close()
-
-
 class _OnePartitionTable(GlobalTable):
     """A GlobalTable whose changelog has one partition, written to partition 0 whoever writes. Faust takes
     the partition from the current event (none in a timer, nor in a take_events body, whose events are
@@ -198,7 +177,7 @@ def register(app) -> None:
     settings = sm4_settings_from_env()
     prefix = config.raw_topic_prefix()
     topics = raw_topics(mapping, prefix) + [heartbeat_topic(prefix)]
-    created = ensure_raw_topics(topics)
+    created = ensure_topics(topics, "hisbridge-transform-setup")
     if created:
         log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
     wait_ms = int(float(config.env_str("HISBRIDGE_LOOKUP_WAIT", "300")) * 1000)
