@@ -75,10 +75,13 @@ AGENT_MODULES = ("hisbridge.agents.transform", "hisbridge.agents.sink")
 
 def agent_modules() -> tuple[str, ...]:
     """HISBRIDGE_AGENTS (comma-separated short names, e.g. "sink") runs only those stages: a worker per
-    stage in production, and tests that must not pick up the other stage's topics."""
+    stage in production, and tests that must not pick up the other stage's topics; "none" runs only the
+    probe agent (stack checks that need neither a mapping nor an SM4 key)."""
     chosen = config.env_str("HISBRIDGE_AGENTS", "")
     if not chosen:
         return AGENT_MODULES
+    if chosen == "none":
+        return ()
     return tuple(f"hisbridge.agents.{name.strip()}" for name in chosen.split(",") if name.strip())
 
 

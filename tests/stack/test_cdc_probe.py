@@ -164,7 +164,8 @@ def faust_worker(tmp_path_factory, probe_connector):
     out = tmp_path_factory.mktemp("worker") / "received.jsonl"
     log = out.with_suffix(".log")
     env = {**os.environ, "HISBRIDGE_WORKER_APP_ID": f"stackprobe-{uuid.uuid4().hex[:8]}",
-           "HISBRIDGE_WORKER_OUT": str(out), "HISBRIDGE_WORKER_WEB_PORT": "0", "HISBRIDGE_RAW_TOPIC": TOPIC}
+           "HISBRIDGE_WORKER_OUT": str(out), "HISBRIDGE_WORKER_WEB_PORT": "0", "HISBRIDGE_RAW_TOPIC": TOPIC,
+           "HISBRIDGE_AGENTS": "none"}
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "hisbridge"), "worker", "--loglevel", "info"],
                                 env=env, stdout=log_fh, stderr=subprocess.STDOUT)

@@ -286,6 +286,14 @@ CREATE TABLE IF NOT EXISTS his.mr_homepage (
     archive_time          timestamp(6),
     updated_at            timestamp(6)  NOT NULL
 );
+-- Columns added after the first release: a schema created by an older version gains them here, before
+-- the comments below name them.
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_name varchar(100);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_code varchar(20);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_no        varchar(50);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_name varchar(100);
+ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_code varchar(20);
+
 COMMENT ON TABLE his.mr_homepage IS '住院病案首页（患者身份信息见患者主索引）';
 COMMENT ON COLUMN his.mr_homepage.inpatient_no IS '住院号';
 COMMENT ON COLUMN his.mr_homepage.patient_id IS '患者ID';
@@ -465,6 +473,9 @@ CREATE TABLE IF NOT EXISTS his.eval_indicator (
     updated_at      timestamp(6)  NOT NULL,
     PRIMARY KEY (period, indicator_code)
 );
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_code varchar(10);
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_name varchar(50);
+
 COMMENT ON TABLE his.eval_indicator IS '三级医院评审指标（月度：全院及重点专业；年度：资源配置）';
 COMMENT ON COLUMN his.eval_indicator.period IS '统计期：YYYY-MM月度 YYYY年度';
 COMMENT ON COLUMN his.eval_indicator.indicator_code IS '指标编号（三级医院评审标准2022）';
@@ -487,12 +498,3 @@ ALTER TABLE his.mr_diagnosis    REPLICA IDENTITY FULL;
 ALTER TABLE his.mr_operation    REPLICA IDENTITY FULL;
 ALTER TABLE his.mr_homepage_tcm REPLICA IDENTITY FULL;
 ALTER TABLE his.eval_indicator  REPLICA IDENTITY FULL;
-
--- Columns added after the first release: a schema created by an older version gains them here.
-ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_name varchar(100);
-ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_diag_code varchar(20);
-ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS path_no        varchar(50);
-ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_name varchar(100);
-ALTER TABLE his.mr_homepage    ADD COLUMN IF NOT EXISTS ext_cause_code varchar(20);
-ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_code varchar(10);
-ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_name varchar(50);
