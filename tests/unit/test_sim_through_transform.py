@@ -24,6 +24,7 @@ from hisbridge.crypto import parse_key
 from hisbridge.decode import SHANGHAI, Change, SourcePosition
 from hisbridge.mapping import load_mapping, lookup_key, lookup_updates
 from hisbridge.quarantine import QuarantineEntry
+from hisbridge.reconcile import columns_read
 from hisbridge.sim import generate
 from hisbridge.transform import KEY_SEP, CoreRecord, Waiting, transform
 
@@ -161,18 +162,6 @@ def indicator_records(rows: dict[str, dict[tuple, dict]]) -> list[tuple[str, str
             out.append(("zdzkzb", _k(date.fromisoformat(period + "-01"), row["specialty_code"], code)))
         else:
             out.append(("ylfwnl", _k(date.fromisoformat(period + "-01"), code)))
-    return out
-
-
-def columns_read(mapping) -> dict[str, set[tuple[str, str]]]:
-    """Per catalog table, the (HIS table, column) pairs its fields read — from the mapping file itself."""
-    out: dict[str, set[tuple[str, str]]] = {}
-    for name, table in mapping.tables.items():
-        source = {d.alias: d.source for d in table.drivers}
-        source.update({d.each.alias: mapping.lookups[d.each.lookup].source for d in table.drivers if d.each})
-        source.update({alias: mapping.lookups[j.lookup].source for alias, j in table.joins.items()})
-        out[name] = {(source[f.expr.column[0]].split(".")[-1], f.expr.column[1])
-                     for f in table.fields if f.expr.column is not None}
     return out
 
 
