@@ -105,10 +105,4 @@ def start() -> bool:
 
 
 def stop() -> bool:
-    current = pid()
-    if not procs.is_alive(current, marker()):
-        procs.pid_file(NAME).unlink(missing_ok=True)
-        return False
-    procs.terminate(current, marker(), timeout=60)
-    procs.pid_file(NAME).unlink(missing_ok=True)
-    return True
+    return procs.stop_component(NAME, marker(), timeout=60)

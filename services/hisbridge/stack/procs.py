@@ -165,6 +165,17 @@ def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
     raise StackError(f"process {pid} ({marker}) did not stop")
 
 
+def stop_component(name: str, marker: str, timeout: float) -> bool:
+    """Stop the component behind var/run/<name>.pid; False when it was not running (a stale pid file goes)."""
+    current = read_pid(pid_file(name))
+    if not is_alive(current, marker):
+        pid_file(name).unlink(missing_ok=True)
+        return False
+    terminate(current, marker, timeout=timeout)
+    pid_file(name).unlink(missing_ok=True)
+    return True
+
+
 def reap(pid: int) -> None:
     """Collect an exited child of this process (only relevant when it was started by us)."""
     try:

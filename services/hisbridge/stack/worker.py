@@ -36,10 +36,4 @@ def start_unsupported() -> bool:
 
 
 def stop() -> bool:
-    current = pid()
-    if not procs.is_alive(current, MARKER):
-        procs.pid_file(NAME).unlink(missing_ok=True)
-        return False
-    procs.terminate(current, MARKER, timeout=30)
-    procs.pid_file(NAME).unlink(missing_ok=True)
-    return True
+    return procs.stop_component(NAME, MARKER, timeout=30)
