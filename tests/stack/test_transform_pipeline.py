@@ -285,7 +285,7 @@ def test_his_changes_become_exactly_the_expected_core_records_and_quarantine(pip
     # The update and the delete come once A and B are out: raw topics are consumed independently, and a
     # mapping whose diagnosis join is `absent: skip` reports a visit only once its diagnosis is there —
     # an update consumed before that would supersede the first version before it was ever reported.
-    wait_for("A and B as inserted", lambda: reported("A", "123.45") and reported("B", "123.45"), timeout=180)
+    wait_for("A and B as inserted", lambda: reported("A", "123.45") and reported("B", "123.45"), timeout=300)
     execute(conn, "UPDATE his.op_visit SET total_fee = %s, updated_at = %s WHERE visit_id = %s",
             (Decimal("200.00"), his.now, his.vid("A")))
     execute(conn, "DELETE FROM his.op_visit WHERE visit_id = %s", (his.vid("B"),))
@@ -381,7 +381,8 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
         reader.poll()
         return any(r["key"] == his.vid(n) for r in reader.records)
 
-    wait_for("K's record", lambda: produced("K"), timeout=120)
+    # the first record waits for the worker start and the re-read of the raw topics (snapshot included)
+    wait_for("K's record", lambda: produced("K"), timeout=300)
     ends = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap()).end_offsets(
         [TopicPartition(f"{PREFIX}.his.{tb}", 0) for tb in ("pat_master", "op_visit", "op_diagnosis")])
     wait_for("offsets committed past the patient and the waiting visit",
