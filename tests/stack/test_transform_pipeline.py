@@ -20,7 +20,6 @@ import uuid
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -29,6 +28,7 @@ from hisbridge import avrocodec, config, connectors, crypto
 from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.sim import generate, load as sim_load
+from test_sink_pipeline import wait_for   # one polling helper for the stack tests
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +49,6 @@ VALID_ID, BAD_ID = "11010519491231002X", "110105194912310021"   # GB 11643 worke
 
 def at(day: date, h: int, m: int = 0, s: int = 0, us: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, h, m, s, us)
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class HisRun:
