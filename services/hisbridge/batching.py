@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
@@ -132,12 +133,27 @@ def assign_batch(table: Any, record: Mapping[str, Any],
     """The batch of `record` by the table's batch-time field (`table.batch_time`) and `table.cadence`."""
     field = table.batch_time
     value = record.get(field)
+    if type(value) is datetime and value.tzinfo is None and schedule is DEFAULT_SCHEDULE and table.cadence == "daily":
+        try:
+            return _daily_batch(value.date() + _ONE_DAY if value.time() >= DAILY_CUTOFF else value.date())
+        except (OverflowError, BatchError):
+            pass     # near year 9999: the general path below says why
     if value is None:
         raise BatchError(f"{getattr(table, 'name', 'record')}: batch-time field {field!r} is empty")
     try:
         return batch_for(table.cadence, value, schedule)
     except BatchError as exc:
         raise BatchError(f"{getattr(table, 'name', 'record')}.{field}: {exc}") from None
+
+
+_ONE_DAY = timedelta(days=1)
+
+
+@lru_cache(maxsize=4096)
+def _daily_batch(day: date) -> Batch:
+    """Batch `day` of the default schedule: a naive record time needs only its date and the 18:00 test,
+    and a day's records share one Batch (the chain asks for one per record)."""
+    return batch_for("daily", datetime.combine(day, time()), DEFAULT_SCHEDULE)
 
 
 def batch_by_name(cadence: str, name: str, schedule: Mapping[str, WindowRule] = DEFAULT_SCHEDULE) -> Batch:

@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -241,31 +241,34 @@ def plain_bytes(value: Any) -> bytes:
 def encrypt_fields(record: Mapping[str, Any], fields: Iterable[str], key: Sm4Key,
                    settings: Sm4Settings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """A copy of `record` with each of `fields` encrypted; absent fields stay absent, None stays None."""
-    out = dict(record)
+    return encrypt_many([record], fields, key, settings)[0]
+
+
+def encrypt_many(records: Sequence[Mapping[str, Any]], fields: Iterable[str], key: Sm4Key,
+                 settings: Sm4Settings = DEFAULT_SETTINGS) -> list[dict[str, Any]]:
+    """encrypt_fields for each record. ECB encrypts each block on its own, so every padded value of every
+    record goes through OpenSSL in one call and is cut apart again: the same ciphertexts as value by
+    value, for one call instead of one per value."""
+    outs = [dict(r) for r in records]
     names = tuple(fields)
-    if settings.mode == "ecb" and len(set(names)) == len(names):
-        return _encrypt_fields_ecb(out, names, key, settings)
-    for name in names:
-        value = out.get(name)
-        if value is not None:
-            out[name] = _encode(encrypt_bytes(plain_bytes(value), key, settings), settings)
-    return out
-
-
-def _encrypt_fields_ecb(out: dict[str, Any], names: tuple[str, ...], key: Sm4Key,
-                        settings: Sm4Settings) -> dict[str, Any]:
-    """ECB encrypts each block on its own, so the padded values of a record go through OpenSSL in one call
-    and are cut apart again: the same ciphertexts as field by field, for one call instead of ten."""
-    present = [(name, _pad(plain_bytes(value))) for name in names if (value := out.get(name)) is not None]
+    if settings.mode != "ecb" or len(set(names)) != len(names):
+        for out in outs:
+            for name in names:
+                value = out.get(name)
+                if value is not None:
+                    out[name] = _encode(encrypt_bytes(plain_bytes(value), key, settings), settings)
+        return outs
+    present = [(out, name, _pad(value.encode("utf-8") if type(value) is str else plain_bytes(value)))
+               for out in outs for name in names if (value := out.get(name)) is not None]
     if not present:
-        return out
-    cipher = _ecb(key.key, True).update(b"".join(padded for _, padded in present))
+        return outs
+    cipher = _ecb(key.key, True).update(b"".join(padded for _, _, padded in present))
     start = 0
-    for name, padded in present:
+    for out, name, padded in present:
         end = start + len(padded)
         out[name] = _encode(cipher[start:end], settings)
         start = end
-    return out
+    return outs
 
 
 def decrypt_fields(record: Mapping[str, Any], fields: Iterable[str], key: Sm4Key,

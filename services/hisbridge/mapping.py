@@ -54,6 +54,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -666,16 +667,21 @@ _NATIVE = {"string": str, "int": int, "decimal": Decimal, "datetime": datetime, 
 def _coerce(field: Field, value: Any) -> Any:
     """Text from decimal.handling.mode=string and similar: turned into the catalog kind when it parses
     exactly; anything else is left as it is for the quality and Avro stages to report."""
-    if value is None or type(value) is _NATIVE.get(field.kind):
+    if value is None:
         return value
     kind = field.kind
+    if type(value) is _NATIVE.get(kind):
+        if kind != "decimal":
+            return value
+        try:
+            return _at_scale(value, field.scale)
+        except InvalidOperation:
+            return value
     try:
         if kind == "string":
             return _to_str(value)
         if kind == "decimal" and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            number = Decimal(str(value).strip())
-            exact = number.quantize(Decimal(1).scaleb(-(field.scale or 0)))
-            return exact if exact == number else number      # never round silently
+            return _at_scale(Decimal(str(value).strip()), field.scale)
         if kind == "int" and isinstance(value, (str, Decimal)):
             return _to_int(value)
         if kind == "datetime" and isinstance(value, str):
@@ -685,6 +691,20 @@ def _coerce(field: Field, value: Any) -> Any:
     except (InvalidOperation, ValueError):
         return value
     return value
+
+
+@lru_cache(maxsize=64)
+def _quantum(scale: int) -> Decimal:
+    return Decimal(1).scaleb(-scale)
+
+
+def _at_scale(number: Decimal, scale: int | None) -> Decimal:
+    """The number written at the catalog's scale (269.1 → 269.10) when that is exact; never rounded."""
+    quantum = _quantum(scale or 0)
+    if number.same_quantum(quantum):
+        return number
+    exact = number.quantize(quantum)       # InvalidOperation beyond the context's 28 digits: caller decides
+    return exact if exact == number else number
 
 
 def _side(change: Change, driver: Driver) -> tuple[Row | None, bool]:

@@ -28,7 +28,7 @@ from hisbridge import config
 from hisbridge.crypto import Sm4Settings
 from hisbridge.decode import HEARTBEAT_TOPIC_PREFIX, DecodeError, Heartbeat, decode_message
 from hisbridge.mapping import LookupUpdate, SourceMapping, lookup_updates
-from hisbridge.transform import Waiting
+from hisbridge.transform import Waiting, finish_outputs
 
 LOOKUP_SEP = "\x1e"           # record separator: lookup name | lookup key (the key itself uses \x1f)
 Partition = tuple[str, int]
@@ -386,7 +386,9 @@ class BatchPlan:
     parked: int = 0
 
 
-Run = Callable[[Any, bool], list[Any]]    # (Change | DecodeError, give_up) → transform outputs
+# (Change | DecodeError, give_up) → transform outputs; Unfinished ones (transform's defer=True) are finished
+# together at the end of the batch
+Run = Callable[[Any, bool], list[Any]]
 
 
 def _held_for(event: RawEvent, table: str, now_ms: int, commit_ms: int | None, since_ms: int | None = None) -> Held:
@@ -442,6 +444,7 @@ def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: M
             _retry(plan, pending, run, lookup, key)
         _route(plan, pending, run(message, False),
                lambda table, event=event, commit_ms=commit_ms: _held_for(event, table, now_ms, commit_ms))
+    plan.outputs = finish_outputs(plan.outputs)
     return plan
 
 
@@ -453,6 +456,7 @@ def plan_expiry(*, pending: HeldRecords, run: Run, now_ms: int, wait_ms: int) ->
         outputs = run(decode_message(h.topic, h.key, h.value), True)
         plan.outputs += [o for o in outputs if getattr(o, "table", None) == h.table and not isinstance(o, Waiting)]
         plan.release.append(skey)
+    plan.outputs = finish_outputs(plan.outputs)
     return plan
 
 

@@ -1,7 +1,8 @@
 """The chain's fast paths give exactly the answers of the straightforward code they replace:
 
 - quality: the compiled per-table plan (quality/plan.py) vs the rules interpreted field by field as the
-  catalog lists them (the reference below is the original check_record, kept verbatim);
+  catalog lists them (the reference below is the original check_record, kept verbatim); the column-wise
+  proof over a batch (quality/columns.py) never calls clean a record check_record has a reason for;
 - SM4: a record's ECB fields encrypted in one OpenSSL call vs field by field;
 - decode: orjson with a float/bigint guard vs json with Decimal floats.
 """
@@ -25,6 +26,7 @@ from hisbridge.crypto import Sm4Settings, encrypt_bytes, encrypt_fields, parse_k
 from hisbridge.crypto import _encode as encode_cipher
 from hisbridge.decode import _loads
 from hisbridge.quality import _guarded, check_record
+from hisbridge.quality.columns import clean_records
 from hisbridge.quality.field_rules import is_missing, type_matches
 from hisbridge.quality.reasons import Reason
 from hisbridge.quality.registry import FIELD_RULES, IMPLICIT_FIELD_RULES, IMPLICIT_RECORD_RULES, TABLE_CHECKS
@@ -102,6 +104,29 @@ def test_quality_plan_gives_exactly_the_reasons_of_the_interpreted_rules(seed, d
     report = data.draw(st.sampled_from([REPORT, None, dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)]))
     assert check_record(table, record, report_time=report) == reference_check_record(table, record,
                                                                                      report_time=report)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 8), st.data())
+def test_a_batch_proven_clean_column_by_column_has_no_reason_record_by_record(seed, size, data):
+    catalog = _catalog()
+    table = catalog.tables[data.draw(st.sampled_from(sorted(catalog.tables)))]
+    rng = random.Random(seed)
+    records: list[Any] = [sample_record(table, rng) for _ in range(size)]
+    # catalog samples are clean: the batch proof must see that, or the fast path would never be taken
+    assert clean_records(table, records, report_time=REPORT) == [True] * size
+    names = [f.name for f in table.fields]
+    for i in data.draw(st.lists(st.integers(0, size - 1), max_size=4)):
+        for name in data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3)):
+            records[i][name] = data.draw(st.sampled_from(EDGE + _codes(table, table.field(name)))
+                                         | st.text(max_size=4) | st.integers(-5, 10**6)
+                                         | st.decimals(places=2, allow_nan=False))
+        if data.draw(st.integers(0, 9)) == 0:
+            records[i]["not_in_catalog"] = 1
+    report = data.draw(st.sampled_from([REPORT, None, dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)]))
+    for record, clean in zip(records, clean_records(table, records, report_time=report)):
+        reasons = check_record(table, record, report_time=report)
+        assert not (clean and reasons), (record, reasons)
 
 
 def test_quality_plan_follows_a_new_table_object(monkeypatch):

@@ -26,7 +26,8 @@ from hisbridge.mapping import load_mapping, lookup_key, lookup_updates
 from hisbridge.quarantine import QuarantineEntry
 from hisbridge.reconcile import columns_read
 from hisbridge.sim import generate
-from hisbridge.transform import KEY_SEP, CoreRecord, Waiting, transform
+from hisbridge import transform as transform_module
+from hisbridge.transform import KEY_SEP, CoreRecord, Waiting, finish_outputs, transform
 
 SEED, VISITS, BAD_SHARE = 7, 1000, 0.05
 DAY = date(2026, 1, 5)          # the 5th: the statistics office also enters December's and 2025's indicators
@@ -88,16 +89,18 @@ def _apply(lookups: dict, updates) -> list[tuple[str, str]]:
     return arrived
 
 
-def run_chain(changes: list[Change], catalog, mapping) -> tuple[list, int]:
-    """Every output of every change; a Waiting change is retried when its row arrives, given up at the end."""
+def run_chain(changes: list[Change], catalog, mapping, batch: int | None = None) -> tuple[list, int]:
+    """Every output of every change; a Waiting change is retried when its row arrives, given up at the end.
+    With `batch`, records are finished together every `batch` changes, as the worker's plan_batch does."""
     lookups: dict = {}
     outputs: list = []
     waiting: dict[tuple[str, str], list[Change]] = defaultdict(list)
     retried = 0
+    finished = 0
 
     def run(change: Change, give_up: bool = False) -> None:
         for out in transform(change, catalog=catalog, mapping=mapping, lookups=lookups, key=KEY, now=NOW,
-                             give_up=give_up):
+                             give_up=give_up, defer=batch is not None):
             if isinstance(out, Waiting):
                 waiting[(out.missing.lookup, out.missing.key)].append(change)
             else:
@@ -109,9 +112,12 @@ def run_chain(changes: list[Change], catalog, mapping) -> tuple[list, int]:
                 retried += 1
                 run(pending)
         run(change)
+        if batch is not None and len(outputs) - finished >= batch:
+            outputs[finished:] = finish_outputs(outputs[finished:])
+            finished = len(outputs)
     for pending in [c for cs in waiting.values() for c in cs]:
         run(pending, give_up=True)
-    return outputs, retried
+    return finish_outputs(outputs), retried
 
 
 # --- what the manifest predicts ------------------------------------------------------------------------
@@ -259,3 +265,20 @@ def test_front_pages_of_neoplasms_and_injuries_carry_pathology_and_external_caus
               generate.is_injury(principal[hp["inpatient_no"]] or "")) for hp in archived}
     assert (True, False) in kinds and (False, True) in kinds   # the day has both, and they reach core
     assert not any(r == "required_when" for o in outputs if isinstance(o, QuarantineEntry) for r in o.rules)
+
+
+@pytest.mark.parametrize("batch", [7, 500])
+def test_records_finished_in_batches_are_exactly_the_records_finished_one_by_one(day, batch, monkeypatch):
+    """The worker's path (transform(defer=True) + finish_outputs per batch) against transform per change:
+    the same CoreRecords (bytes, keys, batches, headers) and quarantine entries, in the same order — and
+    the CoreRecords did take the batch path (a record alone in its group takes the per-record one)."""
+    activity, mapping, outputs, retried = day
+    fast = []
+    original = transform_module._clean_record
+    monkeypatch.setattr(transform_module, "_clean_record", lambda *a: fast.append(original(*a)) or fast[-1])
+    batched, retried_batched = run_chain(day_changes(activity), load_catalog(), mapping, batch=batch)
+    assert retried_batched == retried
+    assert batched == outputs
+    core = sum(isinstance(o, CoreRecord) for o in batched)
+    print(f"batch {batch}: {len(fast)} of {core} CoreRecords by the batch path")
+    assert None not in fast and len(fast) >= core * (0.5 if batch < 50 else 0.95)

@@ -192,7 +192,7 @@ def register(app) -> None:
 
     def run(message, give_up: bool) -> list[Any]:
         return transform(message, catalog=catalog, mapping=mapping, lookups=lookups, key=key, sm4_settings=settings,
-                         give_up=give_up)
+                         give_up=give_up, defer=True)    # plan_batch finishes a batch's records together
 
     async def finish(plan: BatchPlan) -> None:
         await wiring.produce(plan.outputs)

@@ -128,7 +128,9 @@ def _apply_checks(rng: random.Random, table: Table, record: dict[str, Any], inde
                     if record.get(name) is None:
                         record[name] = _base_value(rng, table, table.field(name), index)
         elif check["rule"] == "positive_when" and record.get(check["if_field"]) == check["equals"]:
-            record[check["field"]] = Decimal(rng.randint(100, 99999)) / 100
+            # at the field's scale, as the HIS column and the mapping give it (300.00, not 300)
+            record[check["field"]] = Decimal(rng.randint(100, 99999)).scaleb(-2).quantize(
+                Decimal(1).scaleb(-(table.field(check["field"]).scale or 0)))
 
 
 def _identity(rng: random.Random, table: Table, record: dict[str, Any], index: int) -> None:

@@ -78,6 +78,7 @@ def _string_probe(field: Field, table: Table) -> Probe:
     valueset = table.valuesets.get(field.valueset) if field.valueset else None
     codes = dict(valueset.codes) if valueset is not None else None
     name_field = field.name_field if valueset is not None else None
+    hierarchical = valueset is not None and valueset.hierarchical
 
     def probe(value: Any, record: Mapping[str, Any]) -> int:
         if value is None:
@@ -88,13 +89,19 @@ def _string_probe(field: Field, table: Table) -> Probe:
             return PRESENT
         expected = codes.get(value)
         if expected is None:
-            return UNSURE            # not a member (or a hierarchical child): let the rule decide
+            # a sub-code ("03.01") of a member is a member and has no name of its own to agree with
+            return PRESENT if hierarchical and is_child_code(value, codes) else UNSURE
         if name_field is not None:
             name = record.get(name_field)
             if isinstance(name, str) and name.strip() and name.strip() != expected:
                 return UNSURE
         return PRESENT
     return probe
+
+
+def is_child_code(code: str, codes: Mapping[str, str]) -> bool:
+    """ValueSet's own test for a member of a hierarchical set that is not listed itself."""
+    return "." in code and code.split(".", 1)[0] in codes
 
 
 def _int_probe(field: Field) -> Probe:
