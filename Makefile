@@ -44,7 +44,8 @@ test: install jars
 demo: up
 	$(PY) deploy/demo.py
 
-bench: install
+# bench_flush and bench_worker use the local stack's PostgreSQL and Kafka: started if not running.
+bench: up
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(PY) $$script; done
 
 clean: down

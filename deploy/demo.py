@@ -50,6 +50,7 @@ from hisbridge.sim import generate, load as sim_load
 from hisbridge.sinkloop import core_prefix, core_topic, write_clock_file
 from hisbridge.stack import procs
 from hisbridge.topics import ensure_topics
+from hisbridge.transformloop import transform_group
 
 WORKER_MARKER = "hisbridge.cli.worker"
 DEMO_DEFAULTS = {
@@ -216,7 +217,7 @@ def wait_drained(mapping, after_ms: int, say: Callable[[str], None], timeout: fl
     group = config.env_str("HISBRIDGE_WORKER_APP_ID", "hisbridge")
     began, last_said = time.monotonic(), 0.0
     while True:
-        lag = consumer_lag(group, raw + core)
+        lag = {**consumer_lag(transform_group(group), raw), **consumer_lag(group, core)}   # transform, sink
         mark = sink_watermark_ms(config.raw_topic_prefix(), core)
         raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in core)
         passed = mark is not None and mark >= after_ms

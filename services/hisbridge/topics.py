@@ -1,16 +1,18 @@
 """Topics the worker subscribes to by name must exist before it starts: a topic created after its consumer
 subscribed is only seen at the next metadata refresh (5 minutes), which would hold a new table's first
-changes, or a fresh installation's first delivery, that long."""
+changes, or a fresh installation's first delivery, that long. And a few topics are read whole at start
+(read_from_start): the reference tables' raw topics, the transform's lookup state."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 from hisbridge import config
 
 
-def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup") -> list[str]:
+def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup", compacted: bool = False) -> list[str]:
     """Create the named topics that do not exist yet (1 partition, HISBRIDGE_TOPIC_REPLICATION, as the
-    connector template does). Returns the topics created."""
+    connector template does; `compacted` for raw CDC topics, which the template also creates compacted).
+    Returns the topics created."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -20,9 +22,53 @@ def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup") -> l
         replication = config.env_int("HISBRIDGE_TOPIC_REPLICATION", 1)
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, 1, replication)])
+                admin.create_topics([NewTopic(name, 1, replication,
+                                              topic_configs={"cleanup.policy": "compact"} if compacted else {})])
             except TopicAlreadyExistsError:   # someone (the connector, another worker) was faster
                 pass
         return missing
     finally:
         admin.close()
+
+
+def committed_offsets(group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
+    from kafka.admin import KafkaAdminClient
+
+    wanted = set(names)
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id=f"{group}-offsets")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if tp.topic in wanted and meta.offset >= 0}
+
+
+def read_from_start(until: Mapping[tuple[str, int], int | None],
+                    client_id: str = "hisbridge-restore") -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """(topic, key, value) of every message before `until[(topic, partition)]` (None: the end offset when
+    reading starts), from the first offset kept, in offset order per partition. No consumer group: nothing
+    is committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    parts = [TopicPartition(t, p) for (t, p), offset in sorted(until.items()) if offset is None or offset > 0]
+    if not parts:
+        return
+    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), client_id=client_id, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = {tp: min(offset, until[(tp.topic, tp.partition)] or offset)
+               for tp, offset in consumer.end_offsets(parts).items()}
+        # compaction leaves gaps in the offsets: a partition is done when its position reaches its end
+        remaining = {tp for tp in parts if consumer.position(tp) < end[tp]}
+        while remaining:
+            for tp, messages in consumer.poll(timeout_ms=1000).items():
+                for m in messages:
+                    if m.offset < end[tp]:
+                        yield m.topic, m.key, m.value
+            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+    finally:
+        consumer.close()

@@ -1,10 +1,14 @@
-"""Transform wiring helpers: what the transform agent does around `transform.transform`, as plain functions
-over plain values (dicts standing in for Faust tables), testable without Kafka.
+"""Transform wiring helpers: what the transform worker does around `transform.transform`, as plain functions
+over plain values (dicts, no Kafka), testable without a broker.
 
   raw_topics(mapping, prefix)      the raw topics to consume: every driver and lookup source of the mapping
-  encode_value / decode_value      exact JSON for rows held in Faust tables (datetime, date, time, Decimal…)
-  TableLookups, apply_updates      the reference rows (one Faust table, keyed "<lookup>\\x1e<key>") seen as the
+  encode_value / decode_value      exact JSON for held records (datetime, date, time, Decimal…)
+  LoggedStore, CodedStore          a dict that logs its writes (produced to a compacted topic), and the
+                                   str → Python-value view of it through that JSON
+  TableLookups, apply_updates      the reference rows (one store keyed "<lookup>\\x1e<key>") seen as the
                                    `lookups` mapping transform() reads, and `mapping.lookup_updates` applied
+  lookup_topics, restore_lookups   that store rebuilt at start from the reference tables' raw topics
+  TimeOrder                        fetched messages merged oldest first across partitions
   HeldRecords                      Waiting records held per missing reference row, until it arrives or the
                                    bounded wait (HISBRIDGE_LOOKUP_WAIT) runs out
   plan_batch / plan_expiry         one consumed batch (or one expiry pass) → outputs + what to release
@@ -18,7 +22,9 @@ there; nothing derived (and no plaintext beyond what the raw topic already holds
 from __future__ import annotations
 
 import base64
+import heapq
 import json
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -26,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 from hisbridge import config
 from hisbridge.crypto import Sm4Settings
-from hisbridge.decode import HEARTBEAT_TOPIC_PREFIX, DecodeError, Heartbeat, decode_message
+from hisbridge.decode import HEARTBEAT_TOPIC_PREFIX, Change, DecodeError, Heartbeat, decode_message
 from hisbridge.mapping import LookupUpdate, SourceMapping, lookup_updates
 from hisbridge.transform import Waiting, finish_outputs
 
@@ -40,6 +46,11 @@ def raw_topics(mapping: SourceMapping, prefix: str) -> list[str]:
     """`<prefix>.<schema>.<table>` for every source table the mapping reads (drivers and lookups)."""
     sources = set(mapping.by_source) | set(mapping.lookup_sources)
     return sorted(f"{prefix}.{source}" for source in sources)
+
+
+def transform_group(app_id: str) -> str:
+    """The consumer group of the transform's raw topics (its own: Faust's group uses Faust's assignor)."""
+    return f"{app_id}.transform"
 
 
 def heartbeat_topic(prefix: str) -> str:
@@ -91,10 +102,50 @@ def decode_value(data: bytes | str) -> Any:
     return _untag(json.loads(data))
 
 
+class LoggedStore(MutableMapping[str, bytes]):
+    """A str → bytes dict that also keeps its writes, in order, as (key, value or None for a delete): what the
+    wiring produces to a compacted topic after each batch. `restore` rebuilds it from that topic."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, bytes] = {}
+        self.writes: list[tuple[str, bytes | None]] = []
+
+    def __getitem__(self, key: str) -> bytes:
+        return self.rows[key]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.rows[key] = value
+        self.writes.append((key, value))
+
+    def __delitem__(self, key: str) -> None:
+        del self.rows[key]
+        self.writes.append((key, None))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def drain(self) -> list[tuple[str, bytes | None]]:
+        writes, self.writes = self.writes, []
+        return writes
+
+    def restore(self, messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> None:
+        """The rows as the topic's messages (topic, key, value; offset order) leave them; no write logged."""
+        for _, key, value in messages:
+            name = text(key)
+            if name is None:
+                continue
+            if value is None:
+                self.rows.pop(name, None)
+            else:
+                self.rows[name] = bytes(value)
+
+
 class CodedStore(MutableMapping[str, Any]):
-    """A str → bytes store (a Faust table with raw values) seen as str → Python values, through
-    encode_value/decode_value. The coding is done here rather than by a Faust codec so that the value a
-    worker wrote and the value it reads back from the changelog after a restart are decoded the same way."""
+    """A str → bytes store (a LoggedStore) seen as str → Python values, through encode_value/decode_value:
+    the value a worker wrote and the value it reads back from the topic after a restart decode the same."""
 
     def __init__(self, raw: MutableMapping[str, bytes]) -> None:
         self.raw = raw
@@ -147,7 +198,7 @@ class _OneLookup(Mapping[str, Any]):
 
 
 class TableLookups(Mapping[str, Mapping[str, Any]]):
-    """`lookups[lookup][key]` over one store keyed "<lookup>\\x1e<key>" (a Faust table, or a dict in tests)."""
+    """`lookups[lookup][key]` over one store (a dict) keyed "<lookup>\\x1e<key>"."""
 
     def __init__(self, store: Mapping[str, Any], names: Iterable[str]) -> None:
         self.store, self.names = store, frozenset(names)
@@ -166,8 +217,8 @@ class TableLookups(Mapping[str, Mapping[str, Any]]):
 
 def apply_updates(store: MutableMapping[str, Any], updates: Iterable[LookupUpdate]) -> list[tuple[str, str]]:
     """Write reference-row updates into the store; returns the (lookup, key) pairs that now hold a row
-    (the keys whose held records may be retried). Values are always replaced, never mutated in place:
-    a Faust table only writes its changelog on assignment."""
+    (the keys whose held records may be retried). Values are always replaced, never mutated in place, so
+    a row handed to a transform stays as it was."""
     arrived: list[tuple[str, str]] = []
     for u in updates:
         skey = lookup_store_key(u.lookup, u.key)
@@ -190,6 +241,29 @@ def apply_updates(store: MutableMapping[str, Any], updates: Iterable[LookupUpdat
         elif skey in store:
             del store[skey]
     return arrived
+
+
+def lookup_topics(mapping: SourceMapping, prefix: str) -> list[str]:
+    """The raw topics of the reference tables: what a worker reads from the beginning at start."""
+    return sorted(f"{prefix}.{source}" for source in mapping.lookup_sources)
+
+
+def restore_lookups(store: MutableMapping[str, Any], mapping: SourceMapping,
+                    messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
+    """The reference rows rebuilt from their raw topics read from the beginning (topic, key, value in
+    offset order per partition); returns the changes applied.
+
+    The raw topics are the state log, as Kafka Streams restores a GlobalKTable from its source topic: the
+    connector creates them compacted (the newest row of every key is kept, a delete's tombstone removes
+    it), so no changelog copy of every reference row is written and read back. Messages that do not
+    decode are skipped here; the agent quarantines them when it consumes them."""
+    applied = 0
+    for topic, key, value in messages:
+        change = decode_message(topic, key, value)
+        if isinstance(change, Change):
+            apply_updates(store, lookup_updates(mapping, change))
+            applied += 1
+    return applied
 
 
 # --- records waiting for a reference row ------------------------------------------------------------------
@@ -235,8 +309,8 @@ class HeldRecords:
     "<lookup>\x1e<key>\x1d<topic>\x1d<partition>\x1d<offset>\x1d<table>" so a park or a release writes one
     small value (never a growing list: a thousand records waiting on one key would otherwise rewrite the
     whole list, envelopes included, on every park). An in-memory index (missing key → entries, entry →
-    wait start and commit time) is derived from the store on first use — after a restart, from the table
-    Faust rebuilt from its changelog — and kept in step with every park and release."""
+    wait start and commit time) is derived from the store on first use — after a restart, from the store
+    rebuilt from its compacted topic — and kept in step with every park and release."""
 
     def __init__(self, store: MutableMapping[str, Any]) -> None:
         self.store = store
@@ -389,6 +463,55 @@ class BatchPlan:
 # (Change | DecodeError, give_up) → transform outputs; Unfinished ones (transform's defer=True) are finished
 # together at the end of the batch
 Run = Callable[[Any, bool], list[Any]]
+
+
+class TimeOrder:
+    """Fetched raw messages per partition, handed out oldest first (Kafka timestamp) across partitions.
+
+    A catch-up — the initial snapshot, a restart after an outage — finds a backlog on every table's topic,
+    and a consumer reads them side by side: without ordering, a visit is handled long before the patient
+    row committed just before it, waits, and is retried. The connector writes every topic from one WAL in
+    commit order, so the message timestamps follow that order; merging on them (Kafka Streams does the
+    same across the partitions of a task) hands the changes out nearly as the HIS committed them. A
+    partition that has more on the broker than fetched (`behind`) and nothing buffered stops the merge:
+    its next message may be older than anything buffered. The wiring fetches it, or after a while takes
+    what it has (`take(limit, behind=())`) so one slow partition cannot stall the others."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[Partition, deque[tuple[int, RawEvent]]] = {}
+
+    def add(self, part: Partition, messages: Iterable[tuple[int, RawEvent]]) -> None:
+        self.buffers.setdefault(part, deque()).extend(messages)
+
+    def drop(self, parts: Iterable[Partition]) -> None:
+        """Partitions this worker no longer owns: their new owner reads them from the committed offset."""
+        for part in parts:
+            self.buffers.pop(part, None)
+
+    def buffered(self, part: Partition) -> int:
+        return len(self.buffers.get(part, ()))
+
+    def next_offset(self, part: Partition) -> int | None:
+        """The offset of the oldest message not handed out yet (None: nothing buffered)."""
+        queue = self.buffers.get(part)
+        return queue[0][1].offset if queue else None
+
+    def take(self, limit: int, behind: Iterable[Partition]) -> list[RawEvent]:
+        waiting = set(behind)
+        if any(not self.buffers.get(part) for part in waiting):
+            return []
+        heap = [(queue[0][0], part) for part, queue in self.buffers.items() if queue]
+        heapq.heapify(heap)
+        out: list[RawEvent] = []
+        while heap and len(out) < limit:
+            _, part = heapq.heappop(heap)
+            queue = self.buffers[part]
+            out.append(queue.popleft()[1])
+            if queue:
+                heapq.heappush(heap, (queue[0][0], part))
+            elif part in waiting:
+                break
+        return out
 
 
 def _held_for(event: RawEvent, table: str, now_ms: int, commit_ms: int | None, since_ms: int | None = None) -> Held:

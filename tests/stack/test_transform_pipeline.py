@@ -2,11 +2,16 @@
 worker (`python -m hisbridge.cli.worker`, HISBRIDGE_AGENTS=transform) → core topics and quarantine.
 
 Re-runnable on the same stack: every run has its own HIS business keys (run id in every visit, register and
-patient id), its own core topic prefix and consumer group (app id). The Debezium connector `his-transformtest`
-is kept between runs (a connector per run would snapshot the HIS and leave a replication slot each time) and
-has its own topic prefix `histr`: two connectors writing the same `<prefix>.<schema>.<table>` would duplicate
-every event, and two Debezium connectors with one prefix on one Connect worker also clash on their metrics
-names (the second waits a minute per phase). Applying it again with the same tables is a no-op.
+patient id), its own core topic prefix and consumer group (app id). The HIS side is the test's own database
+`his_transformtest` (created and CDC-prepared here when missing), never the shared `his`: a connector's
+snapshot and raw topics hold everything in its database, and every new worker re-reads them, so on `his` the
+test's runtime grew with whatever `make demo` or `hisbridge sim` had loaded there. Its Debezium connector
+`his-transformtest-db` is kept between runs (a connector per run would snapshot and create a slot each time;
+kept, it costs one replication slot and its raw topics grow only by this test's ~30 rows a run) and has its
+own topic prefix `histrdb`: two connectors writing the same `<prefix>.<schema>.<table>` would duplicate every
+event, and two Debezium connectors with one prefix on one Connect worker also clash on their metrics names
+(the second waits a minute per phase). Applying it again with the same tables is a no-op. The connector of
+older checkouts (`his-transformtest`, prefix `histr`, on `his`) is removed with its slot and topics.
 """
 from __future__ import annotations
 
@@ -21,13 +26,17 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg2
+import psycopg2.errors
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from hisbridge import avrocodec, config, connectors, crypto
 from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
-from hisbridge.sim import generate, load as sim_load
+from hisbridge.sim import load as sim_load
+from hisbridge.stack import postgres
+from hisbridge.transformloop import transform_group
 from test_sink_pipeline import wait_for   # one polling helper for the stack tests
 
 pytestmark = pytest.mark.stack
@@ -39,8 +48,12 @@ MAPPING = DEMO_MAPPING if DEMO_MAPPING.exists() else FIXTURE_MAPPING
 CATALOG = load_catalog()
 TABLE = CATALOG.table("mjzzlxx")
 KEY = crypto.parse_key(os.urandom(16).hex(), "test")      # throwaway SM4 key
-CONNECTOR = "his-transformtest"
-PREFIX = "histr"
+HIS_DB = "his_transformtest"                              # this test's own HIS database
+# a new name and prefix with the new database: Connect keeps a connector's offsets (LSNs of its old
+# database) under its name, and the old prefix's raw topics hold the shared database's snapshot
+CONNECTOR = "his-transformtest-db"
+PREFIX = "histrdb"
+STALE_CONNECTOR, STALE_PREFIX = "his-transformtest", "histr"   # older checkouts: on the shared `his`
 LOOKUP_WAIT = 20                                          # seconds a visit waits for its patient
 D = date(2026, 3, 2)
 DEPT, DOCTOR = "1001", "100100"             # in the simulator's dictionaries and the mapping's value maps
@@ -86,20 +99,76 @@ class HisRun:
                     diag_time=reg_time + timedelta(minutes=10), doctor_code=DOCTOR, updated_at=self.now)
 
 
-def ensure_his(conn) -> None:
-    """Schema `his` (created by the simulator when missing) with the dictionary rows the visits use."""
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('his.op_visit')")
-        exists = cur.fetchone()[0] is not None
-    if not exists:
-        sim_load.init_schema(conn, seed=1)
-    rows = generate.dictionary_rows(1)
-    for table, key, value in (("dept_dict", "dept_code", DEPT), ("staff_dict", "staff_code", DOCTOR)):
-        row = next(r for r in rows[table] if r[key] == value)
-        cols = list(row)
+def his_admin_dsn(dbname: str) -> str:
+    return f"host=127.0.0.1 port={config.his_pg_port()} dbname={dbname} user=postgres"
+
+
+def ensure_his_database() -> str:
+    """The test's own HIS database, created when missing and prepared for CDC like `stack up` prepares `his`
+    (CDC role's CREATE for its publication, capture group, heartbeat table): connectors/postgres-setup.sql.
+    Returns its DSN."""
+    admin = psycopg2.connect(his_admin_dsn("postgres"))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (HIS_DB,))
+            if not cur.fetchone():
+                try:
+                    cur.execute(f'CREATE DATABASE "{HIS_DB}"')
+                except psycopg2.errors.DuplicateDatabase:
+                    pass                     # another run created it in the meantime
+    finally:
+        admin.close()
+    dsn = his_admin_dsn(HIS_DB)
+    conn = sim_load.connect(dsn)
+    try:
         with conn, conn.cursor() as cur:
-            cur.execute(f"INSERT INTO his.{table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                        f"ON CONFLICT DO NOTHING", [row[c] for c in cols])
+            cur.execute("SELECT to_regclass('hisbridge.heartbeat')")
+            prepared = cur.fetchone()[0] is not None
+    finally:
+        conn.close()
+    if not prepared:
+        inst = postgres.his()
+        postgres.psql(inst, HIS_DB, file=config.connectors_dir() / "postgres-setup.sql",
+                      variables={"cdc_user": config.his_cdc_user()},
+                      env={"HISBRIDGE_HIS_PASSWORD": postgres.ensure_cdc_password()})
+    return dsn
+
+
+def ensure_his(conn) -> None:
+    """Schema `his` with the dictionaries (seed 1: they hold DEPT and DOCTOR); idempotent."""
+    sim_load.init_schema(conn, seed=1)
+
+
+def retire_stale_connector() -> None:
+    """The connector of older checkouts captured the shared `his`: delete it, its slot (it would pin the
+    shared database's WAL forever) and its raw topics (the shared database's snapshot)."""
+    if connectors.current_config(STALE_CONNECTOR) is not None:
+        connectors.delete(STALE_CONNECTOR)
+    slot = connectors.slot_name(STALE_CONNECTOR)
+
+    def slot_dropped() -> bool:      # the task releases the slot a moment after the delete
+        conn = psycopg2.connect(his_admin_dsn("postgres"))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                            "WHERE slot_name = %s AND NOT active", (slot,))
+                cur.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+                return cur.fetchone()[0] == 0
+        finally:
+            conn.close()
+
+    wait_for(f"the stale replication slot {slot} to be dropped", slot_dropped, timeout=60, every=1)
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
+    try:
+        stale = [t for t in admin.list_topics()
+                 if t.startswith(f"{STALE_PREFIX}.") or t == f"__debezium-heartbeat.{STALE_PREFIX}"]
+        if stale:
+            admin.delete_topics(stale)
+    finally:
+        admin.close()
 
 
 def insert(conn, table: str, row: dict) -> None:
@@ -115,8 +184,10 @@ def execute(conn, statement: str, params: tuple) -> None:
 
 
 def apply_connector(tables: set[str], monkeypatch) -> None:
-    """Our connector, with our prefix; tables other runs added stay (an include list never shrinks here)."""
+    """Our connector on our database, with our prefix; tables other runs added stay (an include list never
+    shrinks here)."""
     monkeypatch.setenv("HISBRIDGE_TOPIC_PREFIX", PREFIX)
+    monkeypatch.setenv("HISBRIDGE_HIS_DB", HIS_DB)
     current = connectors.current_config(CONNECTOR) or {}
     had = {t for t in current.get("table.include.list", "").split(",") if t and t != connectors.HEARTBEAT_TABLE}
     connectors.apply(connectors.ConnectorSpec(CONNECTOR, "postgres", tuple(sorted(had | tables))), timeout=180)
@@ -151,7 +222,8 @@ class Worker:
         from kafka.admin import KafkaAdminClient
         admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
         try:
-            offsets = admin.list_group_offsets({self.app_id: None}).get(self.app_id, {})
+            group = transform_group(self.app_id)
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
         finally:
             admin.close()
         return {tp.topic: meta.offset for tp, meta in offsets.items()}
@@ -210,6 +282,9 @@ class CoreReader:
 
 def _setup(tmp_path, monkeypatch, lookup_wait: int = LOOKUP_WAIT):
     his = HisRun()
+    retire_stale_connector()
+    # the connector's table preparation (ownership, replica identity) uses config.his_dsn()
+    monkeypatch.setenv("HISBRIDGE_HIS_DSN", ensure_his_database())
     conn = sim_load.connect(config.his_dsn())
     ensure_his(conn)
     mapping = load_mapping(CATALOG, MAPPING)
@@ -225,13 +300,15 @@ def _teardown(conn, worker: Worker, reader: CoreReader) -> None:
     conn.close()
     from kafka.admin import KafkaAdminClient
     admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
-    try:   # our core topics, the app's changelog/assignor topics and its consumer group
-        mine = [t for t in admin.list_topics() if t.startswith((worker.core_prefix + ".", worker.app_id + "-"))]
+    try:   # our core topics, the app's own topics (assignor, held records) and its consumer groups
+        mine = [t for t in admin.list_topics()
+                if t.startswith((worker.core_prefix + ".", worker.app_id + "-", worker.app_id + "."))]
         if mine:
             admin.delete_topics(mine)
         # the killed worker stays a member until its session times out (BROKER_SESSION_TIMEOUT=10 s)
-        wait_for("the consumer group to be deleted",
-                 lambda: admin.delete_groups([worker.app_id]).get(worker.app_id) == "OK", timeout=30, every=1)
+        for group in (worker.app_id, transform_group(worker.app_id)):
+            wait_for(f"consumer group {group} to be deleted",
+                     lambda: admin.delete_groups([group]).get(group) == "OK", timeout=30, every=1)
     finally:
         admin.close()
 
@@ -357,7 +434,8 @@ def test_his_changes_become_exactly_the_expected_core_records_and_quarantine(pip
 
 def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipeline):
     """kill -9 after the offsets moved past the patient and the waiting visit: the restarted worker has the
-    patient (lookup table rebuilt from its changelog, not from the raw topic) and still holds the visit."""
+    patient (reference rows rebuilt from the raw topics up to the committed offsets) and still holds the visit
+    (held records read back from their topic)."""
     his, conn, worker, reader = long_wait_pipeline
     t = at(D, 9)
     insert(conn, "pat_master", his.patient("K"))

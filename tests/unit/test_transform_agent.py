@@ -1,6 +1,6 @@
 """The transform wiring without Kafka: topics from the mapping, exact table values, lookups, records held
 for a missing reference row (retry on arrival, quarantine after the wait), and the watermark a worker may
-announce. Dicts stand in for the Faust tables; envelopes are real Debezium JSON-converter messages."""
+announce. Dicts stand in for the worker's stores; envelopes are real Debezium JSON-converter messages."""
 from __future__ import annotations
 
 import base64
@@ -19,9 +19,10 @@ from hisbridge.crypto import Sm4ConfigError
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry
 from hisbridge.transform import CoreRecord, transform
-from hisbridge.transformloop import (CodedStore, HeldRecords, MarkThrottle, RawEvent, TableLookups,
-                                     connector_mark_ms, decode_value, encode_value, heartbeat_topic, plan_batch,
-                                     plan_expiry, raw_topics, release_all, sm4_settings_from_env)
+from hisbridge.transformloop import (CodedStore, HeldRecords, LoggedStore, MarkThrottle, RawEvent, TableLookups,
+                                     connector_mark_ms, decode_value, encode_value, heartbeat_topic, lookup_topics,
+                                     plan_batch, plan_expiry, raw_topics, release_all, restore_lookups,
+                                     sm4_settings_from_env, TimeOrder)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mapping"
 sys.path.insert(0, str(FIXTURES))
@@ -96,9 +97,10 @@ class Feed:
 
 
 def run(message, give_up: bool):
+    """As the agent runs it: records left Unfinished for plan_batch / plan_expiry to finish together."""
     return transform(message, catalog=CATALOG, mapping=MAPPING, lookups=TableLookups(STORE["lookups"],
                                                                                      MAPPING.lookups),
-                     key=KEY, give_up=give_up)
+                     key=KEY, give_up=give_up, defer=True)
 
 
 STORE: dict[str, Any] = {}
@@ -106,7 +108,7 @@ STORE: dict[str, Any] = {}
 
 @pytest.fixture(autouse=True)
 def stores():
-    """Lookups as a plain dict; held records over a raw dict (what the Faust table holds) — PENDING is
+    """Lookups as a plain dict; held records over a raw dict (what the held-records topic holds) — PENDING is
     that raw dict, so the tests see what a restart would recover."""
     STORE["lookups"], STORE["raw"] = {}, {}
     STORE["pending"] = HeldRecords(CodedStore(STORE["raw"]))
@@ -298,3 +300,73 @@ def test_held_records_index_is_rebuilt_from_the_store_after_a_restart():
     assert {o.key for o in plan.outputs if isinstance(o, CoreRecord)} == {"V0001"}
     release_all(pending(), plan)
     assert raw_pending() == {} and len(pending()) == 0
+
+
+def test_a_restarted_worker_restores_from_the_raw_reference_topics_the_rows_its_batches_kept():
+    """Lookups are rebuilt at start from the reference tables' raw topics read from the beginning: an update,
+    a delete with its tombstone and an undecodable message there give the rows the running worker held."""
+    feed = Feed()
+    events = reference_events(feed) + [
+        feed.event("pat_master", h.patient(phone="13700137000"), op="u", before=h.patient()),
+        feed.event("staff_dict", None, op="d", before=h.staff()),
+        RawEvent("his.his.staff_dict", 0, 9, b'{"id": 1}', None),       # the tombstone after the delete
+        RawEvent("his.his.dept_dict", 0, 9, b'{"id": 1}', b"{not json"),
+    ]
+    batch(events)
+    assert set(lookup_topics(MAPPING, "his")) >= {e.topic for e in events}
+    restored: dict = {}
+    assert restore_lookups(restored, MAPPING, [(e.topic, e.key, e.value) for e in events]) == 6
+    assert restored == STORE["lookups"]
+    first: dict = {}
+    restore_lookups(first, MAPPING, [(e.topic, e.key, e.value) for e in events[:4]])
+    assert set(restored) == set(first) - {k for k, row in first.items() if row == h.staff()}
+    assert len(first) == 4 and len(restored) == 3
+    assert [row["phone"] for row in restored.values() if "phone" in row] == ["13700137000"]
+
+
+def _event(topic: str, offset: int) -> RawEvent:
+    return RawEvent(topic, 0, offset, None, None)
+
+
+def test_fetched_partitions_are_handed_out_oldest_first_and_wait_for_a_partition_behind():
+    order = TimeOrder()
+    order.add(("visits", 0), [(10, _event("visits", 0)), (40, _event("visits", 1)), (50, _event("visits", 2))])
+    order.add(("patients", 0), [(5, _event("patients", 7)), (30, _event("patients", 8))])
+    # the patients' partition has more on the broker: after its last buffered row the merge must stop
+    taken = order.take(10, behind=[("patients", 0)])
+    assert [(e.topic, e.offset) for e in taken] == [("patients", 7), ("visits", 0), ("patients", 8)]
+    assert order.take(10, behind=[("patients", 0)]) == []          # nothing buffered for it: wait
+    assert order.next_offset(("visits", 0)) == 1 and order.next_offset(("patients", 0)) is None
+    order.add(("patients", 0), [(45, _event("patients", 9))])
+    assert [(e.topic, e.offset) for e in order.take(2, behind=[])] == [("visits", 1), ("patients", 9)]
+    assert [(e.topic, e.offset) for e in order.take(10, behind=[("other", 0)])] == []
+    assert [(e.topic, e.offset) for e in order.take(10, behind=())] == [("visits", 2)]
+    order.add(("visits", 0), [(60, _event("visits", 3))])
+    order.drop([("visits", 0)])
+    assert order.buffered(("visits", 0)) == 0 and order.take(10, ()) == []
+
+
+def test_held_records_written_through_to_their_topic_come_back_after_a_restart():
+    """The worker keeps held records in a LoggedStore and produces its writes (a release is a tombstone)
+    to a compacted topic after every batch; a restarted worker reads that topic back."""
+    rows = LoggedStore()
+    STORE["pending"] = HeldRecords(CodedStore(rows))
+    feed = Feed()
+    first = batch(reference_events(feed, patient=False) + [feed.event("op_diagnosis", h.op_diagnosis()),
+                                                           feed.event("op_visit", h.visit(), commit_ms=3_000)])
+    release_all(pending(), first)
+    topic = [("held", key.encode(), value) for key, value in rows.drain()]
+    assert len(rows) == 2 and rows.drain() == []       # drained: the next batch produces only its own writes
+    restarted = LoggedStore()
+    restarted.restore(topic)
+    assert restarted.rows == rows.rows and restarted.writes == []
+    STORE["pending"] = HeldRecords(CodedStore(restarted))
+    plan = batch([feed.event("pat_master", h.patient())], now_ms=11_000)
+    release_all(pending(), plan)
+    assert {o.key for o in plan.outputs if isinstance(o, CoreRecord)} == {"V0001"}
+    released = [("held", key.encode(), value) for key, value in restarted.drain()]
+    assert [value for _, _, value in released] == [None, None]             # both released: tombstones
+    topic += released
+    again = LoggedStore()
+    again.restore(topic)
+    assert again.rows == {}

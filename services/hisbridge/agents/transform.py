@@ -1,20 +1,39 @@
 """Transform agent: raw Debezium topics → `core.<table>` (Avro) and `core.quarantine` (JSON), plus watermark
 marks for the sink (the contract is in hisbridge.sinkloop's docstring; the chain in hisbridge.transform).
 
-One agent, driven by the source mapping: it consumes the raw topic of every source table the mapping reads
-(drivers and lookups) and the connector's heartbeat topic — no code per table. Per batch (take_events):
-decode → reference rows into the lookup table → transform → produce → await every ack → watermark marks.
+One consumer, driven by the source mapping: it reads the raw topic of every source table the mapping reads
+(drivers and lookups) and the connector's heartbeat topic — no code per table. Per batch: decode → reference
+rows into the lookups → transform → produce → await every ack → watermark marks → commit the batch's offsets.
 The pure part of a batch is hisbridge.transformloop.plan_batch; this module only wires it to Kafka.
 Raw topics the connector has not written yet are created at start (hisbridge.topics.ensure_topics), so a
 table's first changes are not left unread until the consumer's next metadata refresh.
 
-State, in two Faust GlobalTables (changelog-backed: a restart rebuilds them, every worker holds all rows):
-  <app>-hisbridge-transform-lookups   reference rows (patient master, dictionaries…) from their CDC topics
-  <app>-hisbridge-transform-pending   records waiting for a reference row, one entry per record, keyed by
-                                      the missing key + the record's raw position (transformloop.HeldRecords)
+Why a batch consumer (aiokafka getmany, consumer group `<app id>.transform`) in the Faust worker rather than
+a Faust agent over `stream.take`: Faust hands a stream its events one by one through its conductor, channel
+queues and per-event acks, ~250 µs of CPU per event here — an agent that does nothing with take_events(500)
+tops out at ~4,200 events/s on this machine (bench/RESULTS.md, "worker"), below the 5,000 records/s the
+transform must sustain before doing any work. getmany returns a fetch's records as one list. The Faust app
+still runs the worker: the expiry timer, the producer, the sink agent, the web page.
+At-least-once: a batch's offsets are committed only after its outputs and its held-record writes are
+acknowledged; a crash before that re-reads the batch.
+
+State:
+  reference rows      (patient master, dictionaries…) in memory, as the mapping's lookups read them. At
+                      start they are rebuilt from the reference tables' raw topics, read from the beginning
+                      up to the group's committed offsets — where the agent resumes, so it goes on from the
+                      state it had there (transformloop.restore_lookups) — before the first batch is
+                      handled; the connector creates those topics compacted, so they keep the newest row
+                      of every key (a delete's tombstone removes it). No changelog copy: a Faust table here
+                      wrote and read back every reference row once more, which was most of the worker's time
+                      (bench/RESULTS.md, "worker"). A row compaction removed below the committed offset
+                      while a newer version lies above it is missing until that version is read again:
+                      records needing it wait for it, as for any late reference row.
+  held records        records waiting for a reference row, one entry per record, keyed by the missing key +
+                      the record's raw position (transformloop.HeldRecords), in memory and written through to
+                      the compacted topic `<app id>.transform-held` (one partition) after every batch, before
+                      its offsets are committed; read back whole at start.
 A record still waiting after HISBRIDGE_LOOKUP_WAIT seconds is quarantined with the missing key (checked by
-a 1 s timer and after every batch). Both tables have a one-partition changelog written to partition 0, so
-the timer may write them too, outside stream iteration.
+a 1 s timer and after every batch).
 
 Environment:
   HISBRIDGE_MAPPING           source-mapping file (default schemas/mapping/demo_hospital.yaml)
@@ -29,8 +48,6 @@ Environment:
 
 Limits: marks name one connector, the topic prefix (all raw topics of this worker); with several transform
 workers in one group each would mark only its own partitions, so run one transform worker per connector.
-Table changelog writes are flushed by Faust before it commits offsets, but their delivery is not awaited
-like the core produces are.
 """
 from __future__ import annotations
 
@@ -40,7 +57,8 @@ import os
 import time
 from typing import Any, Iterable
 
-from faust.tables.globaltable import GlobalTable
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from hisbridge import config, crypto
 from hisbridge.app import app
@@ -48,11 +66,12 @@ from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry, serialize_entry
 from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
-from hisbridge.topics import ensure_topics
+from hisbridge.topics import committed_offsets, ensure_topics, read_from_start
 from hisbridge.transform import CoreRecord, transform
-from hisbridge.transformloop import (BatchPlan, CodedStore, MarkThrottle, Partition, RawEvent, TableLookups,
-                                     HeldRecords, connector_mark_ms, heartbeat_topic, mark_value, plan_batch,
-                                     plan_expiry, raw_topics, release_all, sm4_settings_from_env)
+from hisbridge.transformloop import (BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle, Partition,
+                                     RawEvent, TableLookups, TimeOrder, connector_mark_ms, heartbeat_topic,
+                                     lookup_topics, mark_value, plan_batch, plan_expiry, raw_topics, release_all,
+                                     restore_lookups, sm4_settings_from_env, transform_group)
 
 log = logging.getLogger(__name__)
 QUARANTINE_KIND = b"quarantine"
@@ -69,8 +88,9 @@ class _Wiring:
         self.app, self.connector, self.topics = app, connector, set(topics)
         self.core_topics = [core_topic(t) for t in sorted(catalog_tables)]
         self.quarantine = core_topic("quarantine")
+        self.consumer: Any = None           # the raw topics' AIOKafkaConsumer, once started
+        self.order: TimeOrder = TimeOrder()  # its fetched messages not handled yet
         self.commits: dict[Partition, int] = {}
-        self.offsets: dict[Partition, int] = {}
         self.heartbeat_ms: int | None = None
         self.throttle = MarkThrottle(int(float(config.env_str("HISBRIDGE_MARK_EVERY", "1.0")) * 1000))
         self.counters: dict[str, int] = {}
@@ -94,34 +114,37 @@ class _Wiring:
         if futures:
             await asyncio.gather(*futures)
 
+    async def save(self, topic: str, writes: list[tuple[str, bytes | None]]) -> None:
+        """Held-record writes (None: a release) to their compacted topic, in order, every one acknowledged."""
+        send = self.app.producer.send
+        futures = [await send(topic, key.encode("utf-8"), value, 0, None, None) for key, value in writes]
+        if futures:
+            await asyncio.gather(*futures)
+
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def observe(self, plan: BatchPlan) -> None:
         for part, ms in plan.commits.items():
             self.commits[part] = max(ms, self.commits.get(part, ms))
-        self.offsets.update(plan.offsets)
         if self.connector in plan.heartbeats:
             self.heartbeat_ms = max(plan.heartbeats[self.connector], self.heartbeat_ms or 0)
 
-    def _position(self, tp) -> int | None:
-        """Next offset this worker will handle on tp: after the last one it handled, else where the group's
-        committed offset left it (Faust keeps it after its seek at assignment)."""
-        part = (tp.topic, tp.partition)
-        if part in self.offsets:
-            return self.offsets[part] + 1
-        committed = self.app.consumer._committed_offset.get(tp)   # noqa: SLF001 — no public accessor
-        return committed if committed is not None else 0
-
-    def mark_ms(self, pending) -> int | None:
-        consumer = self.app.consumer
+    async def mark_ms(self, pending) -> int | None:
+        consumer = self.consumer
+        if consumer is None:
+            return None
         mine = [tp for tp in consumer.assignment() if tp.topic in self.topics]
         if not mine:
             return None
         caught_up = []
         for tp in mine:
             high = consumer.highwater(tp)
-            if high is not None and (self._position(tp) or 0) >= high:
+            # the next offset this worker handles on tp: the oldest buffered one, else the consumer's
+            # position (after its last fetch, or where the group's committed offset put it)
+            buffered = self.order.next_offset((tp.topic, tp.partition))
+            position = buffered if buffered is not None else await consumer.position(tp)
+            if high is not None and position >= high:
                 caught_up.append((tp.topic, tp.partition))
         last = {(tp.topic, tp.partition): self.commits.get((tp.topic, tp.partition)) for tp in mine}
         return connector_mark_ms(last, caught_up, self.heartbeat_ms, pending.oldest_commit())
@@ -130,7 +153,7 @@ class _Wiring:
         """After a batch's outputs are acknowledged: tell every partition of every core topic how far this
         worker has produced (throttled; only when the mark moved)."""
         now = _now_ms()
-        value = self.mark_ms(pending)
+        value = await self.mark_ms(pending)
         if not self.throttle.due(now, value):
             return
         producer = self.app.producer._ensure_producer()   # noqa: SLF001 — partition metadata of topics we only write
@@ -145,29 +168,68 @@ class _Wiring:
 
 
 def _exit_unfinished(what: str, count: int) -> None:
-    """Leaving a take_events body without finishing would let Faust ack the batch (see the agent's
-    docstring): stop the process instead — a crash is re-consumed, a silent ack would be a loss."""
-    log.critical("%s not finished for %d events: exiting before Faust acks them", what, count)
+    """A timer run that cannot finish its produce → release steps stops the process: held records it
+    quarantined but could not release would otherwise be quarantined again and again."""
+    log.critical("%s not finished for %d records: exiting (a restart retries them)", what, count)
     logging.shutdown()
     os._exit(70)
 
 
-class _OnePartitionTable(GlobalTable):
-    """A GlobalTable whose changelog has one partition, written to partition 0 whoever writes. Faust takes
-    the partition from the current event (none in a timer, nor in a take_events body, whose events are
-    read by a background task) or, with use_partitioner, from producer metadata that may not know a
-    just-created changelog topic yet: both fail at random, a fixed partition cannot."""
+class _RawBatches(ConsumerRebalanceListener):
+    """Batches of raw messages from the consumer, merged oldest first across partitions (TimeOrder)."""
 
-    def partition_for_key(self, key: Any) -> int:
-        return 0
+    def __init__(self, consumer: AIOKafkaConsumer, take: int, within: float) -> None:
+        self.consumer, self.take, self.within = consumer, take, within
+        self.order = TimeOrder()
+        self.wait_ms = int(within * 1000)
+        self.stalled_since: float | None = None
 
+    async def next(self) -> list[RawEvent]:
+        while True:
+            fetched = await self.consumer.getmany(timeout_ms=self.wait_ms, max_records=self.take)
+            for tp, messages in fetched.items():
+                self.order.add((tp.topic, tp.partition), [(m.timestamp, RawEvent(m.topic, m.partition, m.offset,
+                                                                                  m.key, m.value)) for m in messages])
+            batch = self.order.take(self.take, await self._behind())
+            buffered = any(self.order.buffers.values())
+            if not batch and buffered:
+                # a partition with more on the broker keeps the merge waiting, but not for ever
+                self.stalled_since = self.stalled_since or time.monotonic()
+                if time.monotonic() - self.stalled_since >= self.within:
+                    batch = self.order.take(self.take, ())
+            self._flow()
+            if batch:
+                # no wait while a backlog is being merged: the next call adds only what is fetched already
+                self.stalled_since, self.wait_ms = None, 0
+                return batch
+            # waiting for one partition's next fetch: poll briefly; nothing buffered: wait for news
+            self.wait_ms = 10 if buffered else int(self.within * 1000)
 
-def _global_table(app, name: str) -> GlobalTable:
-    """recovery_buffer_size=1 as Faust advises against GlobalTable recovery loops. Values are raw bytes
-    of exact JSON (CodedStore): datetimes and Decimals come back as they went in after a restart."""
-    table = _OnePartitionTable(app, name=name, beacon=app.tables.beacon, partitions=1, key_type=str,
-                               value_type=bytes, recovery_buffer_size=1, standby_buffer_size=1, is_global=True)
-    return app.tables.add(table)
+    async def _behind(self) -> list[Partition]:
+        """Assigned partitions with messages on the broker not fetched yet (highwater unknown counts)."""
+        out = []
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None or await self.consumer.position(tp) < high:
+                out.append((tp.topic, tp.partition))
+        return out
+
+    def _flow(self) -> None:
+        """Bounded memory while merging: a partition with a few batches buffered is not fetched further
+        until the others have caught up with it."""
+        size = self.order.buffered
+        full = [tp for tp in self.consumer.assignment() if size((tp.topic, tp.partition)) >= 4 * self.take]
+        ready = [tp for tp in self.consumer.paused() if size((tp.topic, tp.partition)) < self.take]
+        if full:
+            self.consumer.pause(*full)
+        if ready:
+            self.consumer.resume(*ready)
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.order.drop((tp.topic, tp.partition) for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        pass
 
 
 def register(app) -> None:
@@ -177,18 +239,21 @@ def register(app) -> None:
     settings = sm4_settings_from_env()
     prefix = config.raw_topic_prefix()
     topics = raw_topics(mapping, prefix) + [heartbeat_topic(prefix)]
-    created = ensure_topics(topics, "hisbridge-transform-setup")
+    created = ensure_topics(topics, "hisbridge-transform-setup", compacted=True)
     if created:
         log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
     wait_ms = int(float(config.env_str("HISBRIDGE_LOOKUP_WAIT", "300")) * 1000)
     take = config.env_int("HISBRIDGE_TRANSFORM_TAKE", 500)
     within = float(config.env_str("HISBRIDGE_TRANSFORM_WITHIN", "1.0"))
-    tables = [_global_table(app, "hisbridge-transform-lookups"), _global_table(app, "hisbridge-transform-pending")]
-    lookup_rows, pending = CodedStore(tables[0]), HeldRecords(CodedStore(tables[1]))
+    held_topic = f"{app.conf.id}.transform-held"
+    ensure_topics([held_topic], "hisbridge-transform-setup", compacted=True)
+    held_rows = LoggedStore()
+    pending = HeldRecords(CodedStore(held_rows))
+    lookup_rows: dict[str, Any] = {}
     lookups = TableLookups(lookup_rows, mapping.lookups)
+    restored = asyncio.Event()
     wiring = _Wiring(app, catalog.tables, prefix, topics)
     lock = asyncio.Lock()   # the agent and the expiry timer never interleave their read-produce-release steps
-    raw = app.topic(*topics, key_serializer="raw", value_serializer="raw")
 
     def run(message, give_up: bool) -> list[Any]:
         return transform(message, catalog=catalog, mapping=mapping, lookups=lookups, key=key, sm4_settings=settings,
@@ -197,43 +262,68 @@ def register(app) -> None:
     async def finish(plan: BatchPlan) -> None:
         await wiring.produce(plan.outputs)
         release_all(pending, plan)      # only now: a crash before this retries the held records again
+        await wiring.save(held_topic, held_rows.drain())
         wiring.observe(plan)
         await wiring.marks(pending)
 
-    @app.agent(raw, name="hisbridge.transform.raw_to_core")
-    async def raw_to_core(stream):
-        """One take_events batch at a time: plan (pure), produce, await every broker ack, then marks.
+    group = transform_group(app.conf.id)
 
-        How this is at-least-once with Faust: take_events turns the stream's automatic acks off and acks
-        the batch's events only in the `finally` after its `yield`, i.e. when this loop body returns
-        control; Faust commits per partition only the highest offset below which every event is acked, and
-        flushes its producer (the tables' changelog writes) before committing. Our produces are sent with
-        the transport producer directly (not attached to the event) and awaited here, so no offset of a
-        batch is committed before all of its outputs are acknowledged. Should the body be left early (a
-        send error, cancellation at shutdown), that `finally` would ack anyway: we exit the process instead.
-        """
-        async for events in stream.take_events(take, within=within):
-            done = False
-            try:
-                batch = [RawEvent(e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                         for e in events]
-                async with lock:
-                    now = _now_ms()
-                    await finish(plan_batch(batch, mapping=mapping, lookups=lookup_rows, pending=pending, run=run,
-                                            now_ms=now))
-                    await finish(plan_expiry(pending=pending, run=run, now_ms=now, wait_ms=wait_ms))
-                done = True
-            except Exception:
-                log.exception("transform batch failed")
-                raise
-            finally:
-                if not done:
-                    _exit_unfinished("transform batch", len(events))
+    async def restore_state() -> None:
+        """The reference rows as they stood at the group's committed offsets, where the consumer resumes
+        (a first start restores nothing: it reads the topics from the beginning), and the held records."""
+        started = time.monotonic()
+        until = await asyncio.to_thread(committed_offsets, group, lookup_topics(mapping, prefix))
+        applied = await asyncio.to_thread(restore_lookups, lookup_rows, mapping, read_from_start(until))
+        await asyncio.to_thread(held_rows.restore, read_from_start({(held_topic, 0): None}))
+        log.info("restored %d reference-row changes from %d raw topic partitions (%d keys) and %d held records, "
+                 "%.1f s", applied, len(until), len(lookup_rows), len(held_rows), time.monotonic() - started)
+
+    async def handle(batch: list[RawEvent]) -> dict[Partition, int]:
+        """The batch through plan → produce → release → marks; returns the last offset handled per partition."""
+        async with lock:
+            now = _now_ms()
+            plan = plan_batch(batch, mapping=mapping, lookups=lookup_rows, pending=pending, run=run, now_ms=now)
+            await finish(plan)
+            await finish(plan_expiry(pending=pending, run=run, now_ms=now, wait_ms=wait_ms))
+        return plan.offsets
+
+    async def commit(consumer: AIOKafkaConsumer, handled: dict[Partition, int]) -> None:
+        """The batch's own offsets: later messages may already be fetched, but are not handled yet."""
+        try:
+            await consumer.commit({TopicPartition(t, p): offset + 1 for (t, p), offset in handled.items()})
+        except CommitFailedError as exc:    # a rebalance took the partitions: their new owner re-reads
+            log.warning("offsets of a handled batch not committed (%s): it will be read again", exc)
+
+    @app.task
+    async def raw_to_core() -> None:
+        """Restore, then batch after batch: fetch, merge the partitions oldest first (TimeOrder), plan
+        (pure), produce the outputs and held-record writes, await every broker ack, commit. Nothing is
+        committed for a batch that raised: the worker stops (Faust crashes the app on a task's exception)
+        and a restart re-reads it."""
+        await restore_state()
+        consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), group_id=group, client_id=group,
+                                    enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=take)
+        await consumer.start()
+        batches = _RawBatches(consumer, take, within)
+        consumer.subscribe(topics, listener=batches)
+        wiring.consumer, wiring.order = consumer, batches.order
+        restored.set()
+        try:
+            while True:
+                batch = await batches.next()
+                try:
+                    handled = await handle(batch)
+                except Exception:
+                    log.exception("transform batch of %d raw messages failed: nothing committed", len(batch))
+                    raise
+                await commit(consumer, handled)
+        finally:
+            await consumer.stop()
 
     @app.timer(1.0, name="hisbridge.transform.expire_waiting")
     async def expire_waiting() -> None:
         """Quarantine records whose reference row did not arrive in time, also while the topics are quiet."""
-        if not pending:
+        if not restored.is_set() or not pending:    # (len(pending) builds its index: only once restored)
             return
         async with lock:
             done = False
