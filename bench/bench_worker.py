@@ -67,8 +67,8 @@ from hisbridge.mapping import load_mapping  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim.load import schema_sql  # noqa: E402
 from hisbridge.transform import CoreRecord, transform  # noqa: E402
-from hisbridge.transformloop import (HeldRecords, RawEvent, TableLookups, heartbeat_topic, plan_batch,  # noqa: E402
-                                     raw_topics, transform_group)
+from hisbridge.transformloop import (DEFAULT_TAKE, HeldRecords, RawEvent, TableLookups,  # noqa: E402
+                                     heartbeat_topic, plan_batch, raw_topics, transform_group)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "schemas" / "mapping" / "demo_hospital.yaml"
@@ -419,7 +419,7 @@ def main() -> None:
     ap.add_argument("--day", default="2026-03-02")
     ap.add_argument("--days", type=int, default=1, help="simulated days (each: --visits visits)")
     ap.add_argument("--visits", type=int, default=2000)
-    ap.add_argument("--take", type=int, default=config.env_int("HISBRIDGE_TRANSFORM_TAKE", 500),
+    ap.add_argument("--take", type=int, default=config.env_int("HISBRIDGE_TRANSFORM_TAKE", DEFAULT_TAKE),
                     help="HISBRIDGE_TRANSFORM_TAKE for the worker (events per batch)")
     ap.add_argument("--within", type=float, default=1.0, help="HISBRIDGE_TRANSFORM_WITHIN for the worker")
     ap.add_argument("--timeout", type=float, default=900)

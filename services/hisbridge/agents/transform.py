@@ -42,7 +42,7 @@ Environment:
   HISBRIDGE_SM4_KEY / HISBRIDGE_SM4_KEY_FILE   the SM4 key (32 hex); HISBRIDGE_SM4_KEY_VERSION optional
   HISBRIDGE_SM4_MODE/_PADDING/_ENCODING/_UPPERCASE/_IV   default SM4/ECB/PKCS7, lowercase hex
   HISBRIDGE_LOOKUP_WAIT       seconds a record waits for a missing reference row (default 300)
-  HISBRIDGE_TRANSFORM_TAKE    events per batch (default 500)
+  HISBRIDGE_TRANSFORM_TAKE    raw messages per batch (default 2000)
   HISBRIDGE_TRANSFORM_WITHIN  seconds to wait for a fuller batch (default 1.0)
   HISBRIDGE_MARK_EVERY        minimum seconds between two watermark marks (default 1.0)
 
@@ -68,10 +68,10 @@ from hisbridge.quarantine import QuarantineEntry, serialize_entry
 from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
 from hisbridge.topics import committed_offsets, ensure_topics, read_from_start
 from hisbridge.transform import CoreRecord, transform
-from hisbridge.transformloop import (BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle, Partition,
-                                     RawEvent, TableLookups, TimeOrder, connector_mark_ms, heartbeat_topic,
-                                     lookup_topics, mark_value, plan_batch, plan_expiry, raw_topics, release_all,
-                                     restore_lookups, sm4_settings_from_env, transform_group)
+from hisbridge.transformloop import (DEFAULT_TAKE, BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle,
+                                     Partition, RawEvent, TableLookups, TimeOrder, connector_mark_ms,
+                                     heartbeat_topic, lookup_topics, mark_value, plan_batch, plan_expiry, raw_topics,
+                                     release_all, restore_lookups, sm4_settings_from_env, transform_group)
 
 log = logging.getLogger(__name__)
 QUARANTINE_KIND = b"quarantine"
@@ -218,7 +218,7 @@ class _RawBatches(ConsumerRebalanceListener):
         """Bounded memory while merging: a partition with a few batches buffered is not fetched further
         until the others have caught up with it."""
         size = self.order.buffered
-        full = [tp for tp in self.consumer.assignment() if size((tp.topic, tp.partition)) >= 4 * self.take]
+        full = [tp for tp in self.consumer.assignment() if size((tp.topic, tp.partition)) >= 2 * self.take]
         ready = [tp for tp in self.consumer.paused() if size((tp.topic, tp.partition)) < self.take]
         if full:
             self.consumer.pause(*full)
@@ -243,7 +243,7 @@ def register(app) -> None:
     if created:
         log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
     wait_ms = int(float(config.env_str("HISBRIDGE_LOOKUP_WAIT", "300")) * 1000)
-    take = config.env_int("HISBRIDGE_TRANSFORM_TAKE", 500)
+    take = config.env_int("HISBRIDGE_TRANSFORM_TAKE", DEFAULT_TAKE)
     within = float(config.env_str("HISBRIDGE_TRANSFORM_WITHIN", "1.0"))
     held_topic = f"{app.conf.id}.transform-held"
     ensure_topics([held_topic], "hisbridge-transform-setup", compacted=True)
