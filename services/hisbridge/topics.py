@@ -1,7 +1,7 @@
 """Topics the worker subscribes to by name must exist before it starts: a topic created after its consumer
 subscribed is only seen at the next metadata refresh (5 minutes), which would hold a new table's first
 changes, or a fresh installation's first delivery, that long. And a few topics are read whole at start
-(read_from_start): the reference tables' raw topics, the transform's lookup state."""
+(read_from_start): the reference tables' raw topics and the held-records topic, the transform's state."""
 from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping

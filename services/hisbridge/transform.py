@@ -248,7 +248,7 @@ def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: Source
                                 f"source table {change.source.schema}.{change.source.table} is not in the "
                                 f"mapping {mapping.path}"),), source, None, None, key.version, first_seen)]
     ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of)
-    outputs: list[Output] = []
+    outputs: list[Any] = []      # Output or Unfinished
     for result in map_change(mapping, change, lookups):
         if isinstance(result, Mapped):
             outputs.append(Unfinished(result.table, result, mapping.tables[result.table], source, ctx))
