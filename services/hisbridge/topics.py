@@ -31,6 +31,24 @@ def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup", comp
         admin.close()
 
 
+def not_compacted(names: Iterable[str], client_id: str = "hisbridge-setup") -> list[str]:
+    """The named (existing) topics whose cleanup.policy does not compact: a topic read whole at start must
+    keep the newest message of every key, not just the last week's."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id=client_id)
+    try:
+        existing = sorted(set(names) & set(admin.list_topics()))
+        if not existing:
+            return []
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in existing],
+                                       config_filter="all").get("topic", {})
+    finally:
+        admin.close()
+    policy = {t: ((found.get(t) or {}).get("cleanup.policy") or {}).get("value") or "" for t in existing}
+    return [t for t in existing if "compact" not in policy[t]]
+
+
 def committed_offsets(group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
     """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
     from kafka.admin import KafkaAdminClient

@@ -36,6 +36,7 @@ from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.sim import load as sim_load
 from hisbridge.stack import postgres
+from hisbridge.topics import not_compacted
 from hisbridge.transformloop import transform_group
 from test_sink_pipeline import wait_for   # one polling helper for the stack tests
 
@@ -455,6 +456,9 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
         [TopicPartition(f"{PREFIX}.his.{tb}", 0) for tb in ("pat_master", "op_visit", "op_diagnosis")])
     wait_for("offsets committed past the patient and the waiting visit",
              lambda: all(worker.committed().get(tp.topic, -1) >= end for tp, end in ends.items()), timeout=60)
+    # what the restart restores from keeps every key's newest row: raw topics as the connector template
+    # creates them, and the held-records topic
+    assert not_compacted([tp.topic for tp in ends] + [f"{worker.app_id}.transform-held"]) == []
     worker.stop()
     before = len([r for r in reader.records if r["key"].startswith(f"V{his.id}")])
     worker.start()

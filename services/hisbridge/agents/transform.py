@@ -66,7 +66,7 @@ from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry, serialize_entry
 from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
-from hisbridge.topics import committed_offsets, ensure_topics, read_from_start
+from hisbridge.topics import committed_offsets, ensure_topics, not_compacted, read_from_start
 from hisbridge.transform import CoreRecord, transform
 from hisbridge.transformloop import (DEFAULT_TAKE, BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle,
                                      Partition, RawEvent, TableLookups, TimeOrder, connector_mark_ms,
@@ -247,6 +247,9 @@ def register(app) -> None:
     within = float(config.env_str("HISBRIDGE_TRANSFORM_WITHIN", "1.0"))
     held_topic = f"{app.conf.id}.transform-held"
     ensure_topics([held_topic], "hisbridge-transform-setup", compacted=True)
+    for topic in not_compacted(lookup_topics(mapping, prefix) + [held_topic], "hisbridge-transform-setup"):
+        log.error("topic %s is not compacted (cleanup.policy): a restart after its retention loses the rows this "
+                  "worker restores from it — set cleanup.policy=compact (connectors/README.md)", topic)
     held_rows = LoggedStore()
     pending = HeldRecords(CodedStore(held_rows))
     lookup_rows: dict[str, Any] = {}
