@@ -119,12 +119,11 @@ class _Context:
     schema_of: SchemaLoader
 
 
-def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any],
-            extra: list[dict[str, Any]]) -> Output:
+def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any]) -> Output:
     """transcode → quality → encrypt → avro → batch for one mapped record."""
     table = ctx.catalog.tables[mapped.table]
     record, unmapped = transcode(mapping_table, mapped.record)
-    reasons = extra + [r.as_dict() for r in unmapped]
+    reasons = [r.as_dict() for r in unmapped]
     untranslated = {r.field for r in unmapped}
     # a local code that had no national one is, of course, not in the national value set: say it once
     reasons += [r.as_dict() for r in check_record(table, record, report_time=ctx.report_time)
@@ -186,7 +185,7 @@ def _finish_many(items: list[Unfinished]) -> list[Output]:
     silent, the compiled Avro writer accepts them) go through SM4 together; the others through _finish."""
     if len(items) == 1:     # nothing to share: the per-record path is cheaper than proving one record
         u = items[0]
-        return [_finish(u.ctx, u.mapped, u.mapping_table, u.source, [])]
+        return [_finish(u.ctx, u.mapped, u.mapping_table, u.source)]
     ctx, mapping_table = items[0].ctx, items[0].mapping_table
     table = ctx.catalog.tables[items[0].table]
     transcoded = [transcode(mapping_table, u.mapped.record) for u in items]
@@ -198,7 +197,7 @@ def _finish_many(items: list[Unfinished]) -> list[Output]:
     for i, encrypted in zip(fast, encrypt_many([transcoded[i][0] for i in fast], table.encrypted_fields,
                                                ctx.key, ctx.settings)):
         outputs[i] = _clean_record(ctx, table, schema, transcoded[i][0], encrypted, items[i].source)
-    return [out if out is not None else _finish(u.ctx, u.mapped, u.mapping_table, u.source, [])
+    return [out if out is not None else _finish(u.ctx, u.mapped, u.mapping_table, u.source)
             for out, u in zip(outputs, items)]
 
 

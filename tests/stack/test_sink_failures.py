@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from hisbridge.stack import postgres
-from test_sink_pipeline import BATCH, NEXT, TABLE, SinkRun, at
+from test_sink_pipeline import BATCH, NEXT, TABLE, SinkRun, at, sink_run
 
 pytestmark = pytest.mark.stack
 
@@ -88,26 +88,14 @@ def throwaway_pg():
         pg.remove()
 
 
-def _sink_run(tmp_path: Path, front_port: int | None = None):
-    sink = SinkRun(tmp_path, front_port)
-    sink.setup()
-    try:
-        yield sink
-    except BaseException:
-        print(sink.log_tail())
-        raise
-    finally:
-        sink.teardown()
-
-
 @pytest.fixture
 def run(tmp_path):
-    yield from _sink_run(tmp_path)
+    yield from sink_run(tmp_path)
 
 
 @pytest.fixture
 def run_on_throwaway(tmp_path, throwaway_pg):
-    yield from _sink_run(tmp_path, throwaway_pg.inst.port)
+    yield from sink_run(tmp_path, throwaway_pg.inst.port)
 
 
 def write_schedule(path: Path, **data) -> str:

@@ -60,22 +60,13 @@ def _dsn(dbname: str, port: int | None = None) -> str:
     return f"host=127.0.0.1 port={port or config.frontend_pg_port()} dbname={dbname} user=postgres"
 
 
-def _create_database(admin_dsn: str, name: str) -> None:
+def _admin(admin_dsn: str, statement: str) -> None:
+    """A statement that cannot run in a transaction (CREATE / DROP DATABASE)."""
     admin_pg = psycopg2.connect(admin_dsn, connect_timeout=5)
     admin_pg.autocommit = True
     try:
         with admin_pg.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        admin_pg.close()
-
-
-def _drop_database(admin_dsn: str, name: str) -> None:
-    admin_pg = psycopg2.connect(admin_dsn, connect_timeout=5)
-    admin_pg.autocommit = True
-    try:
-        with admin_pg.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(statement)
     finally:
         admin_pg.close()
 
@@ -106,8 +97,8 @@ class SinkRun:
 
     # --- setup / teardown ---
     def setup(self) -> None:
-        _create_database(_dsn("postgres"), self.stage_db)
-        _create_database(self.front_dsn("postgres"), self.front_db)
+        _admin(_dsn("postgres"), f'CREATE DATABASE "{self.stage_db}"')
+        _admin(self.front_dsn("postgres"), f'CREATE DATABASE "{self.front_db}"')
         self.stage = psycopg2.connect(_dsn(self.stage_db))
         staging.ensure_schema(self.stage)
         self.connect_front()
@@ -132,9 +123,9 @@ class SinkRun:
             if conn is not None:
                 conn.close()
         try:
-            _drop_database(_dsn("postgres"), self.stage_db)
+            _admin(_dsn("postgres"), f'DROP DATABASE IF EXISTS "{self.stage_db}" WITH (FORCE)')
             if self.front_port == config.frontend_pg_port():   # another instance is thrown away whole
-                _drop_database(self.front_dsn("postgres"), self.front_db)
+                _admin(self.front_dsn("postgres"), f'DROP DATABASE IF EXISTS "{self.front_db}" WITH (FORCE)')
         finally:
             admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
             try:   # our core topics and the Faust app's own (leader assignor) topic
@@ -232,9 +223,9 @@ class SinkRun:
         return ledger.rows(self.front, TABLE.name, batch)
 
 
-@pytest.fixture
-def run(tmp_path):
-    sink = SinkRun(tmp_path)
+def sink_run(tmp_path: Path, front_port: int | None = None):
+    """A SinkRun set up for one test and torn down after it (its worker log printed when the test fails)."""
+    sink = SinkRun(tmp_path, front_port)
     sink.setup()
     try:
         yield sink
@@ -243,6 +234,11 @@ def run(tmp_path):
         raise
     finally:
         sink.teardown()
+
+
+@pytest.fixture
+def run(tmp_path):
+    yield from sink_run(tmp_path)
 
 
 def test_boundary_window_watermark_and_late_resubmission(run):

@@ -79,15 +79,26 @@ def lag_lines(show_all: bool) -> list[str]:
     return out
 
 
-def staging_lines(limit: int) -> list[str]:
+def _read(dsn: str, relation: str, *queries: tuple[str, tuple]) -> list[list[tuple]] | None:
+    """Each query's rows, or None while `relation` does not exist yet (nothing has written there)."""
     import psycopg2
-    conn = psycopg2.connect(config.staging_dsn(), connect_timeout=5)
+    conn = psycopg2.connect(dsn, connect_timeout=5)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('hisbridge.staged')")
+            cur.execute("SELECT to_regclass(%s)", (relation,))
             if cur.fetchone()[0] is None:
-                return ["no staging schema yet (the sink has not run)"]
-            cur.execute("""
+                return None
+            results = []
+            for sql, params in queries:
+                cur.execute(sql, params)
+                results.append(cur.fetchall())
+            return results
+    finally:
+        conn.close()
+
+
+def staging_lines(limit: int) -> list[str]:
+    found = _read(config.staging_dsn(), "hisbridge.staged", ("""
                 SELECT s.tbl, s.batch, count(*),
                        count(*) FILTER (WHERE s.status = 'pending' AND s.seq > COALESCE(c.cut, 0)),
                        count(*) FILTER (WHERE s.status = 'flushed' OR (s.status = 'pending' AND s.seq <= COALESCE(c.cut, 0))),
@@ -95,12 +106,12 @@ def staging_lines(limit: int) -> list[str]:
                 FROM hisbridge.staged s
                 LEFT JOIN (SELECT tbl, batch, max(cut) AS cut FROM hisbridge.flushed GROUP BY tbl, batch) c
                        ON c.tbl = s.tbl AND c.batch = s.batch
-                GROUP BY s.tbl, s.batch ORDER BY s.batch DESC, s.tbl LIMIT %s""", (limit,))
-            rows = cur.fetchall()
-            cur.execute("SELECT connector, min(commit_ms) FROM hisbridge.progress GROUP BY connector ORDER BY connector")
-            marks = cur.fetchall()
-    finally:
-        conn.close()
+                GROUP BY s.tbl, s.batch ORDER BY s.batch DESC, s.tbl LIMIT %s""", (limit,)),
+                  ("SELECT connector, min(commit_ms) FROM hisbridge.progress GROUP BY connector "
+                   "ORDER BY connector", ()))
+    if found is None:
+        return ["no staging schema yet (the sink has not run)"]
+    rows, marks = found
     from hisbridge.watermark import from_ms
     out = [f"{'table':<10} {'batch':<10} {'staged':>7} {'pending':>7} {'flushed':>7} {'revoked':>7}"]
     out += [f"{t:<10} {b:<10} {n:>7} {p:>7} {f:>7} {r:>7}" for t, b, n, p, f, r in rows]
@@ -111,18 +122,12 @@ def staging_lines(limit: int) -> list[str]:
 
 
 def ledger_lines(limit: int) -> list[str]:
-    import psycopg2
-    conn = psycopg2.connect(config.frontend_dsn(), connect_timeout=5)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('hisbridge.ledger')")
-            if cur.fetchone()[0] is None:
-                return ["no ledger yet (nothing flushed)"]
-            cur.execute("""SELECT tbl, batch, report_datetime, row_count, kind, written_at FROM hisbridge.ledger
-                           ORDER BY written_at DESC, tbl LIMIT %s""", (limit,))
-            rows = cur.fetchall()
-    finally:
-        conn.close()
+    found = _read(config.frontend_dsn(), "hisbridge.ledger",
+                  ("""SELECT tbl, batch, report_datetime, row_count, kind, written_at FROM hisbridge.ledger
+                      ORDER BY written_at DESC, tbl LIMIT %s""", (limit,)))
+    if found is None:
+        return ["no ledger yet (nothing flushed)"]
+    rows, = found
     return [f"{t:<10} {b:<10} report_datetime {r}  {n:>7} rows  {k}" for t, b, r, n, k, _ in rows]
 
 
