@@ -41,7 +41,7 @@ from hisbridge.mapping import load_mapping, lookup_updates
 from hisbridge.sim import generate
 from hisbridge.sim.load import schema_sql
 from hisbridge.transform import CoreRecord, finish_outputs, transform
-from hisbridge.transformloop import DEFAULT_TAKE
+from hisbridge.settings import defaults
 
 SEED = 7
 DRIVERS = {"mjzzlxx": "op_visit", "basy": "mr_homepage"}
@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--min-records", type=int, default=2000,
                     help="cycle the passing messages up to this many (a day has few inpatient stays)")
     ap.add_argument("--profile", choices=sorted(DRIVERS), help="cProfile one table's run instead")
-    ap.add_argument("--batch", type=int, default=DEFAULT_TAKE,
+    ap.add_argument("--batch", type=int, default=defaults().worker.transform_take,
                     help="raw messages per batch (the worker's HISBRIDGE_TRANSFORM_TAKE)")
     args = ap.parse_args()
     catalog = load_catalog()

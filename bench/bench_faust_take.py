@@ -7,7 +7,7 @@ CPU per event. Compare with bench_worker.py: a transform worker cannot be faster
 chain costs — which is why the transform consumes its raw topics in batches with aiokafka instead
 (services/hisbridge/agents/transform.py).
 
-Needs a running Kafka (`hisbridge stack up kafka` or `make up`; config.kafka_bootstrap()).
+Needs a running Kafka (`hisbridge stack up kafka` or `make up`; SETTINGS.connections.kafka_bootstrap).
 Run: .venv/bin/python bench/bench_faust_take.py [--messages 20000] [--take 500]
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ import textwrap
 import uuid
 from pathlib import Path
 
-from hisbridge import config
+from hisbridge.settings import load_settings
+
+SETTINGS = load_settings()
 
 AGENT = textwrap.dedent('''
     import os, time
@@ -48,7 +50,7 @@ AGENT = textwrap.dedent('''
 
 def produce(topic: str, count: int) -> None:
     from kafka import KafkaProducer
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap(), linger_ms=20, batch_size=1 << 20)
+    producer = KafkaProducer(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, linger_ms=20, batch_size=1 << 20)
     value = b"x" * 3500
     for i in range(count):
         producer.send(topic, key=str(i).encode(), value=value)
@@ -58,7 +60,7 @@ def produce(topic: str, count: int) -> None:
 
 def delete(topics: list[str], group: str) -> None:
     from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="bench-faust-take")
+    admin = KafkaAdminClient(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, client_id="bench-faust-take")
     try:
         mine = [t for t in admin.list_topics() if t in topics or t.startswith(group + "-")]
         if mine:
@@ -82,7 +84,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-faust-"))
     (work / "agent.py").write_text(AGENT)
     env = dict(os.environ, BENCH_N=str(args.messages), BENCH_APP=app_id, BENCH_TOPIC=topic, BENCH_DIR=str(work),
-               BENCH_TAKE=str(args.take), BENCH_BOOTSTRAP=config.kafka_bootstrap())
+               BENCH_TAKE=str(args.take), BENCH_BOOTSTRAP=SETTINGS.connections.kafka_bootstrap)
     try:
         out = subprocess.run([sys.executable, "-m", "faust", "-A", "agent", "worker", "-l", "warn"], cwd=work,
                              env=env, capture_output=True, text=True, timeout=600)

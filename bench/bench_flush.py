@@ -18,12 +18,15 @@ from datetime import date, datetime, timedelta
 
 import psycopg2
 
-from hisbridge import config, staging
+from hisbridge import staging
+from hisbridge.settings import load_settings
 from hisbridge.batching import SHANGHAI
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.sample import sample_records
 from hisbridge.flush import ensure_frontend, flush_batch
 from hisbridge.schedule import parse
+
+SETTINGS = load_settings()
 
 
 def rows_for(table, org: str, day: date, n: int, chunk: int):
@@ -59,12 +62,12 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20_000)
     args = parser.parse_args()
     table = load_catalog().table("mjzzlxx")
-    front, stage = psycopg2.connect(config.frontend_dsn()), psycopg2.connect(config.staging_dsn())
+    front, stage = psycopg2.connect(SETTINGS.connections.frontend_dsn), psycopg2.connect(SETTINGS.connections.staging_dsn)
     ensure_frontend(front)
     staging.ensure_schema(stage)
     org = "BENCH" + uuid.uuid4().hex[:13].upper()
     day = date(2900, 1, 1) + timedelta(days=random.randrange(30000))
-    print(f"front-end {config.frontend_dsn()!r}, staging {config.staging_dsn()!r}, {args.rows:,} rows")
+    print(f"front-end {SETTINGS.connections.frontend_dsn!r}, staging {SETTINGS.connections.staging_dsn!r}, {args.rows:,} rows")
 
     staged_s = build_s = 0.0
     gen = rows_for(table, org, day, args.rows, args.chunk)

@@ -2,7 +2,7 @@
 messages/s, core records/s and records per worker CPU-second (issue 4; target ≥ 5,000 records/s, 2 cores).
 
 Needs a running Kafka: `hisbridge stack up kafka` (or `make up`); the script reaches it through
-config.kafka_bootstrap(), i.e. whatever HISBRIDGE_KAFKA_PORT / HISBRIDGE_KAFKA_BOOTSTRAP point at.
+the settings' connections.kafka_bootstrap, i.e. whatever HISBRIDGE_KAFKA_PORT / HISBRIDGE_KAFKA_BOOTSTRAP point at.
 
 Run: .venv/bin/python bench/bench_worker.py [--day 2026-03-02] [--days 1] [--visits 2000] [--take 500]
      [--within 1.0] [--profile FILE.prof | --py-spy FILE] [--timeout S] [--keep]
@@ -61,14 +61,17 @@ from typing import Any, Iterable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_chain  # noqa: E402 — the Debezium message builders (envelope, connect_field, his_columns)
 
-from hisbridge import config, crypto  # noqa: E402
+from hisbridge import crypto  # noqa: E402
+from hisbridge.settings import load_settings  # noqa: E402
 from hisbridge.catalog import load_catalog  # noqa: E402
 from hisbridge.mapping import load_mapping  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim.load import schema_sql  # noqa: E402
 from hisbridge.transform import CoreRecord, transform  # noqa: E402
-from hisbridge.transformloop import (DEFAULT_TAKE, HeldRecords, RawEvent, TableLookups,  # noqa: E402
+from hisbridge.transformloop import (HeldRecords, RawEvent, TableLookups,  # noqa: E402
                                      heartbeat_topic, plan_batch, raw_topics, transform_group)
+
+SETTINGS = load_settings()
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPING = ROOT / "schemas" / "mapping" / "demo_hospital.yaml"
@@ -159,7 +162,7 @@ def expected_outputs(messages: list[Message], prefix: str, catalog, mapping, key
 
 def create_topics(names: Iterable[str]) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="bench-worker")
+    admin = KafkaAdminClient(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, client_id="bench-worker")
     try:
         admin.create_topics([NewTopic(n, 1, 1) for n in names])
     finally:
@@ -169,7 +172,7 @@ def create_topics(names: Iterable[str]) -> None:
 def produce(messages: list[Message], prefix: str) -> float:
     """Every message onto its raw topic (acks=all, as Connect's producer); returns the seconds it took."""
     from kafka import KafkaProducer
-    producer = KafkaProducer(bootstrap_servers=config.kafka_bootstrap(), acks="all", linger_ms=50,
+    producer = KafkaProducer(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, acks="all", linger_ms=50,
                              batch_size=1 << 20, max_request_size=8 << 20)
     t0 = time.perf_counter()
     for table, k, v in messages:
@@ -184,7 +187,7 @@ class EndOffsets:
 
     def __init__(self, topics: list[str]) -> None:
         from kafka import KafkaConsumer, TopicPartition
-        self.consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), group_id=None,
+        self.consumer = KafkaConsumer(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, group_id=None,
                                       enable_auto_commit=False)
         self.parts = {t: TopicPartition(t, 0) for t in topics}
 
@@ -211,7 +214,7 @@ class EndOffsets:
 
 def delete_run(prefixes: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
     from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="bench-worker")
+    admin = KafkaAdminClient(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, client_id="bench-worker")
     try:
         mine = [t for t in admin.list_topics() if t.startswith(prefixes)]
         if mine:
@@ -286,7 +289,7 @@ def watch(proc, log: Path, ends: EndOffsets, want: dict[str, int], raw_ends: dic
     acknowledged, so they are all on the broker then); the done time is when the output count last grew.
     A watermark mark (at most one per core partition) is counted on a core topic that expects nothing."""
     from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="bench-worker-watch")
+    admin = KafkaAdminClient(bootstrap_servers=SETTINGS.connections.kafka_bootstrap, client_id="bench-worker-watch")
     sentinel = next(t for t in ends.parts if not t.endswith(".quarantine") and t not in want)
     seen: dict[str, Any] = {"ready": None, "first": None, "first_count": 0, "last": None, "cpu_last": None,
                             "started": time.perf_counter(), "outputs": 0}
@@ -419,7 +422,7 @@ def main() -> None:
     ap.add_argument("--day", default="2026-03-02")
     ap.add_argument("--days", type=int, default=1, help="simulated days (each: --visits visits)")
     ap.add_argument("--visits", type=int, default=2000)
-    ap.add_argument("--take", type=int, default=config.env_int("HISBRIDGE_TRANSFORM_TAKE", DEFAULT_TAKE),
+    ap.add_argument("--take", type=int, default=SETTINGS.worker.transform_take,
                     help="HISBRIDGE_TRANSFORM_TAKE for the worker (events per batch)")
     ap.add_argument("--within", type=float, default=1.0, help="HISBRIDGE_TRANSFORM_WITHIN for the worker")
     ap.add_argument("--timeout", type=float, default=900)
@@ -455,7 +458,7 @@ def main() -> None:
     raw_names = raw_topics(mapping, raw_prefix)
     core_names = [f"{core_prefix}.{t}" for t in sorted(catalog.tables)] + [f"{core_prefix}.quarantine"]
     create_topics(raw_names + core_names)   # core topics too: end offsets can be read from the start
-    print(f"produce: {len(messages) / produce(messages, raw_prefix):,.0f} messages/s to {config.kafka_bootstrap()}")
+    print(f"produce: {len(messages) / produce(messages, raw_prefix):,.0f} messages/s to {SETTINGS.connections.kafka_bootstrap}")
     want = {f"{core_prefix}.{t}": n for t, n in expect.items()}
     raw_ends = Counter(f"{raw_prefix}.his.{t}" for t, _, _ in messages)
 

@@ -25,14 +25,13 @@ Re-running continues the simulated history: the next run simulates the next day 
 var/demo/state.json), as long as it is in the past. Settings (environment): DEMO_VISITS (2000), DEMO_SEED (1),
 DEMO_BAD_SHARE (0.02), DEMO_SPEED (simulated seconds per real second, 1200), DEMO_DAY (YYYY-MM-DD, first run),
 DEMO_WORKER (background process name, default `worker`, which `make down` stops), HISBRIDGE_CONNECTOR_NAME
-(his-demo), plus every HISBRIDGE_* variable of hisbridge.config (the demo defaults its own app id and topic
-prefix so it never shares them with tests).
+(his-demo), plus every HISBRIDGE_* setting of hisbridge.settings (the demo defaults its own app id and topic
+prefix so it never shares them with tests); the worker gets the demo's settings as its environment.
 """
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,17 +41,19 @@ from typing import Callable
 
 import psycopg2
 
-from hisbridge import config, connectors, ledger, reconcile
+from devstack import postgres
+from devstack.worker import Worker
+from hisbridge import connectors, ledger, reconcile
 from hisbridge.batching import SHANGHAI
-from hisbridge.catalog import load_catalog
+from hisbridge.catalog import catalog_for
+from hisbridge.clock import write_clock_file
 from hisbridge.mapping import load_mapping
+from hisbridge.settings import Settings, environment_for, load_settings
 from hisbridge.sim import generate, load as sim_load
-from hisbridge.sinkloop import core_prefix, core_topic, write_clock_file
-from hisbridge.stack import procs
+from hisbridge.sinkloop import core_topic
 from hisbridge.topics import ensure_topics
 from hisbridge.transformloop import transform_group
 
-WORKER_MARKER = "hisbridge.cli.worker"
 DEMO_DEFAULTS = {
     "HISBRIDGE_WORKER_APP_ID": "hisbridge-demo",
     "HISBRIDGE_TOPIC_PREFIX": "hisdemo",       # the stack probe's connector uses `his`
@@ -66,6 +67,7 @@ DEMO_DEFAULTS = {
 
 @dataclass
 class DemoConfig:
+    settings: Settings
     day: date
     window_start: datetime                  # local, naive: where this run's simulated activity starts
     visits: int = 2000
@@ -94,11 +96,13 @@ class Outcome:
 
 # --- setup ----------------------------------------------------------------------------------------------------
 
-def apply_defaults() -> None:
-    for key, value in DEMO_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("HISBRIDGE_CLOCK_FILE", str(config.var_dir() / "demo" / "clock.json"))
-    os.environ.setdefault("HISBRIDGE_SM4_KEY_FILE", str(config.secrets_dir() / "demo_sm4.key"))
+def demo_settings() -> Settings:
+    """The process's settings with the demo's defaults under them (the environment still wins)."""
+    base = load_settings()
+    own = {**DEMO_DEFAULTS, "HISBRIDGE_CONNECTOR_NAME": "his-demo",
+           "HISBRIDGE_CLOCK_FILE": str(base.paths.var / "demo" / "clock.json"),
+           "HISBRIDGE_SM4_KEY_FILE": str(base.paths.secrets / "demo_sm4.key")}
+    return load_settings({**own, **os.environ})
 
 
 def ensure_key_file(path: Path) -> None:
@@ -116,7 +120,7 @@ def _dsn_db(dsn: str) -> str:
     return dict(part.split("=", 1) for part in dsn.split())["dbname"]
 
 
-def ensure_database(dsn: str, his: bool = False) -> None:
+def ensure_database(settings: Settings, dsn: str, his: bool = False) -> None:
     """Create the DSN's database on its server if missing; a new HIS database gets the CDC preparation."""
     name = _dsn_db(dsn)
     admin = psycopg2.connect(dsn.replace(f"dbname={name}", "dbname=postgres"))
@@ -130,11 +134,7 @@ def ensure_database(dsn: str, his: bool = False) -> None:
     finally:
         admin.close()
     if his:
-        from hisbridge.stack import postgres
-        inst = postgres.his()
-        postgres.psql(inst, name, file=config.connectors_dir() / "postgres-setup.sql",
-                      variables={"cdc_user": config.his_cdc_user()},
-                      env={"HISBRIDGE_HIS_PASSWORD": postgres.ensure_cdc_password()})
+        postgres.his(settings).prepare_cdc(name)
 
 
 def captured_tables(mapping) -> tuple[str, ...]:
@@ -142,20 +142,11 @@ def captured_tables(mapping) -> tuple[str, ...]:
     return tuple(sorted(set(mapping.by_source) | set(mapping.lookup_sources)))
 
 
-def start_worker(name: str) -> int:
-    """(Re)start the background worker so it runs with this process's environment."""
-    current = procs.read_pid(procs.pid_file(name))
-    if procs.is_alive(current, WORKER_MARKER):
-        procs.terminate(current, WORKER_MARKER, timeout=30)
-    return procs.spawn(name, [sys.executable, "-c", f"from {WORKER_MARKER} import run_foreground; "
-                                                    "run_foreground('info')"])
-
-
-def stop_worker(name: str) -> None:
-    current = procs.read_pid(procs.pid_file(name))
-    if procs.is_alive(current, WORKER_MARKER):
-        procs.terminate(current, WORKER_MARKER, timeout=30)
-    procs.pid_file(name).unlink(missing_ok=True)
+def start_worker(cfg: DemoConfig) -> Worker:
+    """(Re)start the background worker so it runs with the demo's settings."""
+    worker = Worker(cfg.settings, cfg.worker_name)
+    worker.start_background(env=environment_for(cfg.settings), restart=True)
+    return worker
 
 
 # --- clock, lag, watermark ------------------------------------------------------------------------------------
@@ -164,22 +155,22 @@ def local(moment: datetime) -> datetime:
     return moment.replace(tzinfo=SHANGHAI)
 
 
-def set_clock(moment: datetime) -> None:
-    write_clock_file(Path(os.environ["HISBRIDGE_CLOCK_FILE"]), local(moment), 0.0)
+def set_clock(settings: Settings, moment: datetime) -> None:
+    write_clock_file(settings.clock.file, local(moment), 0.0)
 
 
-def pipeline_topics(mapping) -> tuple[list[str], list[str]]:
-    prefix = config.raw_topic_prefix()
+def pipeline_topics(settings: Settings, mapping) -> tuple[list[str], list[str]]:
+    prefix = settings.source.topic_prefix
     raw = [f"{prefix}.{s}" for s in captured_tables(mapping)]
-    core = [core_topic(t) for t in mapping.tables]
+    core = [core_topic(t, settings.worker.core_prefix) for t in mapping.tables]
     return raw, core
 
 
-def consumer_lag(group: str, topics: list[str]) -> dict[str, int]:
+def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
     """Per topic: end offset − the group's committed offset (summed over partitions; no commit = 0)."""
     from kafka import TopicPartition
     from kafka.admin import KafkaAdminClient, OffsetSpec
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-demo-lag")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hisbridge-demo-lag")
     try:
         existing = set(admin.list_topics())
         tps = [TopicPartition(t, p) for t in topics if t in existing
@@ -195,9 +186,9 @@ def consumer_lag(group: str, topics: list[str]) -> dict[str, int]:
     return dict(lag)
 
 
-def sink_watermark_ms(connector: str, core: list[str]) -> int | None:
+def sink_watermark_ms(staging_dsn: str, connector: str, core: list[str]) -> int | None:
     """The sink's durable watermark for the connector: min over the core partitions of the latest mark."""
-    conn = psycopg2.connect(config.staging_dsn())
+    conn = psycopg2.connect(staging_dsn)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT to_regclass('hisbridge.progress')")
@@ -211,14 +202,15 @@ def sink_watermark_ms(connector: str, core: list[str]) -> int | None:
     return min(marks.values()) if set(marks) == set(core) else None
 
 
-def wait_drained(mapping, after_ms: int, say: Callable[[str], None], timeout: float = 300.0) -> float:
+def wait_drained(cfg: DemoConfig, mapping, after_ms: int, timeout: float = 300.0) -> float:
     """Until lag is 0 on raw and core topics and the watermark has passed `after_ms`; returns seconds."""
-    raw, core = pipeline_topics(mapping)
-    group = config.env_str("HISBRIDGE_WORKER_APP_ID", "hisbridge")
+    settings, say = cfg.settings, cfg.say
+    raw, core = pipeline_topics(settings, mapping)
+    group, bootstrap = settings.worker.app_id, settings.connections.kafka_bootstrap
     began, last_said = time.monotonic(), 0.0
     while True:
-        lag = {**consumer_lag(transform_group(group), raw), **consumer_lag(group, core)}   # transform, sink
-        mark = sink_watermark_ms(config.raw_topic_prefix(), core)
+        lag = {**consumer_lag(bootstrap, transform_group(group), raw), **consumer_lag(bootstrap, group, core)}
+        mark = sink_watermark_ms(settings.connections.staging_dsn, settings.source.topic_prefix, core)
         raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in core)
         passed = mark is not None and mark >= after_ms
         if raw_lag == 0 and core_lag == 0 and passed:
@@ -230,14 +222,14 @@ def wait_drained(mapping, after_ms: int, say: Callable[[str], None], timeout: fl
             last_said = elapsed
         if elapsed > timeout:
             raise RuntimeError(f"pipeline not drained after {timeout:.0f}s (lag raw {raw_lag}, core {core_lag}, "
-                               f"watermark {mark}); see {procs.log_file(os.environ.get('DEMO_WORKER', 'worker'))}")
+                               f"watermark {mark}); see {Worker(settings, cfg.worker_name).log}")
         time.sleep(1.0)
 
 
-def pending_batches(up_to: str, org: str) -> list[tuple[str, str, int]]:
+def pending_batches(staging_dsn: str, up_to: str, org: str) -> list[tuple[str, str, int]]:
     """(table, batch, rows) of this hospital's daily batches up to D with rows no flush has carried yet."""
     from hisbridge import staging
-    conn = psycopg2.connect(config.staging_dsn())
+    conn = psycopg2.connect(staging_dsn)
     try:
         staging.ensure_schema(conn)
         with conn, conn.cursor() as cur:
@@ -251,11 +243,11 @@ def pending_batches(up_to: str, org: str) -> list[tuple[str, str, int]]:
         conn.close()
 
 
-def wait_flushed(day: date, org: str, timeout: float = 120.0) -> float:
+def wait_flushed(settings: Settings, day: date, org: str, timeout: float = 120.0) -> float:
     """Until no daily batch up to D has rows waiting (the window is open, the watermark has passed)."""
     began = time.monotonic()
     while True:
-        waiting = pending_batches(day.isoformat(), org)
+        waiting = pending_batches(settings.connections.staging_dsn, day.isoformat(), org)
         if not waiting:
             return time.monotonic() - began
         if time.monotonic() - began > timeout:
@@ -271,10 +263,10 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
 
     def progress(at: datetime, n: int) -> None:
         if follow_clock:
-            set_clock(at)
+            set_clock(cfg.settings, at)
         cfg.say(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} HIS changes")
 
-    conn = sim_load.connect(config.his_dsn())
+    conn = sim_load.connect(cfg.settings.connections.his_dsn)
     try:
         applied = sim_load.load_live(conn, activity.events, start, cfg.speed, progress,
                                      progress_every=timedelta(hours=2 if not follow_clock else 0.5))
@@ -283,37 +275,37 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
     return applied, int(time.time() * 1000)
 
 
-def prepare(cfg: DemoConfig, mapping) -> None:
-    say = cfg.say
-    ensure_database(config.his_dsn(), his=True)
-    ensure_database(config.staging_dsn())
-    ensure_database(config.frontend_dsn())
-    conn = sim_load.connect(config.his_dsn())
+def prepare(cfg: DemoConfig, catalog, mapping) -> None:
+    say, settings = cfg.say, cfg.settings
+    c = settings.connections
+    ensure_database(settings, c.his_dsn, his=True)
+    ensure_database(settings, c.staging_dsn)
+    ensure_database(settings, c.frontend_dsn)
+    conn = sim_load.connect(c.his_dsn)
     try:
         sim_load.init_schema(conn, cfg.seed)
     finally:
         conn.close()
-    say(f"HIS: schema his ready ({config.his_dsn()})")
-    os.environ.setdefault("HISBRIDGE_HIS_DB", _dsn_db(config.his_dsn()))
+    say(f"HIS: schema his ready ({c.his_dsn})")
     spec = connectors.ConnectorSpec(cfg.connector, "postgres", captured_tables(mapping), heartbeat_ms=2000)
-    say(f"connector {cfg.connector}: {connectors.apply(spec)}, RUNNING (topic prefix {config.raw_topic_prefix()}, "
-        f"{len(spec.tables)} tables)")
-    ensure_key_file(Path(os.environ["HISBRIDGE_SM4_KEY_FILE"]))
-    set_clock(datetime.combine(cfg.day, dtime(17, 59, 59)))
-    ensure_topics([core_topic(t) for t in load_catalog().tables] + [core_topic("quarantine")],
-                  "hisbridge-demo-setup")
-    pid = start_worker(cfg.worker_name)
-    say(f"worker: pid {pid} (transform + sink, app id {os.environ['HISBRIDGE_WORKER_APP_ID']}), "
-        f"log {procs.log_file(cfg.worker_name)}")
+    say(f"connector {cfg.connector}: {connectors.apply(settings, spec)}, RUNNING (topic prefix "
+        f"{settings.source.topic_prefix}, {len(spec.tables)} tables)")
+    ensure_key_file(settings.sm4.key_file)
+    set_clock(settings, datetime.combine(cfg.day, dtime(17, 59, 59)))
+    prefix = settings.worker.core_prefix
+    ensure_topics(c.kafka_bootstrap, [core_topic(t, prefix) for t in catalog.tables] + [core_topic("quarantine", prefix)],
+                  "hisbridge-demo-setup", replication=c.topic_replication)
+    worker = start_worker(cfg)
+    say(f"worker: pid {worker.pid()} (transform + sink, app id {settings.worker.app_id}), log {worker.log}")
 
 
 def run(cfg: DemoConfig) -> Outcome:
-    say = cfg.say
-    catalog = load_catalog()
-    mapping = load_mapping(catalog)
+    say, settings = cfg.say, cfg.settings
+    catalog = catalog_for(settings.paths)
+    mapping = load_mapping(catalog, settings.paths.mapping, settings.org)
     out = Outcome()
     t0 = time.monotonic()
-    prepare(cfg, mapping)
+    prepare(cfg, catalog, mapping)
     out.timings["setup"] = time.monotonic() - t0
     six_pm = datetime.combine(cfg.day, dtime(18))
     say(f"day D = {cfg.day}: simulating [{cfg.window_start:%Y-%m-%d %H:%M}, {six_pm:%Y-%m-%d %H:%M}) live at "
@@ -322,19 +314,19 @@ def run(cfg: DemoConfig) -> Outcome:
     applied, last_ms = load_window(cfg.window_start, six_pm, cfg, follow_clock=False)
     out.timings["day"] = time.monotonic() - t
     say(f"  {applied} HIS changes committed in {out.timings['day']:.0f}s; waiting for the pipeline to drain")
-    out.timings["drain"] = wait_drained(mapping, last_ms, say)
+    out.timings["drain"] = wait_drained(cfg, mapping, last_ms)
     say(f"drained in {out.timings['drain']:.0f}s: lag 0, watermark past the last commit → clock to D 18:00:01")
-    set_clock(six_pm + timedelta(seconds=1))
-    out.timings["flush"] = wait_flushed(cfg.day, mapping.org_code)
+    set_clock(settings, six_pm + timedelta(seconds=1))
+    out.timings["flush"] = wait_flushed(settings, cfg.day, mapping.org_code)
     say(f"batch {cfg.day} flushed {out.timings['flush']:.0f}s after the window opened")
     if cfg.evening:
         ten_pm = six_pm + timedelta(hours=4)
         say("evening: [D 18:00, D 22:00) live, clock following (late entries → resubmissions, new visits → D+1)")
         _, last_ms = load_window(six_pm, ten_pm, cfg, follow_clock=True)
-        set_clock(ten_pm - timedelta(seconds=30))
-        wait_drained(mapping, last_ms, say)
-        wait_flushed(cfg.day, mapping.org_code)
-        set_clock(ten_pm + timedelta(seconds=1))
+        set_clock(settings, ten_pm - timedelta(seconds=30))
+        wait_drained(cfg, mapping, last_ms)
+        wait_flushed(settings, cfg.day, mapping.org_code)
+        set_clock(settings, ten_pm + timedelta(seconds=1))
         say("clock at D 22:00:01: the delivery window is closed")
     out.timings["total"] = time.monotonic() - t0
     summarize(cfg, catalog, mapping, out)
@@ -351,9 +343,10 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     last = cfg.day.isoformat()
     wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
                     and catalog.table(k[0]).cadence == "daily")
-    out.quarantine = reconcile.read_quarantine(config.kafka_bootstrap(), core_topic("quarantine"))
-    front = psycopg2.connect(config.frontend_dsn())
-    stage = psycopg2.connect(config.staging_dsn())
+    c = cfg.settings.connections
+    out.quarantine = reconcile.read_quarantine(c.kafka_bootstrap, core_topic("quarantine", cfg.settings.worker.core_prefix))
+    front = psycopg2.connect(c.frontend_dsn)
+    stage = psycopg2.connect(c.staging_dsn)
     try:
         for table_name, batch in wanted:
             table = catalog.table(table_name)
@@ -365,7 +358,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     finally:
         front.close()
         stage.close()
-    his = sim_load.connect(config.his_dsn())
+    his = sim_load.connect(c.his_dsn)
     try:
         with his, his.cursor() as cur:
             for t in sorted(generate.PRIMARY_KEYS):
@@ -391,33 +384,29 @@ def print_summary(cfg: DemoConfig, out: Outcome) -> None:
     t = out.timings
     print(f"timings: setup {t.get('setup', 0):.0f}s, day {t.get('day', 0):.0f}s, drain {t.get('drain', 0):.0f}s, "
           f"flush {t.get('flush', 0):.0f}s, total {t.get('total', 0):.0f}s")
-    fe = config.frontend_dsn()
+    fe = cfg.settings.connections.frontend_dsn
     print(f"""
 where to look next:
   psql "{fe}" -c "SELECT tbl, batch, report_datetime, row_count, kind FROM hisbridge.ledger ORDER BY written_at"
   psql "{fe}" -c "SELECT jzlsh, xm, xb, jzksdm, scsj, report_datetime FROM mjzzlxx ORDER BY scsj DESC LIMIT 5"
   .venv/bin/hisbridge status            # stack, connector, consumer lag, staging, ledger, quarantine
   .venv/bin/hisbridge reconcile --batch {cfg.day} --sim-seed {cfg.seed} --sim-visits {cfg.visits} --sim-bad-share {cfg.bad_share}
-  tail -f {procs.log_file(cfg.worker_name)}
-identity fields (xm, sfzh, dh, …) are SM4 ciphertext: the demo key is in {os.environ['HISBRIDGE_SM4_KEY_FILE']}
+  tail -f {Worker(cfg.settings, cfg.worker_name).log}
+identity fields (xm, sfzh, dh, …) are SM4 ciphertext: the demo key is in {cfg.settings.sm4.key_file}
 the stack and the worker keep running; `make down` stops everything.""")
 
 
 # --- state: which day comes next -----------------------------------------------------------------------------
 
-def connector_name() -> str:
-    return config.env_str("HISBRIDGE_CONNECTOR_NAME", "his-demo")
-
-
-def state_file() -> Path:
+def state_file(settings: Settings) -> Path:
     """Per connector (= per simulated HIS): the last simulated day and where its activity ended."""
-    return config.var_dir() / "demo" / f"state-{connector_name()}.json"
+    return settings.paths.var / "demo" / f"state-{settings.source.connector}.json"
 
 
-def next_config() -> DemoConfig:
+def next_config(settings: Settings) -> DemoConfig:
     """First run: D = DEMO_DAY or yesterday (Asia/Shanghai); later runs continue with the next day."""
     today = datetime.now(SHANGHAI).date()
-    path = state_file()
+    path = state_file(settings)
     state = json.loads(path.read_text()) if path.exists() else None
     if state is None:
         day = date.fromisoformat(os.environ["DEMO_DAY"]) if os.environ.get("DEMO_DAY") else today - timedelta(days=1)
@@ -427,22 +416,22 @@ def next_config() -> DemoConfig:
     if day >= today:
         raise SystemExit(f"the demo has simulated every past day up to {day - timedelta(days=1)}; "
                          "`make clean` starts the simulated hospital afresh")
-    return DemoConfig(day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
+    return DemoConfig(settings=settings, day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
                       seed=int(os.environ.get("DEMO_SEED", 1)),
                       bad_share=float(os.environ.get("DEMO_BAD_SHARE", 0.02)),
                       speed=float(os.environ.get("DEMO_SPEED", 1200)), first_run=first,
-                      connector=connector_name(), worker_name=config.env_str("DEMO_WORKER", "worker"))
+                      connector=settings.source.connector, worker_name=os.environ.get("DEMO_WORKER") or "worker")
 
 
 def save_state(cfg: DemoConfig) -> None:
     end = datetime.combine(cfg.day, dtime(22 if cfg.evening else 18))
-    state_file().parent.mkdir(parents=True, exist_ok=True)
-    state_file().write_text(json.dumps({"day": cfg.day.isoformat(), "end": end.isoformat()}))
+    path = state_file(cfg.settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"day": cfg.day.isoformat(), "end": end.isoformat()}))
 
 
 def main() -> None:
-    apply_defaults()
-    cfg = next_config()
+    cfg = next_config(demo_settings())
     save_state(cfg)       # before inserting: a failed run must not make the next one insert the same day
     out = run(cfg)
     print_summary(cfg, out)

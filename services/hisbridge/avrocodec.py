@@ -5,8 +5,8 @@ Wire format: Avro single-object encoding (Avro spec, "Single object encoding"):
 where body is the plain binary (schemaless) encoding. Any Avro library can read it without a registry:
 the consumer keeps the schemas it knows by fingerprint (`schemas_by_fingerprint`) and `decode` picks one.
 
-Schemas live in `schemas/avro/<table>.avsc` (directory from `hisbridge.config.avro_dir()`), generated from
-the catalog; `load_schema(table)` parses each file once.
+Schemas live in `schemas/avro/<table>.avsc` (the settings' paths.avro; the checkout's by default), generated
+from the catalog; `load_schema(table, directory)` parses each file once.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from fastavro.schema import fingerprint as _fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
-from hisbridge import config
+from hisbridge.settings import defaults
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
@@ -68,29 +68,13 @@ def schema_from_dict(schema: Mapping[str, Any]) -> AvroSchema:
 
 
 def schema_path(table: str, directory: Path | None = None) -> Path:
-    return (directory or config.avro_dir()) / f"{table}.avsc"
+    return (directory or defaults().paths.avro) / f"{table}.avsc"
 
 
 @lru_cache(maxsize=256)
 def _load(path: str, mtime_ns: int) -> AvroSchema:
     with open(path, encoding="utf-8") as handle:
         return schema_from_dict(json.load(handle))
-
-
-_AVRO_DIR_ENV = ("HISBRIDGE_HOME", "HISBRIDGE_SCHEMAS", "HISBRIDGE_AVRO")
-
-
-@lru_cache(maxsize=64)
-def _default_dir(key: tuple[str | None, ...]) -> Path:
-    return config.avro_dir()
-
-
-def _dir_key() -> tuple[str | None, ...]:
-    """What config.avro_dir() depends on: the variables, and the working directory if one is relative."""
-    env = tuple(os.environ.get(n) for n in _AVRO_DIR_ENV)
-    if any(v and not os.path.isabs(v) for v in env):
-        return env + (os.getcwd(),)
-    return env
 
 
 @lru_cache(maxsize=1024)
@@ -101,11 +85,9 @@ def _path_text(table: str, directory: Path) -> str:
 def load_schema(table: str, directory: Path | None = None) -> AvroSchema:
     """The schema of `table`; cached, re-read when the file changes (keyed on its mtime).
 
-    Called once per record: the default directory is resolved once per value of the environment
-    variables it depends on (resolving it cost tens of µs a record), the file is
-    still stat-ed on every call so an edited schema is picked up.
+    Called once per record: the file is stat-ed on every call so an edited schema is picked up.
     """
-    folder = directory or _default_dir(_dir_key())
+    folder = directory or defaults().paths.avro
     path = _path_text(table, folder)
     try:
         mtime = os.stat(path).st_mtime_ns
@@ -116,7 +98,7 @@ def load_schema(table: str, directory: Path | None = None) -> AvroSchema:
 
 def load_all(directory: Path | None = None) -> dict[str, AvroSchema]:
     """Every `*.avsc` in the directory, by table name (file stem)."""
-    folder = directory or config.avro_dir()
+    folder = directory or defaults().paths.avro
     return {p.stem: load_schema(p.stem, folder) for p in sorted(folder.glob("*.avsc"))}
 
 

@@ -2,12 +2,23 @@
 
 SystemClock is real time. SettableClock is for tests and the demo: it starts at a given moment and runs at
 `speed` × real time (0 = frozen until set/advanced), so a whole D 18:00–22:00 window can pass in minutes.
+FileClock is a SettableClock steered from another process through a small JSON file (the demo, stack tests).
+`clock_for(settings.clock)` picks one from the settings.
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from hisbridge.settings import ClockSettings
+
+log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
@@ -65,8 +76,39 @@ class SettableClock:
         self._speed = speed
 
 
-def clock_from_env(start: str | None, speed: float = 1.0) -> Clock:
-    """The demo's clock: HISBRIDGE_CLOCK_START (ISO with offset) and speed, else real time."""
-    if not start:
-        return SystemClock()
-    return SettableClock(datetime.fromisoformat(start), speed)
+class FileClock:
+    """A settable clock steered through a file (demo, stack tests): JSON {"now": ISO with offset, "speed": x}
+    re-read whenever the file changes; `now` then runs from there at `speed` × real time."""
+
+    def __init__(self, path: Path, fallback: Clock) -> None:
+        self.path, self._clock, self._stamp = path, fallback, None
+
+    def now(self) -> datetime:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return self._clock.now()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                self._clock = SettableClock(datetime.fromisoformat(data["now"]), float(data.get("speed", 0)))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("clock file %s ignored: %s", self.path, exc)
+        return self._clock.now()
+
+
+def write_clock_file(path: Path, now: datetime, speed: float = 0.0) -> None:
+    """Steer a FileClock (atomically: a half-written file is never read)."""
+    if now.tzinfo is None:
+        raise ValueError("the clock file needs an aware moment")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"now": now.isoformat(), "speed": speed}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def clock_for(settings: "ClockSettings") -> Clock:
+    """clock.start (ISO with offset) at clock.speed, steered by clock.file when set; real time otherwise."""
+    base: Clock = SettableClock(datetime.fromisoformat(settings.start), settings.speed) if settings.start \
+        else SystemClock()
+    return FileClock(settings.file, base) if settings.file else base

@@ -1,7 +1,7 @@
 """Debezium connectors on Kafka Connect: render a template from connectors/, apply it through the REST
 API (idempotently), wait until connector and task run, and turn failures into messages naming the cause.
 
-The HIS password is resolved at apply time (HISBRIDGE_HIS_PASSWORD or var/secrets/his_cdc_password) and
+The HIS password is resolved at apply time (source.password or paths.secrets/his_cdc_password) and
 written only to a 0600 file under the secrets folder; the connector config refers to it through Connect's
 FileConfigProvider (${file:...:password}), so Connect's config topic and REST answers never hold it. Every
 message that leaves this module has it redacted.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hisbridge import config
+from hisbridge.settings import Settings
 
 HEARTBEAT_TABLE = "hisbridge.heartbeat"
 CAPTURE_GROUP = "hisbridge_capture"
@@ -51,28 +51,39 @@ def include_list(kind: str, tables: tuple[str, ...]) -> str:
     return ",".join((*tables, *extra))
 
 
-def template_values(spec: ConnectorSpec, password: str) -> dict[str, str]:
-    port = config.env_str("HISBRIDGE_HIS_PORT", str(config.his_pg_port()))
+def template_values(spec: ConnectorSpec, settings: Settings, password: str) -> dict[str, str]:
+    source = settings.source
     return {
         "name": spec.name,
-        "his_host": config.his_host(),
-        "his_port": port,
-        "his_dbname": config.env_str("HISBRIDGE_HIS_DB", "his"),
-        "his_user": config.his_cdc_user(),
+        "his_host": source.host,
+        "his_port": str(source.port),
+        "his_dbname": source.db,
+        "his_user": source.user,
         "his_password": password,
-        "topic_prefix": config.raw_topic_prefix(),
+        "topic_prefix": source.topic_prefix,
         "slot_name": slot_name(spec.name),
         "publication_name": slot_name(spec.name) + "_pub",
         "table_include_list": include_list(spec.kind, spec.tables),
         "heartbeat_ms": str(spec.heartbeat_ms),
-        "topic_replication_factor": config.env_str("HISBRIDGE_TOPIC_REPLICATION", "1"),
-        "server_id": config.env_str("HISBRIDGE_HIS_SERVER_ID", "184054"),
-        "kafka_bootstrap": config.kafka_bootstrap(),
+        "topic_replication_factor": str(settings.connections.topic_replication),
+        "server_id": str(source.server_id),
+        "kafka_bootstrap": settings.connections.kafka_bootstrap,
     }
 
 
-def template_path(kind: str) -> Path:
-    return config.connectors_dir() / f"his-{kind}.json"
+def template_path(settings: Settings, kind: str) -> Path:
+    return settings.paths.connectors / f"his-{kind}.json"
+
+
+def cdc_password(settings: Settings) -> str:
+    """source.password if set, else the secret `stack up` generated; an operator error otherwise."""
+    if settings.source.password is not None:
+        return settings.source.password.reveal()
+    path = settings.paths.his_cdc_password_file
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    raise ConnectorError(f"no HIS CDC password: set HISBRIDGE_HIS_PASSWORD or run `hisbridge stack up` "
+                         f"(which generates {path})")
 
 
 def render(template: dict[str, str], values: dict[str, str]) -> dict[str, str]:
@@ -110,34 +121,95 @@ def failure_reason(trace: str) -> str:
 
 # --- Connect REST --------------------------------------------------------------------------------------
 
-def connect_request(method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    url = config.connect_url() + path
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json",
-                                                                         "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
+class ConnectClient:
+    """Kafka Connect's REST API at one URL: a thin adapter, every failure a ConnectorError."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
         try:
-            return exc.code, json.loads(raw) if raw else None
-        except ValueError:
-            return exc.code, {"message": raw.decode(errors="replace")}
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConnectorError(f"Kafka Connect is unreachable at {config.connect_url()} ({reason}); "
-                             f"is the stack up? (`hisbridge stack up`)") from exc
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                return resp.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw) if raw else None
+            except ValueError:
+                return exc.code, {"message": raw.decode(errors="replace")}
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConnectorError(f"Kafka Connect is unreachable at {self.url} ({reason}); "
+                                 f"is the stack up? (`hisbridge stack up`)") from exc
 
+    def names(self) -> list[str]:
+        return list(self.request("GET", "/connectors")[1] or [])
 
-def current_config(name: str) -> dict[str, str] | None:
-    status, body = connect_request("GET", f"/connectors/{name}/config")
-    if status == 404:
-        return None
-    if status != 200:
-        raise ConnectorError(f"reading connector {name} failed: HTTP {status} {body}")
-    return {k: v for k, v in body.items() if k != "name"}
+    def current_config(self, name: str) -> dict[str, str] | None:
+        status, body = self.request("GET", f"/connectors/{name}/config")
+        if status == 404:
+            return None
+        if status != 200:
+            raise ConnectorError(f"reading connector {name} failed: HTTP {status} {body}")
+        return {k: v for k, v in body.items() if k != "name"}
+
+    def validate(self, name: str, desired: dict[str, str], secret: str) -> None:
+        """Ask the plugin to validate first: Connect 4.3's PUT answers an invalid config with an HTTP 500
+        NullPointerException instead of the reason, the validate endpoint names it (e.g. a bad password)."""
+        plugin = desired["connector.class"].rsplit(".", 1)[-1]
+        status, body = self.request("PUT", f"/connector-plugins/{plugin}/config/validate",
+                                    {**desired, "name": name}, timeout=120)
+        if status != 200:
+            message = (body or {}).get("message", body)
+            raise ConnectorError(redact(f"Kafka Connect could not validate {name} (HTTP {status}): {message}", secret))
+        errors = validation_errors(body)
+        if errors:
+            raise ConnectorError(redact(f"connector {name} rejected: " + "; ".join(errors), secret))
+
+    def put_config(self, name: str, desired: dict[str, str], secret: str) -> None:
+        status, body = self.request("PUT", f"/connectors/{name}/config", desired, timeout=120)
+        if status not in (200, 201):
+            message = (body or {}).get("message", body)
+            raise ConnectorError(redact(f"Kafka Connect rejected connector {name} (HTTP {status}): {message}",
+                                        secret))
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        status, body = self.request("GET", f"/connectors/{name}/status")
+        return body if status == 200 else None
+
+    def wait_running(self, name: str, secret: str, timeout: float = 90.0, settle: float = 0.0) -> None:
+        """Until connector and tasks are RUNNING for `settle` seconds in a row: after a restart or an update
+        Connect may still report the previous RUNNING state for a moment."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        running_since: float | None = None
+        while time.monotonic() < deadline:
+            last = self.status(name)
+            ok, failure = running_or_failure(last)
+            if failure:
+                raise ConnectorError(redact(f"connector {name}: {failure}", secret))
+            now = time.monotonic()
+            running_since = (running_since or now) if ok else None
+            if running_since is not None and now - running_since >= settle:
+                return
+            time.sleep(0.5)
+        raise ConnectorError(f"connector {name} not RUNNING after {timeout:.0f}s: {last}")
+
+    def restart(self, name: str) -> None:
+        """Restart connector and tasks so they re-read a changed password file."""
+        status, body = self.request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=false")
+        if status not in (200, 202, 204):
+            raise ConnectorError(f"restarting connector {name} failed: HTTP {status} {body}")
+
+    def delete(self, name: str) -> bool:
+        status, body = self.request("DELETE", f"/connectors/{name}")
+        if status not in (204, 404):
+            raise ConnectorError(f"deleting connector {name} failed: HTTP {status} {body}")
+        return status == 204
 
 
 def validation_errors(body: dict[str, Any]) -> list[str]:
@@ -147,33 +219,6 @@ def validation_errors(body: dict[str, Any]) -> list[str]:
         value = item.get("value") or {}
         errors += [f"{value.get('name')}: {message}" for message in value.get("errors") or []]
     return errors
-
-
-def validate(name: str, desired: dict[str, str], secret: str) -> None:
-    """Ask the plugin to validate first: Connect 4.3's PUT answers an invalid config with an HTTP 500
-    NullPointerException instead of the reason, the validate endpoint names it (e.g. a bad password)."""
-    plugin = desired["connector.class"].rsplit(".", 1)[-1]
-    status, body = connect_request("PUT", f"/connector-plugins/{plugin}/config/validate",
-                                   {**desired, "name": name}, timeout=120)
-    if status != 200:
-        message = (body or {}).get("message", body)
-        raise ConnectorError(redact(f"Kafka Connect could not validate {name} (HTTP {status}): {message}", secret))
-    errors = validation_errors(body)
-    if errors:
-        raise ConnectorError(redact(f"connector {name} rejected: " + "; ".join(errors), secret))
-
-
-def put_config(name: str, desired: dict[str, str], secret: str) -> None:
-    status, body = connect_request("PUT", f"/connectors/{name}/config", desired, timeout=120)
-    if status not in (200, 201):
-        message = (body or {}).get("message", body)
-        raise ConnectorError(redact(f"Kafka Connect rejected connector {name} (HTTP {status}): {message}",
-                                    secret))
-
-
-def connector_status(name: str) -> dict[str, Any] | None:
-    status, body = connect_request("GET", f"/connectors/{name}/status")
-    return body if status == 200 else None
 
 
 def running_or_failure(status: dict[str, Any] | None) -> tuple[bool, str | None]:
@@ -189,27 +234,8 @@ def running_or_failure(status: dict[str, Any] | None) -> tuple[bool, str | None]
     return bool(status.get("tasks")) and all(s == "RUNNING" for s in states), None
 
 
-def wait_running(name: str, secret: str, timeout: float = 90.0, settle: float = 0.0) -> None:
-    """Until connector and tasks are RUNNING for `settle` seconds in a row: after a restart or an update
-    Connect may still report the previous RUNNING state for a moment."""
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] | None = None
-    running_since: float | None = None
-    while time.monotonic() < deadline:
-        last = connector_status(name)
-        ok, failure = running_or_failure(last)
-        if failure:
-            raise ConnectorError(redact(f"connector {name}: {failure}", secret))
-        now = time.monotonic()
-        running_since = (running_since or now) if ok else None
-        if running_since is not None and now - running_since >= settle:
-            return
-        time.sleep(0.5)
-    raise ConnectorError(f"connector {name} not RUNNING after {timeout:.0f}s: {last}")
-
-
-def secret_file(name: str) -> Path:
-    return config.secrets_dir() / "connectors" / f"{name}.properties"
+def secret_file(settings: Settings, name: str) -> Path:
+    return settings.paths.secrets / "connectors" / f"{name}.properties"
 
 
 def write_secret(path: Path, password: str) -> bool:
@@ -231,29 +257,28 @@ def write_private(path: Path, content: str) -> None:
     os.replace(tmp, path)
 
 
-def restart(name: str) -> None:
-    """Restart connector and tasks so they re-read a changed password file."""
-    status, body = connect_request("POST", f"/connectors/{name}/restart?includeTasks=true&onlyFailed=false")
-    if status not in (200, 202, 204):
-        raise ConnectorError(f"restarting connector {name} failed: HTTP {status} {body}")
+def desired_config(settings: Settings, spec: ConnectorSpec) -> dict[str, str]:
+    """The configuration `apply` PUTs: the template rendered, the password a file reference."""
+    template = json.loads(template_path(settings, spec.kind).read_text(encoding="utf-8"))
+    return render(template, template_values(spec, settings, password_reference(secret_file(settings, spec.name))))
 
 
-def apply(spec: ConnectorSpec, timeout: float = 90.0, prepare: bool = True) -> str:
+def apply(settings: Settings, spec: ConnectorSpec, timeout: float = 90.0, prepare: bool = True) -> str:
     """Create or update the connector; returns 'created', 'updated', 'restarted' or 'unchanged'."""
-    password = config.his_cdc_password()
-    template = json.loads(template_path(spec.kind).read_text(encoding="utf-8"))
-    path = secret_file(spec.name)
-    desired = render(template, template_values(spec, password_reference(path)))
-    existing = current_config(spec.name)
+    client = ConnectClient(settings.connections.connect_url)
+    password = cdc_password(settings)
+    path = secret_file(settings, spec.name)
+    desired = desired_config(settings, spec)
+    existing = client.current_config(spec.name)
     previous = path.read_text(encoding="utf-8") if path.exists() else None
     secret_changed = write_secret(path, password)
     if existing == desired and not secret_changed:
-        wait_running(spec.name, password, timeout)
+        client.wait_running(spec.name, password, timeout)
         return "unchanged"
     try:
         if existing != desired and prepare and spec.kind == "postgres":
-            prepare_postgres_tables(spec.tables)
-        validate(spec.name, desired, password)
+            prepare_postgres_tables(settings.connections.his_dsn, spec.tables)
+        client.validate(spec.name, desired, password)
     except ConnectorError:
         # a rejected password must not replace the one the running connector will restart with
         if previous is None:
@@ -262,32 +287,31 @@ def apply(spec: ConnectorSpec, timeout: float = 90.0, prepare: bool = True) -> s
             write_private(path, previous)
         raise
     if existing == desired:
-        restart(spec.name)
+        client.restart(spec.name)
         outcome = "restarted"
     else:
-        put_config(spec.name, desired, password)
+        client.put_config(spec.name, desired, password)
         outcome = "created" if existing is None else "updated"
-    wait_running(spec.name, password, timeout, settle=3.0)
+    client.wait_running(spec.name, password, timeout, settle=3.0)
     return outcome
 
 
-def delete(name: str) -> bool:
-    status, body = connect_request("DELETE", f"/connectors/{name}")
-    if status not in (204, 404):
-        raise ConnectorError(f"deleting connector {name} failed: HTTP {status} {body}")
-    secret_file(name).unlink(missing_ok=True)
-    return status == 204
+def delete(settings: Settings, name: str) -> bool:
+    """Delete the connector and its password file; False when it did not exist."""
+    deleted = ConnectClient(settings.connections.connect_url).delete(name)
+    secret_file(settings, name).unlink(missing_ok=True)
+    return deleted
 
 
 # --- HIS preparation (PostgreSQL, needs the admin DSN) ------------------------------------------------
 
-def prepare_postgres_tables(tables: tuple[str, ...]) -> None:
+def prepare_postgres_tables(his_dsn: str, tables: tuple[str, ...]) -> None:
     """Let the CDC role publish these tables: ownership to the capture group (pgoutput publications
     need ownership) and REPLICA IDENTITY FULL (full before-images). See connectors/postgres-setup.sql."""
     import psycopg2
     from psycopg2 import sql
     try:
-        conn = psycopg2.connect(config.his_dsn(), connect_timeout=5)
+        conn = psycopg2.connect(his_dsn, connect_timeout=5)
     except psycopg2.OperationalError as exc:
         raise ConnectorError(f"cannot reach the HIS database to prepare tables: {exc}".strip()) from exc
     try:

@@ -25,14 +25,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+if TYPE_CHECKING:
+    from hisbridge import settings
+
 BLOCK = 16
-KEY_ENV = "HISBRIDGE_SM4_KEY"
-KEY_VERSION_ENV = "HISBRIDGE_SM4_KEY_VERSION"
 
 
 class Sm4ConfigError(ValueError):
@@ -105,9 +106,10 @@ def parse_key(text: str, source: str, version: str | None = None) -> Sm4Key:
     return Sm4Key(raw, version or key_fingerprint(raw))
 
 
-def load_key(env: str = KEY_ENV, key_file: str | os.PathLike[str] | None = None) -> Sm4Key:
-    """The key from `key_file` if given, else from the environment variable `env`."""
-    version = os.environ.get(KEY_VERSION_ENV) or None
+def load_key(sm4: "settings.Sm4", key_file: str | os.PathLike[str] | None = None) -> Sm4Key:
+    """The key from `key_file`, else the settings' key file (sm4.key_file), else their key (HISBRIDGE_SM4_KEY)."""
+    version = sm4.key_version or None
+    key_file = key_file if key_file is not None else sm4.key_file
     if key_file is not None:
         path = Path(key_file)
         try:
@@ -115,10 +117,20 @@ def load_key(env: str = KEY_ENV, key_file: str | os.PathLike[str] | None = None)
         except OSError as exc:
             raise Sm4ConfigError(f"cannot read SM4 key file {path}: {exc.strerror}") from None
         return parse_key(text, f"key file {path}", version)
-    text = os.environ.get(env)
-    if not text:
-        raise Sm4ConfigError(f"no SM4 key: set {env} (32 hex characters) or pass a key file")
-    return parse_key(text, f"environment variable {env}", version)
+    if sm4.key is None:
+        raise Sm4ConfigError("no SM4 key: set HISBRIDGE_SM4_KEY (32 hex characters) or HISBRIDGE_SM4_KEY_FILE")
+    return parse_key(sm4.key.reveal(), "environment variable HISBRIDGE_SM4_KEY", version)
+
+
+def sm4_settings(sm4: "settings.Sm4") -> Sm4Settings:
+    """Mode, padding, output encoding, case and IV from the settings; bad values raise Sm4ConfigError at
+    start-up (an operator must fix them)."""
+    try:
+        iv = bytes.fromhex(sm4.iv) if sm4.iv else None
+    except ValueError:
+        raise Sm4ConfigError("HISBRIDGE_SM4_IV must be 32 hexadecimal characters") from None
+    return Sm4Settings(mode=sm4.mode, padding=sm4.padding, encoding=sm4.encoding,    # type: ignore[arg-type]
+                       uppercase=sm4.uppercase, iv=iv)
 
 
 # --- block cipher -----------------------------------------------------------------------------------------

@@ -19,9 +19,10 @@ from typing import Iterable, Mapping
 import psycopg2.errors
 from psycopg2 import sql
 
-from hisbridge import config, ledger, staging
+from hisbridge import ledger, staging
 from hisbridge.batching import Batch, batch_by_name, batch_for
 from hisbridge.schedule import Schedule
+from hisbridge.settings import defaults
 from hisbridge.watermark import is_closed
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,10 @@ class FlushResult:
 
 
 def ensure_frontend(conn, ddl_path=None) -> None:
-    """Ledger schema, and the catalog's generated front-end DDL (CREATE TABLE IF NOT EXISTS)."""
+    """Ledger schema, and the catalog's generated front-end DDL (CREATE TABLE IF NOT EXISTS; the checkout's
+    schemas/frontend/frontend.sql unless the settings name another)."""
     ledger.ensure_frontend_ledger(conn)
-    path = ddl_path or config.schemas_dir() / "frontend" / "frontend.sql"
+    path = ddl_path or defaults().paths.frontend_sql / "frontend.sql"
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.frontend.ddl'))")
         cur.execute(path.read_text(encoding="utf-8"))

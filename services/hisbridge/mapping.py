@@ -60,13 +60,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from hisbridge import config
 from hisbridge.catalog.model import Catalog, Field, Table
 from hisbridge.decode import Change
+from hisbridge.settings import Org, defaults
 
-ORG_CODE_ENV = "HISBRIDGE_ORG_CODE"
-ORG_NAME_ENV = "HISBRIDGE_ORG_NAME"
-MAPPING_ENV = "HISBRIDGE_MAPPING"
 AUTO_FIELDS = ("yljgdm", "xgbz")           # filled by map_change for every table
 KEY_SEP = "\x1f"                            # unit separator: never inside a HIS key value
 
@@ -429,36 +426,33 @@ def _valuemap(spec: Any, name: str, where: str, named: Mapping[str, ValueMap], f
 
 # --- loading ----------------------------------------------------------------------------------------------
 
-def default_mapping_path() -> Path:
-    return config.env_path(MAPPING_ENV, config.schemas_dir() / "mapping" / "demo_hospital.yaml")
-
-
-def load_mapping(catalog: Catalog, path: str | os.PathLike[str] | None = None) -> SourceMapping:
-    """Read and validate the mapping file against the catalog; MappingError names file and line."""
-    file = Path(path) if path is not None else default_mapping_path()
+def load_mapping(catalog: Catalog, path: str | os.PathLike[str] | None = None, org: Org | None = None) -> SourceMapping:
+    """Read and validate the mapping file (default: the checkout's demo hospital) against the catalog;
+    MappingError names file and line. `org` (the settings' organisation) overrides the file's code and name."""
+    file = Path(path) if path is not None else defaults().paths.mapping
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=_Loader)
     except OSError as exc:
         raise MappingError(f"cannot read mapping file {file}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise MappingError(f"{file}: not valid YAML: {exc}") from None
-    return parse_mapping(data, catalog, str(file), file.parent)
+    return parse_mapping(data, catalog, str(file), file.parent, org)
 
 
 _TOP_KEYS = {"organisation", "valuemaps_dir", "valuemaps", "lookups", "tables", "hospital", "doc"}
 
 
-def parse_mapping(data: Any, catalog: Catalog, path: str, base: Path) -> SourceMapping:
+def parse_mapping(data: Any, catalog: Catalog, path: str, base: Path, org_override: Org | None = None) -> SourceMapping:
     if not isinstance(data, dict) or "tables" not in data:
         raise MappingError(f"{path}: a mapping file is a YAML mapping with a `tables` section")
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise MappingError(f"{_at(path, data, 'top level')}: unknown key(s) {sorted(unknown)}")
     org = data.get("organisation") or {}
-    org_code = os.environ.get(ORG_CODE_ENV) or str(org.get("code") or "")
-    org_name = os.environ.get(ORG_NAME_ENV) or str(org.get("name") or "")
+    org_code = (org_override.code if org_override else "") or str(org.get("code") or "")
+    org_name = (org_override.name if org_override else "") or str(org.get("name") or "")
     if not org_code:
-        raise MappingError(f"{path}: no organisation code: set `organisation: {{code: ...}}` or {ORG_CODE_ENV}")
+        raise MappingError(f"{path}: no organisation code: set `organisation: {{code: ...}}` or HISBRIDGE_ORG_CODE")
     settings = {"org_code": org_code, "org_name": org_name}
     folder = base / str(data.get("valuemaps_dir", "valuemaps"))
     named = {str(k): _inline_map(str(k), v, _at(path, data.get("valuemaps"), f"valuemap {k}", k))

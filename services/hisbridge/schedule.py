@@ -1,7 +1,6 @@
 """Delivery schedule as configuration: which windows apply, how batches close, what a stall does.
 
-Read from schemas/schedule.yaml (HISBRIDGE_SCHEDULE points elsewhere; HISBRIDGE_SCHEDULE_MODE overrides
-`mode`). Windows themselves are batching's WindowRule data:
+Read from schemas/schedule.yaml (the settings' paths.schedule; worker.schedule_mode overrides `mode`). Windows themselves are batching's WindowRule data:
   mode hospital    daily D 18:00–22:00 (DEFAULT_SCHEDULE)
   mode city_relay  daily D 22:00 – D+1 03:00 (CITY_RELAY_DAILY), for a city platform relaying onwards
   monthly/yearly   1st–15th of the next month / 1–15 January (DEFAULT_SCHEDULE), overridable per cadence
@@ -17,7 +16,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from hisbridge import config
+from hisbridge.settings import defaults
 from hisbridge.batching import (CADENCES, CITY_RELAY_DAILY, DEFAULT_SCHEDULE, BatchError, WindowRule,
                                 parse_duration, parse_schedule)
 
@@ -88,17 +87,14 @@ def parse(data: Mapping[str, Any] | None, mode: str | None = None) -> Schedule:
     )
 
 
-def schedule_path() -> Path:
-    return config.env_path("HISBRIDGE_SCHEDULE", config.schemas_dir() / "schedule.yaml")
-
-
-def load_schedule(path: Path | None = None) -> Schedule:
-    """The configured schedule; defaults (hospital mode) when the file does not exist."""
-    path = path or schedule_path()
+def load_schedule(path: Path | None = None, mode: str | None = None) -> Schedule:
+    """The configured schedule (the checkout's by default); `mode` overrides the file's. Defaults (hospital
+    mode) when the file does not exist."""
+    path = path or defaults().paths.schedule
     data: Mapping[str, Any] = {}
     if path.exists():
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ScheduleError(f"{path}: not valid YAML ({exc})") from None
-    return parse(data, mode=config.env_str("HISBRIDGE_SCHEDULE_MODE", "") or None)
+    return parse(data, mode=mode or None)

@@ -21,13 +21,11 @@ Pieces:
   table_watermarks(…)      persisted progress → per-table watermark (pure)
   tick(now, state, io, …)  ONE step of the flush timer: recover once, plan, flush, retry/alert (pure over
                            the SinkIO interface; PgSinkIO is the real adapter)
-  app_clock()              the clock from the environment (real time by default)
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,10 +33,9 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import psycopg2
 
-from hisbridge import avrocodec, config, staging
+from hisbridge import avrocodec, staging
 from hisbridge.batching import BatchError, assign_batch
 from hisbridge.catalog.model import Table
-from hisbridge.clock import Clock, SettableClock, clock_from_env
 from hisbridge.flush import (FlushResult, PlannedFlush, WindowClosed, ensure_frontend, flush_batch, open_window,
                              plan_flushes, recover, retry_decision)
 from hisbridge.schedule import Schedule
@@ -52,15 +49,11 @@ BATCH_HEADER = "hisbridge.batch"
 SOURCE_HEADER = "hisbridge.source"
 
 
-def core_prefix() -> str:
-    return config.env_str("HISBRIDGE_CORE_PREFIX", "core")
+def core_topic(table: str, prefix: str) -> str:
+    return f"{prefix}.{table}"
 
 
-def core_topic(table: str, prefix: str | None = None) -> str:
-    return f"{prefix or core_prefix()}.{table}"
-
-
-def tables_by_topic(tables: Iterable[Table], prefix: str | None = None) -> dict[str, Table]:
+def tables_by_topic(tables: Iterable[Table], prefix: str) -> dict[str, Table]:
     return {core_topic(t.name, prefix): t for t in tables}
 
 
@@ -267,11 +260,11 @@ class PgSinkIO:
     after a failure). `expected` gives the core partitions every connector must have marked."""
 
     def __init__(self, tables: Mapping[str, Table], topics: Iterable[str], schedule: Schedule,
-                 expected: Callable[[], Iterable[Partition]] = tuple,
-                 staging_dsn: str | None = None, frontend_dsn: str | None = None) -> None:
+                 staging_dsn: str, frontend_dsn: str, frontend_sql: Path, app: str,
+                 expected: Callable[[], Iterable[Partition]] = tuple) -> None:
         self.tables, self.topics, self.schedule, self.expected = dict(tables), list(topics), schedule, expected
-        self.staging_dsn = staging_dsn or config.staging_dsn()
-        self.frontend_dsn = frontend_dsn or config.frontend_dsn()
+        self.app = app
+        self.staging_dsn, self.frontend_dsn, self.frontend_sql = staging_dsn, frontend_dsn, frontend_sql
         self._stage = None
         self._front = None
 
@@ -285,7 +278,7 @@ class PgSinkIO:
         if self._front is None or self._front.closed:
             try:
                 self._front = psycopg2.connect(self.frontend_dsn, connect_timeout=5)
-                ensure_frontend(self._front)
+                ensure_frontend(self._front, self.frontend_sql)
             except psycopg2.OperationalError as exc:
                 self._front = None
                 raise FrontendUnavailable(str(exc).strip()) from None
@@ -327,51 +320,12 @@ class PgSinkIO:
         return self._on_frontend(lambda front: flush_batch(self._staging(), front, table, plan.batch, now,
                                                            self.schedule))
 
+    def record_tick(self, now: datetime) -> None:
+        staging.record_tick(self._staging(), self.app, now)
+
     def reset_staging(self) -> None:
         if self._stage is not None:
             try:
                 self._stage.close()
             finally:
                 self._stage = None
-
-
-# --- the clock ----------------------------------------------------------------------------------------------
-
-class FileClock:
-    """A settable clock steered through a file (demo, stack tests): JSON {"now": ISO with offset, "speed": x}
-    re-read whenever the file changes; `now` then runs from there at `speed` × real time."""
-
-    def __init__(self, path: Path, fallback: Clock) -> None:
-        self.path, self._clock, self._stamp = path, fallback, None
-
-    def now(self) -> datetime:
-        try:
-            stamp = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return self._clock.now()
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                self._clock = SettableClock(datetime.fromisoformat(data["now"]), float(data.get("speed", 0)))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("clock file %s ignored: %s", self.path, exc)
-        return self._clock.now()
-
-
-def app_clock() -> Clock:
-    """HISBRIDGE_CLOCK_START (ISO with offset) + HISBRIDGE_CLOCK_SPEED (default 1), optionally steered by
-    HISBRIDGE_CLOCK_FILE; real time when none is set."""
-    base = clock_from_env(config.env_str("HISBRIDGE_CLOCK_START", "") or None,
-                          float(config.env_str("HISBRIDGE_CLOCK_SPEED", "1")))
-    path = os.environ.get("HISBRIDGE_CLOCK_FILE")
-    return FileClock(Path(path), base) if path else base
-
-
-def write_clock_file(path: Path, now: datetime, speed: float = 0.0) -> None:
-    """Steer a FileClock (atomically: a half-written file is never read)."""
-    if now.tzinfo is None:
-        raise ValueError("the clock file needs an aware moment")
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"now": now.isoformat(), "speed": speed}), encoding="utf-8")
-    os.replace(tmp, path)

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS hisbridge.ledger (
 CREATE TABLE IF NOT EXISTS hisbridge.progress (
     connector text NOT NULL, topic text NOT NULL, part integer NOT NULL, commit_ms bigint NOT NULL,
     PRIMARY KEY (connector, topic, part));
+-- the flush timer's last step per sink (app id): its clock then, and how many steps it has taken
+CREATE TABLE IF NOT EXISTS hisbridge.sink_ticks (
+    app text PRIMARY KEY, ticks bigint NOT NULL, clock timestamptz NOT NULL, at timestamptz NOT NULL);
 """
 
 
@@ -185,6 +188,14 @@ def load_progress(conn, connector: str) -> ConnectorProgress:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT topic, part, commit_ms FROM hisbridge.progress WHERE connector = %s", (connector,))
         return ConnectorProgress(seen_ms={(t, p): ms for t, p, ms in cur.fetchall()})
+
+
+def record_tick(conn, app: str, clock) -> None:
+    """One flush-timer step done with `clock` as its now (status shows the sink's clock; tests wait on it)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO hisbridge.sink_ticks AS t (app, ticks, clock, at) VALUES (%s, 1, %s, now())
+                       ON CONFLICT (app) DO UPDATE SET ticks = t.ticks + 1, clock = excluded.clock, at = now()""",
+                    (app, clock))
 
 
 def staged_batches(conn) -> list[StagedBatch]:

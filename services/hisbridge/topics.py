@@ -6,20 +6,19 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Mapping
 
-from hisbridge import config
 
 
-def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup", compacted: bool = False) -> list[str]:
-    """Create the named topics that do not exist yet (1 partition, HISBRIDGE_TOPIC_REPLICATION, as the
-    connector template does; `compacted` for raw CDC topics, which the template also creates compacted).
-    Returns the topics created."""
+def ensure_topics(bootstrap: str, names: Iterable[str], client_id: str = "hisbridge-setup", compacted: bool = False,
+                  replication: int = 1) -> list[str]:
+    """Create the named topics that do not exist yet (1 partition, `replication` as the connector template
+    does; `compacted` for raw CDC topics, which the template also creates compacted). Returns the topics
+    created."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id=client_id)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     try:
         missing = sorted(set(names) - set(admin.list_topics()))
-        replication = config.env_int("HISBRIDGE_TOPIC_REPLICATION", 1)
         for name in missing:
             try:
                 admin.create_topics([NewTopic(name, 1, replication,
@@ -31,12 +30,12 @@ def ensure_topics(names: Iterable[str], client_id: str = "hisbridge-setup", comp
         admin.close()
 
 
-def not_compacted(names: Iterable[str], client_id: str = "hisbridge-setup") -> list[str]:
+def not_compacted(bootstrap: str, names: Iterable[str], client_id: str = "hisbridge-setup") -> list[str]:
     """The named (existing) topics whose cleanup.policy does not compact: a topic read whole at start must
     keep the newest message of every key, not just the last week's."""
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id=client_id)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
     try:
         existing = sorted(set(names) & set(admin.list_topics()))
         if not existing:
@@ -49,12 +48,12 @@ def not_compacted(names: Iterable[str], client_id: str = "hisbridge-setup") -> l
     return [t for t in existing if "compact" not in policy[t]]
 
 
-def committed_offsets(group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
+def committed_offsets(bootstrap: str, group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
     """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
     from kafka.admin import KafkaAdminClient
 
     wanted = set(names)
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id=f"{group}-offsets")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-offsets")
     try:
         offsets = admin.list_group_offsets({group: None}).get(group, {})
     finally:
@@ -63,7 +62,7 @@ def committed_offsets(group: str, names: Iterable[str]) -> dict[tuple[str, int],
             if tp.topic in wanted and meta.offset >= 0}
 
 
-def read_from_start(until: Mapping[tuple[str, int], int | None],
+def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
                     client_id: str = "hisbridge-restore") -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """(topic, key, value) of every message before `until[(topic, partition)]` (None: the end offset when
     reading starts), from the first offset kept, in offset order per partition. No consumer group: nothing
@@ -73,7 +72,7 @@ def read_from_start(until: Mapping[tuple[str, int], int | None],
     parts = [TopicPartition(t, p) for (t, p), offset in sorted(until.items()) if offset is None or offset > 0]
     if not parts:
         return
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), client_id=client_id, group_id=None,
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         consumer.assign(parts)

@@ -13,7 +13,6 @@ over plain values (dicts, no Kafka), testable without a broker.
                                    bounded wait (HISBRIDGE_LOOKUP_WAIT) runs out
   plan_batch / plan_expiry         one consumed batch (or one expiry pass) → outputs + what to release
   connector_mark_ms                the watermark a worker may announce for a connector (see its docstring)
-  sm4_settings_from_env            SM4 mode/padding/encoding from the environment
 
 A held Waiting record is the raw message itself (topic, partition, offset, key, value): decode + transform
 are pure, so re-running them when the reference row arrives gives the record exactly as if the row had been
@@ -30,15 +29,10 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
-from hisbridge import config
-from hisbridge.crypto import Sm4Settings
 from hisbridge.decode import HEARTBEAT_TOPIC_PREFIX, Change, DecodeError, Heartbeat, decode_message
 from hisbridge.mapping import LookupUpdate, SourceMapping, lookup_updates
 from hisbridge.transform import Waiting, finish_outputs
 
-# raw messages per batch (HISBRIDGE_TRANSFORM_TAKE): 2,000 keeps the per-batch costs (fetch, produce round
-# trip, commit) under a tenth of the work; 500 gave ~4,200 raw messages/s, 2,000 ~6,100 (bench/RESULTS.md)
-DEFAULT_TAKE = 2000
 LOOKUP_SEP = "\x1e"           # record separator: lookup name | lookup key (the key itself uses \x1f)
 Partition = tuple[str, int]
 
@@ -425,20 +419,6 @@ class MarkThrottle:
 
     def sent(self, now_ms: int, value: int) -> None:
         self.last_sent_at, self.last_value = now_ms, value
-
-
-# --- settings ---------------------------------------------------------------------------------------------
-
-def sm4_settings_from_env() -> Sm4Settings:
-    """HISBRIDGE_SM4_MODE ecb|cbc (default ecb), HISBRIDGE_SM4_PADDING pkcs7|pkcs5 (pkcs7),
-    HISBRIDGE_SM4_ENCODING hex|base64 (hex), HISBRIDGE_SM4_UPPERCASE 0|1 (0), HISBRIDGE_SM4_IV (32 hex, CBC).
-    Bad values raise Sm4ConfigError at start-up (an operator must fix them)."""
-    iv = config.env_str("HISBRIDGE_SM4_IV", "")
-    return Sm4Settings(mode=config.env_str("HISBRIDGE_SM4_MODE", "ecb").lower(),           # type: ignore[arg-type]
-                       padding=config.env_str("HISBRIDGE_SM4_PADDING", "pkcs7").lower(),   # type: ignore[arg-type]
-                       encoding=config.env_str("HISBRIDGE_SM4_ENCODING", "hex").lower(),   # type: ignore[arg-type]
-                       uppercase=config.env_str("HISBRIDGE_SM4_UPPERCASE", "0") in ("1", "true", "yes"),
-                       iv=bytes.fromhex(iv) if iv else None)
 
 
 # --- one consumed batch, planned ---------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Real CDC through the whole local stack: PostgreSQL (HIS) → Debezium on Kafka Connect → Kafka →
-kafka-python and the Faust agent. A dedicated probe table keeps these tests independent of the HIS model."""
+kafka-python and the Faust agent. A dedicated probe table (the awkward types: µs timestamp, numeric(12,2),
+Chinese text, NULL) in its own HIS database keeps these tests independent of the HIS model; the database,
+the connector (slot, publication), the topics and the worker's group are this run's and removed after it."""
 from __future__ import annotations
 
 import base64
@@ -19,32 +21,62 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from hisbridge import config, connectors
+import psycopg2
+
+import devstack.postgres
+from hisbridge import connectors
 from hisbridge.cli import main as cli_main
-from hisbridge.stack import probe
+from hisbridge.connectors import ConnectorSpec
+from support import wait_for
 
 pytestmark = pytest.mark.stack
 
-SPEC = probe.SPEC
-CONNECTOR = SPEC.name
-TOPIC = probe.topic()
-HEARTBEAT_TOPIC = f"__debezium-heartbeat.{config.raw_topic_prefix()}"
+PROBE_DDL = """CREATE SCHEMA IF NOT EXISTS stackprobe;
+CREATE TABLE IF NOT EXISTS stackprobe.probe (
+  id bigint PRIMARY KEY, seen_at timestamp(6) NOT NULL, amount numeric(12,2), label text, note text)"""
 
 INSERTED = {"seen_at": datetime(2026, 3, 1, 17, 59, 59, 999999), "amount": Decimal("1234567890.12"),
             "label": "门急诊诊疗信息 张三", "note": None}
 UPDATED = {"amount": Decimal("-0.01"), "note": "复诊 備註"}
 
 
+class Probe:
+    """This run's probe: HIS database, settings pointing at it, connector spec and topic names."""
+
+    def __init__(self, base, res) -> None:
+        self.db = f"probe_{res.id}"
+        his_dsn = res.database("his", self.db)
+        devstack.postgres.his(base).prepare_cdc(self.db)
+        self.prefix = res.topics(f"probe{res.id}")
+        self.settings = base.with_values(connections={"his_dsn": his_dsn}, source={"db": self.db,
+                                                                                   "topic_prefix": self.prefix})
+        self.spec = ConnectorSpec(res.connector(f"stackprobe-{res.id}"), "postgres", ("stackprobe.probe",),
+                                  heartbeat_ms=1000)
+        self.topic = f"{self.prefix}.stackprobe.probe"
+        self.heartbeat_topic = res.topics(f"__debezium-heartbeat.{self.prefix}")
+
+    def connection(self):
+        conn = psycopg2.connect(self.settings.connections.his_dsn)
+        conn.autocommit = True
+        return conn
+
+
 @pytest.fixture(scope="module")
-def probe_connector():
-    probe.ensure_table()
-    connectors.apply(SPEC, timeout=120)
-    return SPEC
+def probe(settings, module_resources):
+    probe = Probe(settings, module_resources)
+    conn = probe.connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(PROBE_DDL)
+    finally:
+        conn.close()
+    connectors.apply(probe.settings, probe.spec, timeout=120)
+    return probe
 
 
-def ensure_topic(topic: str) -> None:
+def ensure_topic(bootstrap: str, topic: str) -> None:
     """On a fresh stack the raw topic appears only with the first change; the test must read from before it."""
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap())
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
     except TopicAlreadyExistsError:
@@ -53,14 +85,10 @@ def ensure_topic(topic: str) -> None:
         admin.close()
 
 
-def consumer_at_end(topic: str) -> KafkaConsumer:
-    ensure_topic(topic)
-    consumer = KafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), group_id=None,
-                             enable_auto_commit=False)
-    deadline = time.monotonic() + 30
-    while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
-        consumer.topics()  # forces a metadata refresh
-        time.sleep(0.2)
+def consumer_at_end(bootstrap: str, topic: str) -> KafkaConsumer:
+    ensure_topic(bootstrap, topic)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    wait_for(f"metadata of {topic}", lambda: consumer.topics() and consumer.partitions_for_topic(topic), 30)
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
     consumer.assign(partitions)
     consumer.seek_to_end(*partitions)
@@ -87,11 +115,11 @@ def collect(consumer: KafkaConsumer, wanted: int, expected: int, timeout: float 
 
 
 @pytest.fixture(scope="module")
-def probe_changes(probe_connector):
+def probe_changes(probe):
     """Insert, update, delete one fresh row; the envelopes as kafka-python reads them."""
     wanted = time.time_ns() // 1000
-    consumer = consumer_at_end(TOPIC)
-    conn = probe.his_connection()
+    consumer = consumer_at_end(probe.settings.connections.kafka_bootstrap, probe.topic)
+    conn = probe.connection()
     with conn.cursor() as cur:
         cur.execute("INSERT INTO stackprobe.probe (id, seen_at, amount, label, note) VALUES (%s,%s,%s,%s,%s)",
                     (wanted, INSERTED["seen_at"], INSERTED["amount"], INSERTED["label"], INSERTED["note"]))
@@ -159,13 +187,14 @@ def test_delete_has_the_last_image_before_and_no_after(probe_changes):
 
 
 @pytest.fixture(scope="module")
-def faust_worker(tmp_path_factory, probe_connector):
+def faust_worker(tmp_path_factory, probe, module_resources):
     """`hisbridge worker` as its own process with a fresh consumer group and its own received file."""
     out = tmp_path_factory.mktemp("worker") / "received.jsonl"
     log = out.with_suffix(".log")
-    env = {**os.environ, "HISBRIDGE_WORKER_APP_ID": f"stackprobe-{uuid.uuid4().hex[:8]}",
-           "HISBRIDGE_WORKER_OUT": str(out), "HISBRIDGE_WORKER_WEB_PORT": "0", "HISBRIDGE_RAW_TOPIC": TOPIC,
-           "HISBRIDGE_AGENTS": "none"}
+    app_id = module_resources.groups_starting(f"stackprobe-{module_resources.id}")
+    module_resources.topics(app_id)            # Faust's own leader-assignor topic
+    env = {**os.environ, "HISBRIDGE_WORKER_APP_ID": app_id, "HISBRIDGE_WORKER_OUT": str(out),
+           "HISBRIDGE_WORKER_WEB_PORT": "0", "HISBRIDGE_RAW_TOPIC": probe.topic, "HISBRIDGE_AGENTS": "probe"}
     with open(log, "wb") as log_fh:
         proc = subprocess.Popen([str(Path(sys.executable).parent / "hisbridge"), "worker", "--loglevel", "info"],
                                 env=env, stdout=log_fh, stderr=subprocess.STDOUT)
@@ -185,20 +214,22 @@ def received_for(out: Path, wanted: int) -> list[dict]:
     return [rec for rec in lines if row_id(rec["key"]) == wanted]
 
 
-def test_the_faust_agent_receives_the_same_envelopes(probe_changes, faust_worker):
+def test_the_faust_agent_receives_the_same_envelopes(probe, probe_changes, faust_worker):
     wanted, records = probe_changes
     out, log, proc = faust_worker
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and len(received_for(out, wanted)) < len(records):
+
+    def all_received():
         assert proc.poll() is None, f"worker exited:\n{log.read_text(errors='replace')[-3000:]}"
-        time.sleep(0.5)
+        return len(received_for(out, wanted)) >= len(records)
+
+    wait_for("the worker to receive every envelope", all_received, 90, 0.5)
     got = received_for(out, wanted)
     assert [rec["value"] for rec in got] == [value for _, value in records]
-    assert all(rec["topic"] == TOPIC for rec in got)
+    assert all(rec["topic"] == probe.topic for rec in got)
 
 
-def test_heartbeats_arrive_while_nothing_changes(probe_connector):
-    consumer = consumer_at_end(HEARTBEAT_TOPIC)
+def test_heartbeats_arrive_while_nothing_changes(probe):
+    consumer = consumer_at_end(probe.settings.connections.kafka_bootstrap, probe.heartbeat_topic)
     started_ms = int(time.time() * 1000)
     beats: list[int] = []
     deadline = time.monotonic() + 20
@@ -211,31 +242,31 @@ def test_heartbeats_arrive_while_nothing_changes(probe_connector):
     assert beats[-1] >= started_ms - 2000
 
 
-def test_second_apply_is_a_noop(probe_connector):
-    before = connectors.current_config(CONNECTOR)
-    assert connectors.apply(SPEC) == "unchanged"
-    assert config.his_cdc_password() not in json.dumps(before)  # Connect holds a file reference only
-    assert connectors.current_config(CONNECTOR) == before
-    ok, failure = connectors.running_or_failure(connectors.connector_status(CONNECTOR))
+def test_second_apply_is_a_noop(probe):
+    client = connectors.ConnectClient(probe.settings.connections.connect_url)
+    before = client.current_config(probe.spec.name)
+    assert connectors.apply(probe.settings, probe.spec) == "unchanged"
+    assert connectors.cdc_password(probe.settings) not in json.dumps(before)  # Connect holds a file reference
+    assert client.current_config(probe.spec.name) == before
+    ok, failure = connectors.running_or_failure(client.status(probe.spec.name))
     assert ok and failure is None
 
 
-def test_wrong_his_password_is_named_and_not_echoed(probe_connector, monkeypatch):
+def test_wrong_his_password_is_named_and_not_echoed(probe, resources, monkeypatch):
     wrong = f"wrong-{uuid.uuid4().hex}"
-    monkeypatch.setenv("HISBRIDGE_HIS_PASSWORD", wrong)
-    name = "stackprobe-badpassword"
-    try:
-        result = CliRunner().invoke(cli_main, ["connectors", "apply", "--name", name,
-                                               "--tables", "stackprobe.probe", "--timeout", "60"])
-        assert result.exit_code == 1
-        assert f'password authentication failed for user "{config.his_cdc_user()}"' in result.output
-        assert wrong not in result.output
-        assert connectors.current_config(name) is None
-    finally:
-        connectors.delete(name)
+    for key, value in {"HISBRIDGE_HIS_PASSWORD": wrong, "HISBRIDGE_HIS_DB": probe.db,
+                       "HISBRIDGE_TOPIC_PREFIX": probe.prefix}.items():
+        monkeypatch.setenv(key, value)
+    name = resources.connector(f"stackprobe-badpassword-{resources.id}")
+    result = CliRunner().invoke(cli_main, ["connectors", "apply", "--name", name,
+                                           "--tables", "stackprobe.probe", "--timeout", "60"])
+    assert result.exit_code == 1
+    assert f'password authentication failed for user "{probe.settings.source.user}"' in result.output
+    assert wrong not in result.output
+    assert connectors.ConnectClient(probe.settings.connections.connect_url).current_config(name) is None
 
 
-def test_unreachable_connect_is_named(monkeypatch):
-    monkeypatch.setenv("HISBRIDGE_CONNECT_URL", "http://127.0.0.1:9")
+def test_unreachable_connect_is_named(probe):
+    unreachable = probe.settings.with_values(connections={"connect_url": "http://127.0.0.1:9"})
     with pytest.raises(connectors.ConnectorError, match="Kafka Connect is unreachable at http://127.0.0.1:9"):
-        connectors.apply(SPEC, timeout=5)
+        connectors.apply(unreachable, probe.spec, timeout=5)

@@ -20,16 +20,17 @@ import importlib.util
 import os
 import sys
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
 import psycopg2
 import pytest
 
-from hisbridge import config, connectors, crypto, reconcile
+from devstack.worker import Worker
+from hisbridge import crypto, reconcile
 from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
+from hisbridge.settings import load_settings
 from hisbridge.sim import generate
 
 pytestmark = pytest.mark.stack
@@ -46,94 +47,45 @@ def _load_demo():
     return module
 
 
-def _drop_everything(run_id: str, env: dict[str, str], connector: str) -> None:
-    """Best effort: connector, replication slot, databases, topics of this run."""
-    try:
-        connectors.delete(connector)
-    except Exception:  # noqa: BLE001 — teardown must go on
-        pass
-    slot = connectors.slot_name(connector)
-    for _ in range(20):
-        try:
-            conn = psycopg2.connect(f"host=127.0.0.1 port={config.his_pg_port()} dbname=postgres user=postgres")
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                            "WHERE slot_name = %s AND NOT active", (slot,))
-                cur.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-                left = cur.fetchone()[0]
-                if not left:
-                    cur.execute(f'DROP DATABASE IF EXISTS "{env["his_db"]}" WITH (FORCE)')
-            conn.close()
-            if not left:
-                break
-        except psycopg2.Error:
-            pass
-        time.sleep(1)
-    conn = psycopg2.connect(f"host=127.0.0.1 port={config.frontend_pg_port()} dbname=postgres user=postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for db in (env["staging_db"], env["frontend_db"]):
-            cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    conn.close()
-    from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="e2e-cleanup")
-    try:
-        mine = [t for t in admin.list_topics()
-                if t.startswith((f"e2e{run_id}.", f"coree2e{run_id}.", f"hisbridge-e2e-{run_id}", f"__debezium-heartbeat.e2e{run_id}"))]
-        if mine:
-            admin.delete_topics(mine)
-    except Exception:  # noqa: BLE001
-        pass
-    finally:
-        admin.close()
-
-
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    run_id = uuid.uuid4().hex[:6]
+def demo_run(tmp_path_factory, settings, module_resources):
+    res = module_resources
     tmp = tmp_path_factory.mktemp("e2e")
     key_text = os.urandom(16).hex()                     # throwaway test key, never a deployment key
     (tmp / "sm4.key").write_text(key_text + "\n")
-    names = {"his_db": f"his_e2e_{run_id}", "staging_db": f"staging_e2e_{run_id}",
-             "frontend_db": f"frontend_e2e_{run_id}"}
+    his_db = f"his_e2e_{res.id}"
     env = {
-        "HISBRIDGE_HIS_DSN": f"host=127.0.0.1 port={config.his_pg_port()} dbname={names['his_db']} user=postgres",
-        "HISBRIDGE_HIS_DB": names["his_db"],
-        "HISBRIDGE_STAGING_DSN": f"host=127.0.0.1 port={config.frontend_pg_port()} dbname={names['staging_db']} user=postgres",
-        "HISBRIDGE_FRONTEND_DSN": f"host=127.0.0.1 port={config.frontend_pg_port()} dbname={names['frontend_db']} user=postgres",
-        "HISBRIDGE_TOPIC_PREFIX": f"e2e{run_id}", "HISBRIDGE_CORE_PREFIX": f"coree2e{run_id}",
-        "HISBRIDGE_WORKER_APP_ID": f"hisbridge-e2e-{run_id}", "HISBRIDGE_AGENTS": "transform,sink",
+        # the demo creates its databases itself (the HIS one with the CDC preparation)
+        "HISBRIDGE_HIS_DSN": res.database("his", his_db, create=False),
+        "HISBRIDGE_STAGING_DSN": res.database("frontend", f"staging_e2e_{res.id}", create=False),
+        "HISBRIDGE_FRONTEND_DSN": res.database("frontend", f"frontend_e2e_{res.id}", create=False),
+        "HISBRIDGE_TOPIC_PREFIX": res.topics(f"e2e{res.id}"), "HISBRIDGE_CORE_PREFIX": res.topics(f"coree2e{res.id}"),
+        "HISBRIDGE_WORKER_APP_ID": res.groups_starting(f"hisbridge-e2e-{res.id}"), "HISBRIDGE_AGENTS": "transform,sink",
         "HISBRIDGE_SINK_TICK": "1", "HISBRIDGE_WORKER_WEB_PORT": "0", "HISBRIDGE_LOOKUP_WAIT": "60",
         "HISBRIDGE_CLOCK_FILE": str(tmp / "clock.json"), "HISBRIDGE_SM4_KEY_FILE": str(tmp / "sm4.key"),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    res.topics(env["HISBRIDGE_WORKER_APP_ID"])             # the app's own topics (held records, assignor)
+    res.topics(f"__debezium-heartbeat.{env['HISBRIDGE_TOPIC_PREFIX']}")
+    run_settings = load_settings({**os.environ, **env})
     demo = _load_demo()
-    connector = f"his-e2e-{run_id}"
-    worker = f"worker-e2e-{run_id}"
+    connector = res.connector(f"his-e2e-{res.id}")
+    worker = Worker(run_settings, f"worker-e2e-{res.id}")
+    res.finally_(worker.stop)
     lines: list[str] = []
-    cfg = demo.DemoConfig(day=DAY, window_start=generate.batch_window(DAY)[0], visits=VISITS, seed=SEED,
-                          bad_share=BAD_SHARE, speed=4000.0, connector=connector, worker_name=worker,
-                          evening=False, first_run=True, say=lines.append)
+    cfg = demo.DemoConfig(settings=run_settings, day=DAY, window_start=generate.batch_window(DAY)[0], visits=VISITS,
+                          seed=SEED, bad_share=BAD_SHARE, speed=4000.0, connector=connector,
+                          worker_name=worker.name, evening=False, first_run=True, say=lines.append)
     began = time.monotonic()
     try:
         out = demo.run(cfg)
-        yield {"out": out, "key": crypto.parse_key(key_text, "test"), "lines": lines,
+        yield {"out": out, "key": crypto.parse_key(key_text, "test"), "lines": lines, "settings": run_settings,
                "seconds": time.monotonic() - began}
     finally:
         print("\n".join(lines))          # the demo's progress, shown with -s or on failure
-        demo.stop_worker(worker)
-        _drop_everything(run_id, names, connector)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
-def _frontend():
-    return psycopg2.connect(os.environ["HISBRIDGE_FRONTEND_DSN"])
+def _frontend(demo_run):
+    return psycopg2.connect(demo_run["settings"].connections.frontend_dsn)
 
 
 def test_every_batch_reconciles_exactly(demo_run):
@@ -159,7 +111,7 @@ def test_frontend_holds_exactly_the_expected_rows_once(demo_run):
     mapping = load_mapping(catalog)
     expected = reconcile.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
                                           generate.PRIMARY_KEYS)
-    conn = _frontend()
+    conn = _frontend(demo_run)
     try:
         for name, table in catalog.tables.items():
             want = set().union(*[e.delivered for (t, _), e in expected.items() if t == name])
@@ -186,14 +138,14 @@ def test_quarantine_holds_exactly_the_planted_defects(demo_run):
 def test_identity_fields_decrypt_to_the_his_values_and_codes_are_national(demo_run):
     catalog = load_catalog()
     key = demo_run["key"]
-    his = psycopg2.connect(os.environ["HISBRIDGE_HIS_DSN"])
+    his = psycopg2.connect(demo_run["settings"].connections.his_dsn)
     with his, his.cursor() as cur:
         cur.execute("SELECT patient_id, name, id_no FROM his.pat_master")
         patients = {p: (n, i) for p, n, i in cur.fetchall()}
         cur.execute("SELECT inpatient_no, patient_id FROM his.ip_admission")
         stays = dict(cur.fetchall())
     his.close()
-    conn = _frontend()
+    conn = _frontend(demo_run)
     checked = 0
     try:
         with conn, conn.cursor() as cur:

@@ -1,18 +1,16 @@
-"""Sink against a real PostgreSQL (the stack's frontend and staging databases, via hisbridge.config).
-
-Each test uses its own organisation code and batch days far in the future, so runs never collide with
-each other or with pipeline data, and nothing is truncated.
+"""Sink against a real PostgreSQL: staging and front-end databases of this module's own on the stack's
+front-end server (removed afterwards). Each test uses its own organisation code and batch day, so the
+tests of the module never see each other's rows.
 """
 from __future__ import annotations
 
-import random
-import uuid
+import itertools
 from datetime import date, datetime, timedelta
 
 import psycopg2
 import pytest
 
-from hisbridge import config, ledger, staging
+from hisbridge import ledger, staging
 from hisbridge.batching import SHANGHAI, assign_batch
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.sample import sample_records
@@ -24,16 +22,20 @@ TABLE = load_catalog().table("mjzzlxx")
 HOSPITAL = parse({})
 
 
+@pytest.fixture(scope="module")
+def dsns(module_resources) -> dict[str, str]:
+    res = module_resources
+    return {"frontend": res.database("frontend", f"sinkdb_front_{res.id}"),
+            "staging": res.database("frontend", f"sinkdb_stage_{res.id}")}
+
+
 def _connect(dsn: str):
-    try:
-        return psycopg2.connect(dsn, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"cannot reach {dsn!r} — start the stack with `hisbridge stack up` ({exc})")
+    return psycopg2.connect(dsn, connect_timeout=5)
 
 
 @pytest.fixture(scope="module")
-def dbs():
-    front, stage = _connect(config.frontend_dsn()), _connect(config.staging_dsn())
+def dbs(dsns):
+    front, stage = _connect(dsns["frontend"]), _connect(dsns["staging"])
     from hisbridge.flush import ensure_frontend
     ensure_frontend(front)
     staging.ensure_schema(stage)
@@ -44,10 +46,12 @@ def dbs():
 
 @pytest.fixture
 def case():
-    """A fresh organisation code and a batch day nobody else uses."""
-    rng = random.Random(uuid.uuid4().int)
-    day = date(2200, 1, 1) + timedelta(days=rng.randrange(300_000))
-    return "T" + uuid.uuid4().hex[:17].upper(), day
+    """A fresh organisation code and a batch day no other test of the module uses."""
+    n = next(_CASES)
+    return f"T{n:017d}", date(2026, 1, 1) + timedelta(days=7 * n)
+
+
+_CASES = itertools.count(1)
 
 
 def at(day: date, h: int, m: int = 0, s: int = 0, us: int = 0, days: int = 0) -> datetime:
@@ -196,13 +200,13 @@ def test_crash_before_frontend_commit_then_rerun_writes_exactly_once(dbs, case):
     assert len(frontend_rows(front, org)) == 5 and len(ledger.rows(front, "mjzzlxx", batch)) == 1
 
 
-def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, case):
+def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, dsns, case):
     stage_conn, _ = dbs
     org, day = case
     batch = day.isoformat()
     stage(stage_conn, [record(org, n, at(day, 8)) for n in range(5)], 10)
-    victim = _connect(config.frontend_dsn())
-    killer = _connect(config.frontend_dsn())
+    victim = _connect(dsns["frontend"])
+    killer = _connect(dsns["frontend"])
     killer.autocommit = True
 
     def kill():
@@ -212,7 +216,7 @@ def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, case):
     with pytest.raises(psycopg2.Error):
         flush_batch(stage_conn, victim, TABLE, batch, at(day, 18, 5), HOSPITAL, before_commit=kill)
     killer.close()
-    restarted = _connect(config.frontend_dsn())
+    restarted = _connect(dsns["frontend"])
     try:
         result = flush_batch(stage_conn, restarted, TABLE, batch, at(day, 18, 6), HOSPITAL)
         assert (result.outcome, result.row_count) == ("flushed", 5)
@@ -315,11 +319,11 @@ def _states(conn, org: str, batch: str) -> dict[str, tuple]:
     return {k: (s, r) for (o, k), (s, r, _) in staging.row_states(conn, "mjzzlxx", batch).items() if o == org}
 
 
-def test_rows_staged_after_a_plans_cut_stay_pending_and_revokes_of_flushed_rows_go_out(dbs, case):
+def test_rows_staged_after_a_plans_cut_stay_pending_and_revokes_of_flushed_rows_go_out(dbs, dsns, case):
     stage_conn, front = dbs
     org, day = case
     batch = day.isoformat()
-    writer = _connect(config.staging_dsn())     # a second staging session: the sink agent's, in effect
+    writer = _connect(dsns["staging"])     # a second staging session: the sink agent's, in effect
     try:
         stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
         first = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 5), HOSPITAL)

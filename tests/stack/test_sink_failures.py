@@ -1,5 +1,5 @@
-"""The sink's failure and schedule paths end to end, with the real Faust worker (the harness of
-test_sink_pipeline: its own topics, consumer group, staging and front-end databases per run):
+"""The sink's failure and schedule paths end to end, with the real Faust worker (tests/support/sinkrun.py:
+its own topics, consumer group, staging and front-end databases per run):
 
 - the front-end PostgreSQL down at window open, then up: the worker retries and flushes once, complete;
 - the city-relay schedule (D 22:00 – D+1 03:00) across midnight;
@@ -11,63 +11,41 @@ temporary directory, a free port), so stopping it never disturbs the shared stac
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from hisbridge.stack import postgres
-from test_sink_pipeline import BATCH, NEXT, TABLE, SinkRun, at, sink_run
+from devstack import postgres
+from support import free_port
+from support.sinkrun import BATCH, NEXT, SinkRun, at, sink_run
 
 pytestmark = pytest.mark.stack
 
 
 # --- a throwaway PostgreSQL instance ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class TmpInstance(postgres.Instance):
-    """An Instance whose data directory is under a temporary root (not the stack's var/)."""
-    root: Path = Path("/nonexistent")
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ThrowawayPostgres:
     """initdb + pg_ctl (as the postgres user, through the stack's helpers) in a temporary directory."""
 
-    def __init__(self) -> None:
-        root = Path(tempfile.mkdtemp(prefix="hisbridge-pgtmp-"))
-        postgres.chown_to_postgres(root)          # mkdtemp makes it 0700 root: postgres must enter it
-        self.inst = TmpInstance("pg-throwaway", _free_port(), (), logical=False, root=root)
-        self.log = root / "postgres.log"
+    def __init__(self, settings) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="hisbridge-pgtmp-"))
+        postgres.chown_to_postgres(self.root)     # mkdtemp makes it 0700 root: postgres must enter it
+        self.inst = postgres.Instance("pg-throwaway", free_port(), (), False, self.root / "data",
+                                      self.root / "postgres.log", settings.stack.pg_bin)
         postgres.initdb(self.inst)
 
-    def _ctl(self, *args: str) -> None:
-        postgres.run(postgres.as_postgres([postgres.pg_bin("pg_ctl"), "-D", str(self.inst.data_dir), *args]),
-                     f"pg_ctl {' '.join(args)} (throwaway front-end)")
-
     def start(self) -> None:
-        self._ctl("-l", str(self.log), "-w", "-t", "60", "start")
+        postgres.ctl(self.inst, "-l", str(self.inst.log), "-w", "-t", "60", "start")
 
     def crash(self) -> None:
         """pg_ctl stop -m immediate: every backend dies at once, as when the server goes away."""
-        self._ctl("-m", "immediate", "-w", "-t", "60", "stop")
+        postgres.ctl(self.inst, "-m", "immediate", "-w", "-t", "60", "stop")
 
     def running(self) -> bool:
-        return subprocess.run(postgres.as_postgres([postgres.pg_bin("pg_ctl"), "-D", str(self.inst.data_dir),
+        return subprocess.run(postgres.as_postgres([self.inst.tool("pg_ctl"), "-D", str(self.inst.data_dir),
                                                     "status"]), capture_output=True).returncode == 0
 
     def remove(self) -> None:
@@ -75,12 +53,12 @@ class ThrowawayPostgres:
             if self.running():
                 self.crash()
         finally:
-            shutil.rmtree(self.inst.root, ignore_errors=True)
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
-def throwaway_pg():
-    pg = ThrowawayPostgres()
+def throwaway_pg(settings):
+    pg = ThrowawayPostgres(settings)
     try:
         pg.start()
         yield pg
@@ -89,13 +67,13 @@ def throwaway_pg():
 
 
 @pytest.fixture
-def run(tmp_path):
-    yield from sink_run(tmp_path)
+def run(tmp_path, resources):
+    yield from sink_run(tmp_path, resources)
 
 
 @pytest.fixture
-def run_on_throwaway(tmp_path, throwaway_pg):
-    yield from sink_run(tmp_path, throwaway_pg.inst.port)
+def run_on_throwaway(tmp_path, resources, throwaway_pg):
+    yield from sink_run(tmp_path, resources, throwaway_pg.inst.port)
 
 
 def write_schedule(path: Path, **data) -> str:
@@ -130,7 +108,7 @@ def test_frontend_down_at_window_open_is_retried_then_flushed_once_complete(run_
     stage_batch(run, rows)
     run.marks(at(18, 30))
     run.wait("40 staged rows", lambda: len(run.staged()) == 40, timeout=90)
-    time.sleep(1.5)                               # the worker has talked to the front-end (start-up recovery)
+    run.wait_ticks(2, clock=at(17))               # the worker has talked to the front-end (start-up recovery)
     assert run.frontend() == {}
     run.front.close()
     throwaway_pg.crash()                          # gone before the window opens
@@ -140,7 +118,7 @@ def test_frontend_down_at_window_open_is_retried_then_flushed_once_complete(run_
     throwaway_pg.start()
     run.connect_front()
     [entry] = run.wait("the flush after the front-end came back", lambda: run.ledger(BATCH), timeout=30)
-    time.sleep(2)                                 # more ticks: nothing flushed a second time
+    run.wait_ticks(3)                             # more steps: nothing flushed a second time
     assert run.ledger(BATCH) == [entry]
     got = run.frontend()
     assert set(got) == keys(rows) and {r[0] for r in got.values()} == {entry.report_datetime}
@@ -168,7 +146,7 @@ def test_frontend_down_for_the_whole_window_alerts_once_and_the_batch_goes_next_
     throwaway_pg.start()
     run.connect_front()
     run.set_clock(at(22, 30))                     # back, but the window is over: nothing may be written
-    time.sleep(2)
+    run.wait_ticks(2, clock=at(22, 30))
     assert run.ledger(BATCH) == [] and run.frontend() == {}
     assert {v[0] for v in run.staged().values()} == {"pending"} and len(run.staged()) == 3
     run.set_clock(at(18, days=1))                 # the next window carries it
@@ -188,7 +166,7 @@ def test_city_relay_schedule_flushes_between_22_and_03_including_after_midnight(
     stage_batch(run, range(11, 14), days=1, lsn=100)        # batch D+1, its watermark stalls for a while
     run.marks(at(18, 30))
     run.wait("8 staged rows", lambda: len(run.staged()) == 8, timeout=90)
-    time.sleep(2)                                           # D is closed, but 21:00 is no relay time
+    run.wait_ticks(2, clock=at(21))                         # D is closed, but 21:00 is no relay time
     assert run.frontend() == {} and run.ledger(BATCH) == []
 
     run.set_clock(at(23, 30))
@@ -197,7 +175,8 @@ def test_city_relay_schedule_flushes_between_22_and_03_including_after_midnight(
 
     run.set_clock(at(23, 30, days=1))                       # D+1's relay window, its watermark still short
     run.marks(at(18, 5, days=1))
-    time.sleep(2)
+    run.wait("the short watermark staged", lambda: run.watermark() == at(18, 5, days=1))
+    run.wait_ticks(2, clock=at(23, 30, days=1))
     assert run.ledger(NEXT) == []
     run.set_clock(at(1, days=2))                            # past midnight: the watermark closes late
     run.marks(at(19, days=1))
@@ -224,12 +203,12 @@ def test_stalled_watermark_alerts_and_follows_the_configured_policy(run, policy)
     stage_batch(run, range(1, 7))
     run.marks(at(17, 30))                                   # the source stalls before D 18:00 + grace
     run.wait("6 staged rows", lambda: len(run.staged()) == 6, timeout=90)
-    time.sleep(1.5)
+    run.wait_ticks(2, clock=at(20))
     assert log_count(run, STALL_ALERT) == 0 and run.ledger(BATCH) == []   # 20:00: not yet near the end
 
     run.set_clock(at(21, 30))                               # within alert_before of 22:00, before the margin
     run.wait("the stall alert", lambda: log_count(run, STALL_ALERT) == 1, timeout=30)
-    time.sleep(1.5)
+    run.wait_ticks(2, clock=at(21, 30))
     assert run.ledger(BATCH) == [] and run.frontend() == {}
 
     run.set_clock(at(21, 46))                               # past window end − margin
@@ -238,7 +217,7 @@ def test_stalled_watermark_alerts_and_follows_the_configured_policy(run, policy)
         assert (entry.kind, entry.row_count, entry.report_datetime) == ("first", 6, at(21, 46).replace(tzinfo=None))
         assert set(run.frontend()) == keys(range(1, 7))
     else:
-        time.sleep(2)
+        run.wait_ticks(2, clock=at(21, 46))
         assert run.ledger(BATCH) == [] and run.frontend() == {}
     assert log_count(run, STALL_ALERT) == 1                 # alerted once, not every tick
 
@@ -248,7 +227,7 @@ def test_stalled_watermark_alerts_and_follows_the_configured_policy(run, policy)
     run.send(run.record(7, at(9, 7)), 50)
     run.marks(at(18, 30, days=1))
     run.wait("the late row staged", lambda: "V00000007" in run.staged(), timeout=30)
-    time.sleep(1)
+    run.wait_ticks(2, clock=at(22, 30))
     assert len(run.ledger(BATCH)) == expected - 1                # nothing goes out after 22:00
     run.set_clock(at(18, 5, days=1))
     entries = run.wait("D in the next window", lambda: len(run.ledger(BATCH)) == expected and run.ledger(BATCH),

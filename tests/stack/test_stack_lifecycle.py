@@ -6,32 +6,32 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hisbridge import config, stack
+import devstack
+from devstack import procs
 from hisbridge.cli import main as cli_main
-from hisbridge.stack import procs
 
 pytestmark = pytest.mark.stack
 
 
-def stack_states() -> dict[str, tuple[bool, int | None]]:
-    return {s.name: (s.running, s.pid) for s in stack.status()}
+def stack_states(settings) -> dict[str, tuple[bool, int | None]]:
+    return {s.name: (s.running, s.pid) for _, s in devstack.status(settings)}
 
 
-def in_stack() -> list[stack.Component]:
-    return [c for c in stack.components() if c.in_stack]
+def in_stack(settings) -> list[devstack.Component]:
+    return [c for c in devstack.components(settings) if c.in_stack]
 
 
-def test_second_up_is_a_noop():
-    before = stack_states()
-    assert stack.up() == []
-    assert stack_states() == before
-    assert all(before[c.name][0] for c in in_stack())
+def test_second_up_is_a_noop(settings):
+    before = stack_states(settings)
+    assert devstack.up(settings) == []
+    assert stack_states(settings) == before
+    assert all(before[c.name][0] for c in in_stack(settings))
 
 
-def test_status_shows_each_component_running_with_port_and_pid():
+def test_status_shows_each_component_running_with_port_and_pid(settings):
     result = CliRunner().invoke(cli_main, ["stack", "status"])
     assert result.exit_code == 0, result.output
-    for state in stack.status():
+    for _, state in devstack.status(settings):
         if state.running:
             line = next(line for line in result.output.splitlines() if line.startswith(state.name + " "))
             assert "running" in line and str(state.port) in line and str(state.pid) in line
@@ -51,12 +51,13 @@ def processes_using(paths: list[Path]) -> list[str]:
 
 
 @pytest.mark.stack_restart
-def test_down_leaves_no_process_and_no_bound_port_then_up_restores():
-    ports = [c.port() for c in in_stack()] + [config.kafka_controller_port()]
-    stack.down()
-    assert not any(s.running for s in stack.status())
+def test_down_leaves_no_process_and_no_bound_port_then_up_restores(settings):
+    ports = [c.port for c in in_stack(settings)] + [settings.stack.kafka_controller_port]
+    devstack.down(settings)
+    assert not any(s.running for _, s in devstack.status(settings))
     assert [p for p in ports if not procs.port_bindable(p)] == []
-    assert processes_using([config.var_dir(), config.jars_dir()]) == []
-    assert stack.down() == []  # a second down is a no-op too
-    stack.up()
-    assert all(s.running for s in stack.status() if s.name in {c.name for c in in_stack()})
+    assert processes_using([settings.paths.var, settings.paths.jars]) == []
+    assert devstack.down(settings) == []  # a second down is a no-op too
+    devstack.up(settings)
+    names = {c.name for c in in_stack(settings)}
+    assert all(s.running for _, s in devstack.status(settings) if s.name in names)

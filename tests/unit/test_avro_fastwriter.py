@@ -11,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hisbridge import avrocodec, config
+from hisbridge import avrocodec
+from hisbridge.settings import defaults
 from hisbridge.avrocodec import encode, load_schema, validate_record
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.avro import avro_datum
 from hisbridge.catalog.sample import sample_record
 
-GENERATED = sorted(p.stem for p in config.avro_dir().glob("*.avsc")) if config.avro_dir().is_dir() else []
+GENERATED = sorted(p.stem for p in defaults().paths.avro.glob("*.avsc")) if defaults().paths.avro.is_dir() else []
 
 
 @cache

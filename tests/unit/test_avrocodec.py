@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hisbridge import avrocodec, config
+from hisbridge import avrocodec
+from hisbridge.settings import defaults
 from hisbridge.avrocodec import (AvroCodecError, decode, encode, load_all, load_schema, schema_from_dict,
                                  schemas_by_fingerprint, validate_record)
 
@@ -101,14 +102,13 @@ def test_decode_rejects_foreign_bytes_and_unknown_fingerprints():
         decode(encode(SCHEMA, GOOD), {other.fingerprint: other})
 
 
-def test_load_schema_reads_the_avro_dir_and_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("HISBRIDGE_AVRO", str(tmp_path))
+def test_load_schema_reads_the_avro_dir_and_caches(tmp_path):
     (tmp_path / "mz_visit.avsc").write_text(json.dumps(VISIT), encoding="utf-8")
-    first = load_schema("mz_visit")
-    assert first is load_schema("mz_visit") and first.fingerprint == SCHEMA.fingerprint
-    assert set(load_all()) == {"mz_visit"}
+    first = load_schema("mz_visit", tmp_path)
+    assert first is load_schema("mz_visit", tmp_path) and first.fingerprint == SCHEMA.fingerprint
+    assert set(load_all(tmp_path)) == {"mz_visit"}
     with pytest.raises(FileNotFoundError, match="no Avro schema for table 'nope'"):
-        load_schema("nope")
+        load_schema("nope", tmp_path)
 
 
 @settings(max_examples=100, deadline=None)
@@ -122,7 +122,7 @@ def test_any_valid_record_round_trips_exactly(no, day, moment, fee, name):
     assert decode(encode(SCHEMA, record), {SCHEMA.fingerprint: SCHEMA}) == record
 
 
-GENERATED = sorted(config.avro_dir().glob("*.avsc")) if config.avro_dir().is_dir() else []
+GENERATED = sorted(defaults().paths.avro.glob("*.avsc")) if defaults().paths.avro.is_dir() else []
 
 
 @pytest.mark.skipif(not GENERATED, reason="schemas/avro/*.avsc not generated yet")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hisbridge import config
+from hisbridge.settings import defaults
 from hisbridge.catalog import CatalogError, load_catalog, parse_type
 
 NOTICE_TABLES = {"门急诊诊疗信息", "住院患者入院信息", "住院病案首页", "中医住院病案首页",
@@ -107,7 +107,7 @@ def test_unknown_table_and_field_give_clear_errors(catalog):
 
 def _copy_catalog(tmp_path: Path) -> Path:
     target = tmp_path / "catalog"
-    shutil.copytree(config.catalog_dir(), target)
+    shutil.copytree(defaults().paths.catalog, target)
     return target
 
 

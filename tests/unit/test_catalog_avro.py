@@ -13,10 +13,10 @@ import avro.schema
 import fastavro
 import pytest
 
-from hisbridge import config
+from hisbridge.settings import defaults
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.avro import avro_datum, avro_schema
-from hisbridge.catalog.build import build, frontend_dir, generated_files
+from hisbridge.catalog.build import build, generated_files
 from hisbridge.catalog.sample import sample_record
 
 CATALOG = load_catalog()
@@ -25,7 +25,7 @@ EPOCH = dt.datetime(1970, 1, 1)
 
 
 def _committed_schema(name: str) -> dict:
-    return json.loads((config.avro_dir() / f"{name}.avsc").read_text(encoding="utf-8"))
+    return json.loads((defaults().paths.avro / f"{name}.avsc").read_text(encoding="utf-8"))
 
 
 def test_regeneration_is_a_no_op():
@@ -102,8 +102,8 @@ def test_fastavro_bytes_decode_with_apache_avro(name):
 
 
 def test_frontend_ddl():
-    sql = (frontend_dir() / "frontend.sql").read_text(encoding="utf-8")
-    assert sql == generated_files(CATALOG, config.avro_dir(), frontend_dir())[frontend_dir() / "frontend.sql"]
+    sql = (defaults().paths.frontend_sql / "frontend.sql").read_text(encoding="utf-8")
+    assert sql == generated_files(CATALOG, defaults().paths.avro, defaults().paths.frontend_sql)[defaults().paths.frontend_sql / "frontend.sql"]
     for table in CATALOG.tables.values():
         assert f"CREATE TABLE IF NOT EXISTS {table.name} (" in sql
         assert f"PRIMARY KEY ({', '.join(('yljgdm',) + table.key)})" in sql

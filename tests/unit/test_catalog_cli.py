@@ -7,7 +7,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from hisbridge import config
+from hisbridge.settings import defaults
 from hisbridge.catalog import load_catalog
 from hisbridge.cli import main
 
@@ -65,7 +65,7 @@ def test_validate_reports_bad_lines_and_keeps_going():
 
 
 def test_diff_reports_added_removed_retyped_and_encryption(tmp_path):
-    old = config.catalog_dir()
+    old = defaults().paths.catalog
     new = tmp_path / "catalog"
     shutil.copytree(old, new)
     (new / "zybasy_zz.yaml").unlink()

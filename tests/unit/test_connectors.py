@@ -7,12 +7,15 @@ import pytest
 
 from hisbridge import connectors
 from hisbridge.connectors import ConnectorSpec
+from hisbridge.settings import defaults
+
+SETTINGS = defaults()
 
 
 def test_every_postgres_template_placeholder_gets_a_value_and_the_password_only_where_asked():
     spec = ConnectorSpec("Demo-1", "postgres", ("his.op_register",), heartbeat_ms=2500)
-    template = json.loads(connectors.template_path("postgres").read_text(encoding="utf-8"))
-    rendered = connectors.render(template, connectors.template_values(spec, "s3cret"))
+    template = json.loads(connectors.template_path(SETTINGS, "postgres").read_text(encoding="utf-8"))
+    rendered = connectors.render(template, connectors.template_values(spec, SETTINGS, "s3cret"))
     assert not any("${" in value for value in rendered.values())
     assert [k for k, v in rendered.items() if "s3cret" in v] == ["database.password"]
     assert rendered["slot.name"] == "hisbridge_demo_1"
@@ -24,8 +27,8 @@ def test_every_postgres_template_placeholder_gets_a_value_and_the_password_only_
 @pytest.mark.parametrize("kind", ["mariadb", "mysql"])
 def test_binlog_templates_render_without_the_postgres_heartbeat_table(kind):
     spec = ConnectorSpec("m", kind, ("his.visit",))
-    template = json.loads(connectors.template_path(kind).read_text(encoding="utf-8"))
-    rendered = connectors.render(template, connectors.template_values(spec, "pw"))
+    template = json.loads(connectors.template_path(SETTINGS, kind).read_text(encoding="utf-8"))
+    rendered = connectors.render(template, connectors.template_values(spec, SETTINGS, "pw"))
     assert rendered["table.include.list"] == "his.visit"
     assert not any("${" in value for value in rendered.values())
 
@@ -73,7 +76,7 @@ def test_secret_file_is_private_and_rewritten_only_when_the_password_changes(tmp
 
 def test_the_connector_config_refers_to_the_password_file_not_the_password(tmp_path):
     spec = ConnectorSpec("c", "postgres", ("s.t",))
-    template = json.loads(connectors.template_path("postgres").read_text(encoding="utf-8"))
+    template = json.loads(connectors.template_path(SETTINGS, "postgres").read_text(encoding="utf-8"))
     ref = connectors.password_reference(tmp_path / "c.properties")
-    rendered = connectors.render(template, connectors.template_values(spec, ref))
+    rendered = connectors.render(template, connectors.template_values(spec, SETTINGS, ref))
     assert rendered["database.password"] == f"${{file:{tmp_path / 'c.properties'}:password}}"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from hisbridge.cli.crypto import cli
 from hisbridge.crypto import (Sm4ConfigError, Sm4DecryptError, Sm4Key, Sm4Settings, decrypt_fields, decrypt_text,
                               encrypt_blocks, encrypt_fields, encrypt_text, load_key, parse_key)
+from hisbridge.settings import load_settings
 
 # A throwaway key for tests only (never a real deployment key).
 TEST_KEY_HEX = "8f3a1c5e7b9d2f4a6c8e0b1d3f5a7c9e"
@@ -122,24 +122,26 @@ def test_encrypt_fields_encrypts_only_named_fields_and_keeps_none():
     assert back["seen"] == "2026-03-01 17:59:59.999999" and back["fee"] == "12.30"
 
 
-def test_load_key_from_env_and_file(monkeypatch, tmp_path):
-    monkeypatch.setenv("HISBRIDGE_SM4_KEY", TEST_KEY_HEX.upper())
-    monkeypatch.delenv("HISBRIDGE_SM4_KEY_VERSION", raising=False)
-    key = load_key()
+def sm4_of(**env: str):
+    return load_settings(env).sm4
+
+
+def test_load_key_from_env_and_file(tmp_path):
+    key = load_key(sm4_of(HISBRIDGE_SM4_KEY=TEST_KEY_HEX.upper()))
     assert key.key == bytes.fromhex(TEST_KEY_HEX)
     assert key.version.startswith("sm3:") and len(key.version) == 12 and TEST_KEY_HEX[:8] not in key.version
     key_file = tmp_path / "sm4.key"
     key_file.write_text(TEST_KEY_HEX + "\n")
-    monkeypatch.setenv("HISBRIDGE_SM4_KEY_VERSION", "2026-03")
-    from_file = load_key(key_file=key_file)
+    from_file = load_key(sm4_of(HISBRIDGE_SM4_KEY_FILE=str(key_file), HISBRIDGE_SM4_KEY_VERSION="2026-03"))
     assert from_file.key == key.key and from_file.version == "2026-03"
+    # an explicit file (the CLI's --key-file) wins over the settings' key
+    assert load_key(sm4_of(HISBRIDGE_SM4_KEY="00" * 16), key_file=key_file).key == key.key
 
 
 @pytest.mark.parametrize("text", ["abc", "g" * 32, TEST_KEY_HEX + "00", ""])
-def test_bad_keys_are_refused_without_echoing_them(monkeypatch, text):
-    monkeypatch.setenv("HISBRIDGE_SM4_KEY", text)
+def test_bad_keys_are_refused_without_echoing_them(text):
     with pytest.raises(Sm4ConfigError) as info:
-        load_key()
+        load_key(sm4_of(HISBRIDGE_SM4_KEY=text))
     assert "HISBRIDGE_SM4_KEY" in str(info.value)
     if text:
         assert text not in str(info.value)
@@ -153,7 +155,7 @@ def test_key_repr_is_masked():
 
 def test_missing_key_file_is_a_clear_error(tmp_path):
     with pytest.raises(Sm4ConfigError, match="cannot read SM4 key file"):
-        load_key(key_file=tmp_path / "nope")
+        load_key(sm4_of(HISBRIDGE_SM4_KEY_FILE=str(tmp_path / "nope")))
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------

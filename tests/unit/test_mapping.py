@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+
 from fixtures.mapping import his_rows as rows
 from hisbridge.catalog import load_catalog
 from hisbridge.mapping import (LookupUpdate, Mapped, MappingError, MissingLookup, Unmappable, check_valuemaps,
                                load_mapping, lookup_key, lookup_updates, map_change)
+from hisbridge.settings import load_settings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mapping" / "test_hospital.yaml"
 
@@ -129,9 +131,10 @@ def test_decimal_text_is_coerced_to_the_catalog_kind(mapping):
     assert only(map_change(mapping, change, rows.lookups())).record["zfy"] == Decimal("88.50")
 
 
-def test_env_overrides_org_code(catalog, monkeypatch):
-    monkeypatch.setenv("HISBRIDGE_ORG_CODE", "12440000455858107A")
-    assert load_mapping(catalog, FIXTURE).org_code == "12440000455858107A"
+def test_settings_override_the_org_code(catalog):
+    org = load_settings({"HISBRIDGE_ORG_CODE": "12440000455858107A"}).org
+    overridden = load_mapping(catalog, FIXTURE, org)
+    assert overridden.org_code == "12440000455858107A" and overridden.org_name == load_mapping(catalog, FIXTURE).org_name
 
 
 def test_fixture_value_maps_agree_with_the_catalog_value_sets(catalog, mapping):

@@ -4,6 +4,7 @@ import pytest
 
 from hisbridge.batching import SHANGHAI
 from hisbridge.flush import Forced, check_window, open_window, plan_flushes, retry_decision
+from hisbridge.settings import load_settings
 from hisbridge.schedule import ScheduleError, load_schedule, parse
 from hisbridge.staging import StagedBatch
 
@@ -14,10 +15,10 @@ def t(day: int, h: int, m: int = 0, s: int = 0, month: int = 3, year: int = 2026
     return datetime(year, month, day, h, m, s, tzinfo=SHANGHAI)
 
 
-def test_checked_in_schedule_file_parses(monkeypatch):
-    monkeypatch.delenv("HISBRIDGE_SCHEDULE", raising=False)
-    monkeypatch.setenv("HISBRIDGE_SCHEDULE_MODE", "city_relay")
-    assert load_schedule().mode == "city_relay"
+def test_checked_in_schedule_file_parses_and_the_mode_setting_overrides_it():
+    assert load_schedule().mode == "hospital"
+    settings = load_settings({"HISBRIDGE_SCHEDULE_MODE": "city_relay"})
+    assert load_schedule(settings.paths.schedule, settings.worker.schedule_mode).mode == "city_relay"
 
 
 @pytest.mark.parametrize("data", [{"mode": "province"}, {"stall": {"policy": "ignore"}}, {"grace": "soon"},

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from hisbridge import config
+from hisbridge.settings import defaults
 from hisbridge.sim import codes, generate, people
 
 DAY = date(2026, 3, 20)
@@ -153,13 +153,13 @@ def _domain(column: str) -> str:
 
 
 def _valuemap_locals(domain: str) -> set[str]:
-    path = config.schemas_dir() / "mapping" / "valuemaps" / f"{domain}.csv"
+    path = defaults().paths.schemas / "mapping" / "valuemaps" / f"{domain}.csv"
     with path.open(encoding="utf-8") as f:
         return {row["local"] for row in csv.DictReader(f)}
 
 
 def _icd_subset(name: str) -> dict[str, str]:
-    path = config.schemas_dir() / "valuesets" / "icd" / name
+    path = defaults().paths.schemas / "valuesets" / "icd" / name
     lines = path.read_text(encoding="utf-8").splitlines()[1:]
     return dict(line.split("\t", 1) for line in lines if line.strip())
 

@@ -14,8 +14,9 @@ from hisbridge.catalog.avro import avro_datum
 from hisbridge.catalog.sample import sample_records
 from hisbridge.flush import FlushResult
 from hisbridge.schedule import parse
-from hisbridge.sinkloop import (FileClock, FrontendUnavailable, LoopState, SinkEvent, connector_progress,
-                                stage_chunk, table_watermarks, tables_by_topic, tick, write_clock_file)
+from hisbridge.clock import FileClock, write_clock_file
+from hisbridge.sinkloop import (FrontendUnavailable, LoopState, SinkEvent, connector_progress, stage_chunk,
+                                table_watermarks, tables_by_topic, tick)
 from hisbridge.staging import StagedBatch
 from hisbridge.watermark import to_ms
 

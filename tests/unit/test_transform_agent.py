@@ -18,11 +18,12 @@ from hisbridge.catalog import load_catalog
 from hisbridge.crypto import Sm4ConfigError
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry
+from hisbridge.settings import load_settings
 from hisbridge.transform import CoreRecord, transform
 from hisbridge.transformloop import (CodedStore, HeldRecords, LoggedStore, MarkThrottle, RawEvent, TableLookups,
                                      connector_mark_ms, decode_value, encode_value, heartbeat_topic, lookup_topics,
                                      plan_batch, plan_expiry, raw_topics, release_all, restore_lookups,
-                                     sm4_settings_from_env, TimeOrder)
+                                     TimeOrder)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mapping"
 sys.path.insert(0, str(FIXTURES))
@@ -260,17 +261,13 @@ def test_mark_throttle_sends_at_most_once_a_second_and_only_when_it_moved():
     assert not t.due(500, 6) and not t.due(2000, 5) and t.due(1000, 6)
 
 
-def test_sm4_settings_come_from_the_environment_with_defaults(monkeypatch):
-    for name in ("MODE", "PADDING", "ENCODING", "UPPERCASE", "IV"):
-        monkeypatch.delenv(f"HISBRIDGE_SM4_{name}", raising=False)
-    assert sm4_settings_from_env() == crypto.DEFAULT_SETTINGS
-    monkeypatch.setenv("HISBRIDGE_SM4_MODE", "cbc")
-    monkeypatch.setenv("HISBRIDGE_SM4_IV", "00" * 16)
-    monkeypatch.setenv("HISBRIDGE_SM4_ENCODING", "base64")
-    assert sm4_settings_from_env() == crypto.Sm4Settings(mode="cbc", iv=bytes(16), encoding="base64")
-    monkeypatch.delenv("HISBRIDGE_SM4_IV")
-    with pytest.raises(Sm4ConfigError):
-        sm4_settings_from_env()
+def test_sm4_settings_come_from_the_settings_with_defaults():
+    assert crypto.sm4_settings(load_settings({}).sm4) == crypto.DEFAULT_SETTINGS
+    cbc = {"HISBRIDGE_SM4_MODE": "CBC", "HISBRIDGE_SM4_IV": "00" * 16, "HISBRIDGE_SM4_ENCODING": "base64"}
+    assert crypto.sm4_settings(load_settings(cbc).sm4) == crypto.Sm4Settings(mode="cbc", iv=bytes(16), encoding="base64")
+    for broken in ({**cbc, "HISBRIDGE_SM4_IV": ""}, {**cbc, "HISBRIDGE_SM4_IV": "zz"}):
+        with pytest.raises(Sm4ConfigError):
+            crypto.sm4_settings(load_settings(broken).sm4)
 
 
 def test_a_record_still_missing_another_row_is_held_again_with_its_first_wait_time():

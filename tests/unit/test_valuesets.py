@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+
 from hisbridge.catalog import CatalogError, load_valuesets
 from hisbridge.catalog.codes import ICD10_RE, ICD9CM3_RE, load_dictionary, load_code_systems, parse_dictionary
+from hisbridge.settings import load_settings
 
 REQUIRED_SETS = ("sex", "marital_status", "ethnicity", "id_document_type", "occupation_basy", "admission_route",
                  "discharge_mode", "admission_condition", "payment_method", "abo_blood_type", "rh_blood_type",
@@ -77,9 +79,9 @@ def test_full_dictionary_with_bad_codes_is_refused():
         parse_dictionary("code\tname\nA00.000\t霍乱\nA001\t坏\n", "icd10")
 
 
-def test_hospital_dictionary_replaces_subset(tmp_path, monkeypatch):
+def test_hospital_dictionary_replaces_subset(tmp_path):
     full = tmp_path / "full.tsv"
     full.write_text("A00.000\t古典生物型霍乱\n", encoding="utf-8")
-    monkeypatch.setenv("HISBRIDGE_ICD10_DICT", str(full))
-    systems = load_code_systems()
+    paths = load_settings({"HISBRIDGE_ICD10_DICT": str(full)}).paths
+    systems = load_code_systems(paths.valuesets, {"icd10": paths.icd10_dict})
     assert systems["icd10"].codes == {"A00.000": "古典生物型霍乱"} and systems["icd10"].source == str(full)

@@ -4,12 +4,9 @@ The contract with the transform side (topics, key, Avro value, headers, watermar
 in hisbridge.sinkloop; the timing rules live in hisbridge.flush / schedule / watermark. This module only
 wires them to Kafka and runs blocking database work off the event loop.
 
-Environment (besides hisbridge.config's DSNs):
-  HISBRIDGE_CORE_PREFIX     core topic prefix (default core)
-  HISBRIDGE_SINK_TAKE       events per staging commit (default 500)
-  HISBRIDGE_SINK_WITHIN     seconds to wait for a fuller batch (default 1.0)
-  HISBRIDGE_SINK_TICK       flush timer interval in real seconds (default 5.0)
-  HISBRIDGE_CLOCK_START / HISBRIDGE_CLOCK_SPEED / HISBRIDGE_CLOCK_FILE   accelerated or steered clock
+Settings (hisbridge.settings): connections.staging_dsn / frontend_dsn, worker.core_prefix, worker.sink_take
+(events per staging commit), worker.sink_within, worker.sink_tick (flush timer interval, real seconds),
+clock.* (an accelerated or steered clock), paths.schedule + worker.schedule_mode.
 """
 from __future__ import annotations
 
@@ -20,12 +17,13 @@ from typing import Any, Callable
 
 import psycopg2
 
-from hisbridge import avrocodec, config, staging
-from hisbridge.app import app
-from hisbridge.catalog import load_catalog
+from hisbridge import avrocodec, staging
+from hisbridge.catalog import catalog_for
+from hisbridge.clock import clock_for
 from hisbridge.schedule import load_schedule
+from hisbridge.settings import Settings
+from hisbridge.sinkloop import LoopState, PgSinkIO, SinkEvent, stage_chunk, tables_by_topic, tick
 from hisbridge.topics import ensure_topics
-from hisbridge.sinkloop import LoopState, PgSinkIO, SinkEvent, app_clock, stage_chunk, tables_by_topic, tick
 from hisbridge.watermark import Partition
 
 log = logging.getLogger(__name__)
@@ -42,12 +40,12 @@ def _event(e) -> SinkEvent:
 class _Stager:
     """The agent's staging connection: one commit per consumed batch, retried until it is durable."""
 
-    def __init__(self) -> None:
-        self.conn = None
+    def __init__(self, dsn: str) -> None:
+        self.dsn, self.conn = dsn, None
 
     def _commit(self, rows, progress) -> int:
         if self.conn is None or self.conn.closed:
-            self.conn = psycopg2.connect(config.staging_dsn(), connect_timeout=10)
+            self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
             staging.ensure_schema(self.conn)
         return staging.upsert_rows(self.conn, rows, progress)
 
@@ -66,17 +64,18 @@ class _Stager:
                 delay = min(delay * 2, 30.0)
 
 
-def register(app) -> None:
+def register(app, config: Settings) -> None:
     """Declare the sink agent over every catalog table's core topic and the on-leader flush timer."""
-    catalog = load_catalog()
-    topics = tables_by_topic(catalog.tables.values())
-    schemas = avrocodec.schemas_by_fingerprint(avrocodec.load_all().values())
-    schedule = load_schedule()
-    clock = app_clock()
-    take = config.env_int("HISBRIDGE_SINK_TAKE", 500)
-    within = float(config.env_str("HISBRIDGE_SINK_WITHIN", "1.0"))
-    interval = float(config.env_str("HISBRIDGE_SINK_TICK", "5.0"))
-    ensure_topics(topics, "hisbridge-sink-setup")
+    catalog = catalog_for(config.paths)
+    topics = tables_by_topic(catalog.tables.values(), config.worker.core_prefix)
+    schemas = avrocodec.schemas_by_fingerprint(avrocodec.load_all(config.paths.avro).values())
+    schedule = load_schedule(config.paths.schedule, config.worker.schedule_mode)
+    clock = clock_for(config.clock)
+    take, within, interval = config.worker.sink_take, config.worker.sink_within, config.worker.sink_tick
+    # registered when the worker starts (never at import): the core topics must exist before the agent's
+    # consumer subscribes, or it sees them only at the next metadata refresh
+    ensure_topics(config.connections.kafka_bootstrap, topics, "hisbridge-sink-setup",
+                  replication=config.connections.topic_replication)
     core = app.topic(*topics, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
 
@@ -92,7 +91,7 @@ def register(app) -> None:
         instead: a hard stop is a crash the design survives (re-consumption, idempotent upsert), a silent
         ack would be a loss.
         """
-        stager = _Stager()
+        stager = _Stager(config.connections.staging_dsn)
         async for events in stream.take_events(take, within=within):
             committed = False
             try:
@@ -111,7 +110,8 @@ def register(app) -> None:
 
     state = LoopState()
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick
-    io = PgSinkIO(catalog.tables, topics, schedule, expected=lambda: expected)
+    io = PgSinkIO(catalog.tables, topics, schedule, config.connections.staging_dsn, config.connections.frontend_dsn,
+                  config.paths.frontend_sql / "frontend.sql", app.conf.id, expected=lambda: expected)
 
     def partitions() -> list[Partition]:
         found = []
@@ -128,8 +128,13 @@ def register(app) -> None:
         """Plan and run flushes with the app's clock; never lets an error stop the timer."""
         expected[:] = partitions()
         now = clock.now()
+        def step():
+            report = tick(now, state, io, schedule)
+            io.record_tick(now)          # the sink's clock, for status (and tests waiting on its steps)
+            return report
+
         try:
-            report = await _in_thread(lambda: tick(now, state, io, schedule))
+            report = await _in_thread(step)
         except Exception as exc:  # noqa: BLE001 — staging down or a bug: log, reconnect, next tick
             log.exception("flush timer step failed at %s: %s", now.isoformat(), exc)
             io.reset_staging()
@@ -138,5 +143,3 @@ def register(app) -> None:
         if report.waiting:
             log.info("flush timer: %s", report.waiting)
 
-
-register(app)

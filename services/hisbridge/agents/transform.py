@@ -35,16 +35,9 @@ State:
 A record still waiting after HISBRIDGE_LOOKUP_WAIT seconds is quarantined with the missing key (checked by
 a 1 s timer and after every batch).
 
-Environment:
-  HISBRIDGE_MAPPING           source-mapping file (default schemas/mapping/demo_hospital.yaml)
-  HISBRIDGE_TOPIC_PREFIX      Debezium topic.prefix = the connector named in watermark marks (default his)
-  HISBRIDGE_CORE_PREFIX       core topic prefix (default core)
-  HISBRIDGE_SM4_KEY / HISBRIDGE_SM4_KEY_FILE   the SM4 key (32 hex); HISBRIDGE_SM4_KEY_VERSION optional
-  HISBRIDGE_SM4_MODE/_PADDING/_ENCODING/_UPPERCASE/_IV   default SM4/ECB/PKCS7, lowercase hex
-  HISBRIDGE_LOOKUP_WAIT       seconds a record waits for a missing reference row (default 300)
-  HISBRIDGE_TRANSFORM_TAKE    raw messages per batch (default 2000)
-  HISBRIDGE_TRANSFORM_WITHIN  seconds to wait for a fuller batch (default 1.0)
-  HISBRIDGE_MARK_EVERY        minimum seconds between two watermark marks (default 1.0)
+Settings (hisbridge.settings): paths.mapping, source.topic_prefix (the connector named in watermark marks),
+worker.core_prefix, sm4.* (key, key file, mode…), worker.lookup_wait, worker.transform_take,
+worker.transform_within, worker.mark_every.
 
 Limits: marks name one connector, the topic prefix (all raw topics of this worker); with several transform
 workers in one group each would mark only its own partitions, so run one transform worker per connector.
@@ -52,6 +45,7 @@ workers in one group each would mark only its own partitions, so run one transfo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -60,18 +54,18 @@ from typing import Any, Iterable
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from hisbridge import config, crypto
-from hisbridge.app import app
-from hisbridge.catalog import load_catalog
+from hisbridge import avrocodec, crypto
+from hisbridge.catalog import catalog_for
 from hisbridge.mapping import load_mapping
 from hisbridge.quarantine import QuarantineEntry, serialize_entry
+from hisbridge.settings import Settings
 from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
 from hisbridge.topics import committed_offsets, ensure_topics, not_compacted, read_from_start
 from hisbridge.transform import CoreRecord, transform
-from hisbridge.transformloop import (DEFAULT_TAKE, BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle,
+from hisbridge.transformloop import (BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle,
                                      Partition, RawEvent, TableLookups, TimeOrder, connector_mark_ms,
                                      heartbeat_topic, lookup_topics, mark_value, plan_batch, plan_expiry, raw_topics,
-                                     release_all, restore_lookups, sm4_settings_from_env, transform_group)
+                                     release_all, restore_lookups, transform_group)
 
 log = logging.getLogger(__name__)
 QUARANTINE_KIND = b"quarantine"
@@ -84,15 +78,16 @@ def _now_ms() -> int:
 class _Wiring:
     """The agent's I/O: produce a plan's outputs and marks, and know where each raw partition stands."""
 
-    def __init__(self, app, catalog_tables: Iterable[str], connector: str, topics: list[str]) -> None:
-        self.app, self.connector, self.topics = app, connector, set(topics)
-        self.core_topics = [core_topic(t) for t in sorted(catalog_tables)]
-        self.quarantine = core_topic("quarantine")
+    def __init__(self, app, catalog_tables: Iterable[str], connector: str, topics: list[str], core_prefix: str,
+                 mark_every: float) -> None:
+        self.app, self.connector, self.topics, self.core_prefix = app, connector, set(topics), core_prefix
+        self.core_topics = [core_topic(t, core_prefix) for t in sorted(catalog_tables)]
+        self.quarantine = core_topic("quarantine", core_prefix)
         self.consumer: Any = None           # the raw topics' AIOKafkaConsumer, once started
         self.order: TimeOrder = TimeOrder()  # its fetched messages not handled yet
         self.commits: dict[Partition, int] = {}
         self.heartbeat_ms: int | None = None
-        self.throttle = MarkThrottle(int(float(config.env_str("HISBRIDGE_MARK_EVERY", "1.0")) * 1000))
+        self.throttle = MarkThrottle(int(mark_every * 1000))
         self.counters: dict[str, int] = {}
 
     async def produce(self, outputs: list[Any]) -> None:
@@ -102,7 +97,7 @@ class _Wiring:
         futures = []
         for out in outputs:
             if isinstance(out, CoreRecord):
-                futures.append(await send(core_topic(out.table), out.key.encode("utf-8"), out.value, None, None,
+                futures.append(await send(core_topic(out.table, self.core_prefix), out.key.encode("utf-8"), out.value, None, None,
                                           list(out.headers)))
                 self._count("core_records")
             elif isinstance(out, QuarantineEntry):
@@ -232,35 +227,42 @@ class _RawBatches(ConsumerRebalanceListener):
         pass
 
 
-def register(app) -> None:
-    catalog = load_catalog()
-    mapping = load_mapping(catalog)
-    key = crypto.load_key(key_file=os.environ.get("HISBRIDGE_SM4_KEY_FILE") or None)
-    settings = sm4_settings_from_env()
-    prefix = config.raw_topic_prefix()
+def register(app, config: Settings) -> None:
+    catalog = catalog_for(config.paths)
+    mapping = load_mapping(catalog, config.paths.mapping, config.org)
+    key = crypto.load_key(config.sm4)
+    settings = crypto.sm4_settings(config.sm4)
+    bootstrap, replication = config.connections.kafka_bootstrap, config.connections.topic_replication
+    prefix = config.source.topic_prefix
     topics = raw_topics(mapping, prefix) + [heartbeat_topic(prefix)]
-    created = ensure_topics(topics, "hisbridge-transform-setup", compacted=True)
-    if created:
-        log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
-    wait_ms = int(float(config.env_str("HISBRIDGE_LOOKUP_WAIT", "300")) * 1000)
-    take = config.env_int("HISBRIDGE_TRANSFORM_TAKE", DEFAULT_TAKE)
-    within = float(config.env_str("HISBRIDGE_TRANSFORM_WITHIN", "1.0"))
+    wait_ms = int(config.worker.lookup_wait * 1000)
+    take = config.worker.transform_take
+    within = config.worker.transform_within
     held_topic = f"{app.conf.id}.transform-held"
-    ensure_topics([held_topic], "hisbridge-transform-setup", compacted=True)
-    for topic in not_compacted(lookup_topics(mapping, prefix) + [held_topic], "hisbridge-transform-setup"):
-        log.error("topic %s is not compacted (cleanup.policy): a restart after its retention loses the rows this "
-                  "worker restores from it — set cleanup.policy=compact (connectors/README.md)", topic)
+
+    def declare_state_topics() -> None:
+        """Raw topics the connector has not written yet, and the held-records topic, exist before the
+        consumer subscribes; a state topic that is not compacted is an operator error, logged."""
+        created = ensure_topics(bootstrap, topics, "hisbridge-transform-setup", compacted=True, replication=replication)
+        if created:
+            log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
+        ensure_topics(bootstrap, [held_topic], "hisbridge-transform-setup", compacted=True, replication=replication)
+        for topic in not_compacted(bootstrap, lookup_topics(mapping, prefix) + [held_topic], "hisbridge-transform-setup"):
+            log.error("topic %s is not compacted (cleanup.policy): a restart after its retention loses the rows "
+                      "this worker restores from it — set cleanup.policy=compact (connectors/README.md)", topic)
     held_rows = LoggedStore()
     pending = HeldRecords(CodedStore(held_rows))
     lookup_rows: dict[str, Any] = {}
     lookups = TableLookups(lookup_rows, mapping.lookups)
     restored = asyncio.Event()
-    wiring = _Wiring(app, catalog.tables, prefix, topics)
+    wiring = _Wiring(app, catalog.tables, prefix, topics, config.worker.core_prefix, config.worker.mark_every)
     lock = asyncio.Lock()   # the agent and the expiry timer never interleave their read-produce-release steps
+
+    schema_of = functools.partial(avrocodec.load_schema, directory=config.paths.avro)
 
     def run(message, give_up: bool) -> list[Any]:
         return transform(message, catalog=catalog, mapping=mapping, lookups=lookups, key=key, sm4_settings=settings,
-                         give_up=give_up, defer=True)    # plan_batch finishes a batch's records together
+                         give_up=give_up, defer=True, schema_of=schema_of)   # plan_batch finishes a batch together
 
     async def finish(plan: BatchPlan) -> None:
         await wiring.produce(plan.outputs)
@@ -275,9 +277,10 @@ def register(app) -> None:
         """The reference rows as they stood at the group's committed offsets, where the consumer resumes
         (a first start restores nothing: it reads the topics from the beginning), and the held records."""
         started = time.monotonic()
-        until = await asyncio.to_thread(committed_offsets, group, lookup_topics(mapping, prefix))
-        applied = await asyncio.to_thread(restore_lookups, lookup_rows, mapping, read_from_start(until))
-        await asyncio.to_thread(held_rows.restore, read_from_start({(held_topic, 0): None}))
+        await asyncio.to_thread(declare_state_topics)
+        until = await asyncio.to_thread(committed_offsets, bootstrap, group, lookup_topics(mapping, prefix))
+        applied = await asyncio.to_thread(restore_lookups, lookup_rows, mapping, read_from_start(bootstrap, until))
+        await asyncio.to_thread(held_rows.restore, read_from_start(bootstrap, {(held_topic, 0): None}))
         log.info("restored %d reference-row changes from %d raw topic partitions (%d keys) and %d held records, "
                  "%.1f s", applied, len(until), len(lookup_rows), len(held_rows), time.monotonic() - started)
 
@@ -304,7 +307,7 @@ def register(app) -> None:
         committed for a batch that raised: the worker stops (Faust crashes the app on a task's exception)
         and a restart re-reads it."""
         await restore_state()
-        consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka_bootstrap(), group_id=group, client_id=group,
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, client_id=group,
                                     enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=take)
         await consumer.start()
         batches = _RawBatches(consumer, take, within)
@@ -346,5 +349,3 @@ def register(app) -> None:
         for name in wiring.core_topics + [wiring.quarantine]:
             await app.topic(name, key_serializer="raw", value_serializer="raw").maybe_declare()
 
-
-register(app)

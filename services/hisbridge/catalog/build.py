@@ -4,14 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hisbridge import config
 from hisbridge.catalog.avro import avro_schema
 from hisbridge.catalog.ddl import catalog_ddl
 from hisbridge.catalog.model import Catalog
-
-
-def frontend_dir() -> Path:
-    return config.env_path("HISBRIDGE_FRONTEND_SQL", config.schemas_dir() / "frontend")
+from hisbridge.settings import defaults
 
 
 def generated_files(catalog: Catalog, avro_dir: Path, sql_dir: Path) -> dict[Path, str]:
@@ -26,8 +22,8 @@ def build(catalog: Catalog, avro_dir: Path | None = None, sql_dir: Path | None =
           check: bool = False) -> list[Path]:
     """Write the generated files; return those that changed (with check=True, write nothing).
     Stale .avsc files of tables no longer in the catalog count as changes and are removed."""
-    avro_dir = avro_dir or config.avro_dir()
-    sql_dir = sql_dir or frontend_dir()
+    avro_dir = avro_dir or defaults().paths.avro
+    sql_dir = sql_dir or defaults().paths.frontend_sql
     files = generated_files(catalog, avro_dir, sql_dir)
     changed = [p for p, text in files.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     stale = [p for p in sorted(avro_dir.glob("*.avsc")) if p not in files] if avro_dir.is_dir() else []

@@ -9,9 +9,10 @@ import csv
 import io
 import re
 from pathlib import Path
+from typing import Mapping
 
-from hisbridge import config
 from hisbridge.catalog.model import CatalogError, ValueSet
+from hisbridge.settings import defaults
 
 ICD10_RE = re.compile(r"^[A-Z]\d{2}\.[\dx]\d{2}(x\d{3})?$")
 ICD9CM3_RE = re.compile(r"^\d{2}\.\d[\dx](\d{2})?(x\d{3})?$")
@@ -27,12 +28,11 @@ FORMATS: dict[str, re.Pattern[str]] = {
     "morphology": MORPHOLOGY_RE,
 }
 
-# system → (value-set title, standard, shipped subset file, full-dictionary stem, env override)
+# system → (value-set title, standard, shipped subset file, full-dictionary stem); a hospital's own full
+# dictionary is named by the settings (paths.icd10_dict, paths.icd9cm3_dict) or found as icd/<stem>.tsv
 SYSTEMS = {
-    "icd10": ("ICD-10 疾病分类与代码", "ICD-10 国家临床版 2.0", "icd10_gjlc_2.0.subset.tsv", "icd10",
-              "HISBRIDGE_ICD10_DICT"),
-    "icd9cm3": ("ICD-9-CM-3 手术操作分类与代码", "ICD-9-CM-3 国家临床版 3.0", "icd9cm3_lc_3.0.subset.tsv",
-                "icd9cm3", "HISBRIDGE_ICD9CM3_DICT"),
+    "icd10": ("ICD-10 疾病分类与代码", "ICD-10 国家临床版 2.0", "icd10_gjlc_2.0.subset.tsv", "icd10"),
+    "icd9cm3": ("ICD-9-CM-3 手术操作分类与代码", "ICD-9-CM-3 国家临床版 3.0", "icd9cm3_lc_3.0.subset.tsv", "icd9cm3"),
 }
 
 
@@ -83,7 +83,7 @@ def parse_dictionary(text: str, system: str, origin: str = "<text>") -> dict[str
 
 def load_dictionary(path: Path, system: str) -> ValueSet:
     """Load a code dictionary file (the hospital's official full file, or the shipped subset)."""
-    title, standard, _subset, _stem, _env = SYSTEMS[system]
+    title, standard, _subset, _stem = SYSTEMS[system]
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"{system} dictionary not found: {path}")
@@ -91,11 +91,10 @@ def load_dictionary(path: Path, system: str) -> ValueSet:
     return ValueSet(name=system, title=title, standard=standard, codes=codes, source=str(path))
 
 
-def dictionary_path(system: str, valuesets_dir: Path | None = None) -> Path:
-    """The full dictionary if a hospital supplied one (env override, then icd/<stem>.tsv|.csv), else the subset."""
-    _title, _standard, subset, stem, env = SYSTEMS[system]
-    folder = (valuesets_dir or config.valuesets_dir()) / "icd"
-    override = config.env_str(env, "")
+def dictionary_path(system: str, valuesets_dir: Path | None = None, override: Path | None = None) -> Path:
+    """The full dictionary if a hospital supplied one (`override`, then icd/<stem>.tsv|.csv), else the subset."""
+    _title, _standard, subset, stem = SYSTEMS[system]
+    folder = (valuesets_dir or defaults().paths.valuesets) / "icd"
     if override:
         return Path(override)
     for suffix in (".tsv", ".csv", ".txt"):
@@ -105,5 +104,8 @@ def dictionary_path(system: str, valuesets_dir: Path | None = None) -> Path:
     return folder / subset
 
 
-def load_code_systems(valuesets_dir: Path | None = None) -> dict[str, ValueSet]:
-    return {system: load_dictionary(dictionary_path(system, valuesets_dir), system) for system in SYSTEMS}
+def load_code_systems(valuesets_dir: Path | None = None,
+                      dictionaries: Mapping[str, Path | None] | None = None) -> dict[str, ValueSet]:
+    chosen = dictionaries or {}
+    return {system: load_dictionary(dictionary_path(system, valuesets_dir, chosen.get(system)), system)
+            for system in SYSTEMS}

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
-from hisbridge import config
 from hisbridge.catalog.model import (CADENCES, FAMILIES, Catalog, CatalogError, Field, Table, ValueSet,
                                      frozen_mapping, parse_type)
 from hisbridge.catalog.valuesets import load_valuesets
+from hisbridge.settings import defaults
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 _FIELD_KEYS = {"name", "title", "type", "required", "valueset", "rules", "encrypt", "name_field",
@@ -156,12 +156,14 @@ def _documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return docs
 
 
-def load_catalog(path: Path | str | None = None, valuesets_dir: Path | str | None = None) -> Catalog:
-    """Load the catalog (default config.catalog_dir()) with its value sets (default config.valuesets_dir())."""
-    path = Path(path) if path else config.catalog_dir()
+def load_catalog(path: Path | str | None = None, valuesets_dir: Path | str | None = None,
+                 dictionaries: Mapping[str, Path | None] | None = None) -> Catalog:
+    """Load the catalog with its value sets (default: the checkout's schemas/catalog and schemas/valuesets);
+    `dictionaries` names a hospital's full code dictionaries (system → file) instead of the shipped subsets."""
+    path = Path(path) if path else defaults().paths.catalog
     if not path.exists():
         raise CatalogError(f"catalog not found: {path}")
-    valuesets = load_valuesets(Path(valuesets_dir) if valuesets_dir else None)
+    valuesets = load_valuesets(Path(valuesets_dir) if valuesets_dir else None, dictionaries)
     docs = _documents(path)
     header: dict[str, Any] = {}
     common: dict[str, list[Field]] = {}

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
-from hisbridge import config
 from hisbridge.catalog.codes import load_code_systems
 from hisbridge.catalog.model import CatalogError, ValueSet, frozen_mapping
+from hisbridge.settings import defaults
 
 
 def parse_valueset(data: object, origin: str) -> ValueSet:
@@ -24,9 +25,10 @@ def parse_valueset(data: object, origin: str) -> ValueSet:
                     hierarchical=bool(data.get("hierarchical", False)), source=origin)
 
 
-def load_valuesets(folder: Path | None = None) -> dict[str, ValueSet]:
+def load_valuesets(folder: Path | None = None,
+                   dictionaries: Mapping[str, Path | None] | None = None) -> dict[str, ValueSet]:
     """Every value set in the folder plus the code systems (icd10, icd9cm3), by name."""
-    folder = Path(folder) if folder else config.valuesets_dir()
+    folder = Path(folder) if folder else defaults().paths.valuesets
     if not folder.is_dir():
         raise CatalogError(f"value set folder not found: {folder}")
     sets: dict[str, ValueSet] = {}
@@ -37,5 +39,5 @@ def load_valuesets(folder: Path | None = None) -> dict[str, ValueSet]:
         if valueset.name != path.stem:
             raise CatalogError(f"{path}: value set name {valueset.name!r} must match the file name")
         sets[valueset.name] = valueset
-    sets.update(load_code_systems(folder))
+    sets.update(load_code_systems(folder, dictionaries))
     return sets

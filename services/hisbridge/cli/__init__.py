@@ -1,25 +1,28 @@
-"""`hisbridge` command line: one click group, each concept's commands in its own module."""
+"""`hisbridge` command line: one click group, each concept's commands in its own module. The group resolves
+the settings once (hisbridge.settings) and hands them to every command (`cli.common.pass_settings`)."""
 from __future__ import annotations
 
 import importlib
 
 import click
 
+from hisbridge.settings import SettingsError, load_settings
+
 # Each module exposes a click group or command named `cli`; kept as data so adding a concept is one line.
-_COMMAND_MODULES = ("stack", "connectors", "worker", "catalog", "crypto", "sim", "flush", "mappings", "reconcile", "status")
+_COMMAND_MODULES = ("config", "stack", "connectors", "worker", "catalog", "crypto", "sim", "flush", "mappings",
+                    "reconcile", "status")
 
 
 @click.group()
 @click.version_option(package_name="hisbridge")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """hisbridge: HIS CDC → national value sets → SM4 → Avro → front-end database."""
+    try:
+        ctx.obj = load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"hisbridge.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a concept not built yet must not break the others
-        if exc.name != f"hisbridge.cli.{_name}":
-            raise
-        continue
-    main.add_command(_module.cli)
+    main.add_command(importlib.import_module(f"hisbridge.cli.{_name}").cli)

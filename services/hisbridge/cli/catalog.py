@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from hisbridge.catalog import Catalog, CatalogError, Table, load_catalog
+from hisbridge.catalog import Catalog, CatalogError, Table, catalog_for, load_catalog
+from hisbridge.cli.common import current_settings
 from hisbridge.catalog.build import build
 from hisbridge.catalog.diff import diff_catalogs, render_diff
 from hisbridge.catalog.records import from_json, to_json, to_json_value
@@ -19,7 +20,7 @@ from hisbridge.quality import Reason, check_record
 
 def _load(path: str | None = None) -> Catalog:
     try:
-        return load_catalog(path)
+        return load_catalog(path) if path else catalog_for(current_settings().paths)
     except CatalogError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -108,7 +109,8 @@ def validate(table: str, report_time: str | None) -> None:
 @click.option("--check", is_flag=True, help="write nothing; exit 1 if generated files are out of date")
 def build_cmd(check: bool) -> None:
     """Write schemas/avro/<table>.avsc and schemas/frontend/frontend.sql from the catalog."""
-    changed = build(_load(), check=check)
+    paths = current_settings().paths
+    changed = build(_load(), paths.avro, paths.frontend_sql, check=check)
     for path in changed:
         click.echo(f"{'stale' if check else 'wrote'} {path}")
     if check and changed:

@@ -11,8 +11,8 @@ from typing import Callable
 
 import click
 
-from hisbridge.crypto import (KEY_ENV, Sm4ConfigError, Sm4Key, Sm4Settings, decrypt_text, encrypt_text,
-                              load_key)
+from hisbridge.cli.common import current_settings
+from hisbridge.crypto import Sm4ConfigError, Sm4Key, Sm4Settings, decrypt_text, encrypt_text, load_key
 
 
 def _settings(mode: str, encoding: str, iv: str | None, uppercase: bool) -> Sm4Settings:
@@ -30,7 +30,7 @@ def _settings(mode: str, encoding: str, iv: str | None, uppercase: bool) -> Sm4S
 
 def _key(key_file: str | None) -> Sm4Key:
     try:
-        return load_key(KEY_ENV, key_file)
+        return load_key(current_settings().sm4, key_file)
     except Sm4ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -59,7 +59,7 @@ def _options(command: Callable) -> Callable:
         click.option("--iv", metavar="HEX", help="CBC initialisation vector, 32 hex characters."),
         click.option("--uppercase", is_flag=True, help="Uppercase hex ciphertext."),
         click.option("--key-file", type=click.Path(dir_okay=False),
-                     help=f"File holding the 32-hex-character key (default: ${KEY_ENV})."),
+                     help="File holding the 32-hex-character key (default: HISBRIDGE_SM4_KEY_FILE, then HISBRIDGE_SM4_KEY)."),
     ]):
         command = option(command)
     return command

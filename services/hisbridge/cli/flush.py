@@ -1,6 +1,6 @@
 """`hisbridge flush` — flush one staged (table, batch) to the front-end database.
 
-Without --force the window guard decides (the clock is real time, or HISBRIDGE_CLOCK_START/--now for the
+Without --force the window guard decides (the clock is real time, or the settings' clock/--now for the
 demo). --force is the one operator bypass: it needs --operator and --reason, is logged and is ledgered
 with kind 'forced'. `hisbridge flush --plan` shows what the planner would flush now.
 """
@@ -13,21 +13,22 @@ from datetime import datetime
 import click
 import psycopg2
 
-from hisbridge import config, staging
-from hisbridge.catalog import load_catalog
-from hisbridge.clock import clock_from_env
+from hisbridge import staging
+from hisbridge.catalog import catalog_for
+from hisbridge.cli.common import pass_settings
+from hisbridge.clock import clock_for
 from hisbridge.flush import Forced, WindowClosed, ensure_frontend, flush_batch, plan_flushes, recover
 from hisbridge.schedule import ScheduleError, load_schedule
+from hisbridge.settings import Settings
 
 
-def _now(now: str | None) -> datetime:
+def _now(settings: Settings, now: str | None) -> datetime:
     if now:
         moment = datetime.fromisoformat(now)
         if moment.tzinfo is None:
             raise click.BadParameter("--now needs an offset, e.g. 2026-03-01T18:30:00+08:00")
         return moment
-    return clock_from_env(config.env_str("HISBRIDGE_CLOCK_START", "") or None,
-                          float(config.env_str("HISBRIDGE_CLOCK_SPEED", "1"))).now()
+    return clock_for(settings.clock).now()
 
 
 def _connect(dsn: str, what: str):
@@ -46,14 +47,15 @@ def _connect(dsn: str, what: str):
 @click.option("--now", help="ISO moment with offset instead of the clock (demo/testing)")
 @click.option("--plan", "show_plan", is_flag=True, help="only show what may be flushed now")
 @click.option("--watermark", help="ISO moment to assume as every table's source watermark (with --plan)")
-def cli(table_name, batch, force, operator, reason, now, show_plan, watermark) -> None:
+@pass_settings
+def cli(settings: Settings, table_name, batch, force, operator, reason, now, show_plan, watermark) -> None:
     """Flush a staged batch into its front-end table inside its delivery window."""
     try:
-        schedule = load_schedule()
+        schedule = load_schedule(settings.paths.schedule, settings.worker.schedule_mode)
     except ScheduleError as exc:
         raise click.ClickException(str(exc)) from None
-    moment = _now(now)
-    stage = _connect(config.staging_dsn(), "staging")
+    moment = _now(settings, now)
+    stage = _connect(settings.connections.staging_dsn, "staging")
     staging.ensure_schema(stage)
     if show_plan:
         mark = datetime.fromisoformat(watermark) if watermark else None
@@ -70,11 +72,11 @@ def cli(table_name, batch, force, operator, reason, now, show_plan, watermark) -
             raise click.UsageError("--force needs --operator and --reason (they go into the ledger)")
         forced = Forced(operator, reason)
     try:
-        table = load_catalog().table(table_name)
+        table = catalog_for(settings.paths).table(table_name)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from None
-    front = _connect(config.frontend_dsn(), "front-end")
-    ensure_frontend(front)
+    front = _connect(settings.connections.frontend_dsn, "front-end")
+    ensure_frontend(front, settings.paths.frontend_sql / "frontend.sql")
     logging.basicConfig(level=logging.INFO)
     for done in recover(stage, front):
         click.echo(f"recovered {done.table} {done.batch} report_datetime={done.report_datetime}")

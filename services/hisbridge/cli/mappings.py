@@ -6,16 +6,17 @@ from typing import Any
 
 import click
 
-from hisbridge import config
-from hisbridge.catalog import CatalogError, load_catalog
+from hisbridge.catalog import CatalogError, catalog_for
+from hisbridge.cli.common import pass_settings
 from hisbridge.mapping import MappingError, SourceMapping, check_valuemaps, load_mapping
+from hisbridge.settings import Settings
 from hisbridge.transcode import mapped_columns, unmapped_counts
 
 
-def _load(path: str | None) -> tuple[Any, SourceMapping]:
+def _load(settings: Settings, path: str | None) -> tuple[Any, SourceMapping]:
     try:
-        catalog = load_catalog()
-        return catalog, load_mapping(catalog, path)
+        catalog = catalog_for(settings.paths)
+        return catalog, load_mapping(catalog, path or settings.paths.mapping, settings.org)
     except (CatalogError, MappingError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -28,9 +29,10 @@ def cli() -> None:
 @cli.command("validate")
 @click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file (default HISBRIDGE_MAPPING "
               "or schemas/mapping/demo_hospital.yaml)")
-def validate(path: str | None) -> None:
+@pass_settings
+def validate(settings: Settings, path: str | None) -> None:
     """Load the mapping against the catalog; list value-map codes outside the national value sets."""
-    catalog, mapping = _load(path)
+    catalog, mapping = _load(settings, path)
     problems = check_valuemaps(mapping, catalog)
     for problem in problems:
         click.echo(f"warning: {problem}", err=True)
@@ -54,15 +56,16 @@ def _counts(cur: Any, source: str, column: str) -> dict[Any, int]:
 @click.option("--dsn", default=None, help="HIS connection (default: HISBRIDGE_HIS_DSN / the local stack)")
 @click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per unmapped value")
-def check(dsn: str | None, path: str | None, as_json: bool) -> None:
+@pass_settings
+def check(settings: Settings, dsn: str | None, path: str | None, as_json: bool) -> None:
     """Query the HIS: local values in value-mapped columns that have no mapping yet, with row counts.
 
     Exit status 1 when any value is unmapped (usable in a pre-delivery check)."""
     import psycopg2
 
-    _, mapping = _load(path)
+    _, mapping = _load(settings, path)
     try:
-        conn = psycopg2.connect(dsn or config.his_dsn())
+        conn = psycopg2.connect(dsn or settings.connections.his_dsn)
     except psycopg2.Error as exc:
         raise click.ClickException(f"cannot connect to the HIS: {str(exc).strip()}") from None
     found = 0

@@ -7,7 +7,9 @@ from datetime import date, datetime, time
 import click
 import psycopg2
 
-from hisbridge import config, ledger, reconcile
+from hisbridge import ledger, reconcile
+from hisbridge.cli.common import pass_settings
+from hisbridge.settings import Settings
 
 
 @click.command("reconcile")
@@ -19,24 +21,26 @@ from hisbridge import config, ledger, reconcile
 @click.option("--sim-bad-share", type=float, default=0.02, show_default=True)
 @click.option("--sim-until", type=click.Choice(["18", "22"]), default="22", show_default=True,
               help="where the simulated activity stopped on day D (22 = the demo's evening included)")
-def cli(batch: str, tables: tuple[str, ...], sim_seed: int | None, sim_visits: int, sim_bad_share: float,
-        sim_until: str) -> None:
+@pass_settings
+def cli(settings: Settings, batch: str, tables: tuple[str, ...], sim_seed: int | None, sim_visits: int,
+        sim_bad_share: float, sim_until: str) -> None:
     """Per table: expected, staged, pending, delivered, quarantined; every flush against the front-end.
 
     Without --sim-seed there is no HIS expectation: what is delivered and quarantined is taken as expected
     and only staging, ledger and front-end are compared."""
-    from hisbridge.catalog import load_catalog
-    catalog = load_catalog()
+    from hisbridge.catalog import catalog_for
+    catalog = catalog_for(settings.paths)
     cadence = {10: "daily", 7: "monthly", 4: "yearly"}.get(len(batch))
     if cadence is None:
         raise click.BadParameter("batch must be YYYY-MM-DD, YYYY-MM or YYYY", param_hint="--batch")
     names = list(tables) or sorted(n for n, t in catalog.tables.items() if t.cadence == cadence)
-    expected = _sim_expected(catalog, batch, sim_seed, sim_visits, sim_bad_share, int(sim_until)) \
+    expected = _sim_expected(settings, catalog, batch, sim_seed, sim_visits, sim_bad_share, int(sim_until)) \
         if sim_seed is not None else None
     from hisbridge.sinkloop import core_topic
-    entries = reconcile.read_quarantine(config.kafka_bootstrap(), core_topic("quarantine"))
-    front = psycopg2.connect(config.frontend_dsn(), connect_timeout=5)
-    stage = psycopg2.connect(config.staging_dsn(), connect_timeout=5)
+    entries = reconcile.read_quarantine(settings.connections.kafka_bootstrap,
+                                        core_topic("quarantine", settings.worker.core_prefix))
+    front = psycopg2.connect(settings.connections.frontend_dsn, connect_timeout=5)
+    stage = psycopg2.connect(settings.connections.staging_dsn, connect_timeout=5)
     reports = []
     try:
         for name in names:
@@ -61,7 +65,7 @@ def cli(batch: str, tables: tuple[str, ...], sim_seed: int | None, sim_visits: i
         raise SystemExit(1)
 
 
-def _sim_expected(catalog, batch: str, seed: int, visits: int, bad_share: float, until: int):
+def _sim_expected(settings: Settings, catalog, batch: str, seed: int, visits: int, bad_share: float, until: int):
     from hisbridge.mapping import load_mapping
     from hisbridge.sim import generate
     day = date.fromisoformat(batch) if len(batch) == 10 else None
@@ -69,4 +73,5 @@ def _sim_expected(catalog, batch: str, seed: int, visits: int, bad_share: float,
         raise click.UsageError("--sim-seed compares daily batches only")
     activity = generate.activity(seed, generate.batch_window(day)[0], datetime.combine(day, time(until)),
                                  visits, bad_share)
-    return reconcile.sim_expectations(activity, load_mapping(catalog), catalog, generate.PRIMARY_KEYS)
+    return reconcile.sim_expectations(activity, load_mapping(catalog, settings.paths.mapping, settings.org), catalog,
+                                      generate.PRIMARY_KEYS)

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
-from hisbridge import config
+from hisbridge.cli.common import pass_settings
+from hisbridge.settings import Settings
 from hisbridge.sim import generate, load
 
 
@@ -17,16 +18,17 @@ def cli() -> None:
 
 
 def _dsn_option(func):
-    return click.option("--dsn", default=None, help="HIS database DSN (default: hisbridge.config.his_dsn()).")(func)
+    return click.option("--dsn", default=None, help="HIS database DSN (default: connections.his_dsn).")(func)
 
 
 @cli.command("init")
 @_dsn_option
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--reset", is_flag=True, help="Drop schema `his` first (all simulated data is lost).")
-def init(dsn: str | None, seed: int, reset: bool) -> None:
+@pass_settings
+def init(settings: Settings, dsn: str | None, seed: int, reset: bool) -> None:
     """Create schema `his` with its dictionaries (idempotent)."""
-    conn = load.connect(dsn or config.his_dsn())
+    conn = load.connect(dsn or settings.connections.his_dsn)
     try:
         load.init_schema(conn, seed, reset)
     finally:
@@ -51,20 +53,21 @@ def init(dsn: str | None, seed: int, reset: bool) -> None:
 @click.option("--speed", default=600.0, show_default=True, help="Simulated seconds per real second (--live).")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the manifest (entities, defects) here; default var/sim/manifest-<start>.json.")
-def day(dsn, day, days, visits, seed, bad_share, start, end, live, speed, manifest) -> None:
+@pass_settings
+def day(settings: Settings, dsn, day, days, visits, seed, bad_share, start, end, live, speed, manifest) -> None:
     """Generate and load activity for one or more report days."""
     first, last = generate.batch_window(day.date())[0], generate.batch_window(day.date() + timedelta(days=days - 1))[1]
     start, end = start or first, end or last
     if end <= start:
         raise click.BadParameter("--end must be after --start")
     activity = generate.activity(seed, start, end, visits, bad_share)
-    path = manifest or config.var_dir() / "sim" / f"manifest-{start:%Y%m%dT%H%M}.json"
+    path = manifest or settings.paths.var / "sim" / f"manifest-{start:%Y%m%dT%H%M}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(activity.manifest, ensure_ascii=False, default=str, indent=1), encoding="utf-8")
     bad = sum(1 for e in activity.manifest["entities"] if e["defects"])
     click.echo(f"window [{start}, {end}): {len(activity.events)} events, "
                f"{len(activity.manifest['entities'])} entities ({bad} with a planted defect); manifest {path}")
-    conn = load.connect(dsn or config.his_dsn())
+    conn = load.connect(dsn or settings.connections.his_dsn)
     try:
         if live:
             report = lambda at, n: click.echo(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} changes applied")
@@ -84,7 +87,8 @@ def day(dsn, day, days, visits, seed, bad_share, start, end, live, speed, manife
 @click.option("--from", "first", required=True, help="First month YYYY-MM (the notice back-fills from 2022-01).")
 @click.option("--to", "last", required=True, help="Last month YYYY-MM.")
 @click.option("--seed", default=1, show_default=True, type=int)
-def indicators(dsn, first, last, seed) -> None:
+@pass_settings
+def indicators(settings: Settings, dsn, first, last, seed) -> None:
     """Back-fill monthly (and, for December, yearly) evaluation indicators."""
     year, month = map(int, first.split("-"))
     end_year, end_month = map(int, last.split("-"))
@@ -95,7 +99,7 @@ def indicators(dsn, first, last, seed) -> None:
         events += [generate.Event(at, "eval_indicator", "ensure", row)
                    for p in periods for row in generate.indicator_rows(seed, p, at)]
         year, month = year + month // 12, month % 12 + 1
-    conn = load.connect(dsn or config.his_dsn())
+    conn = load.connect(dsn or settings.connections.his_dsn)
     try:
         counts = load.load_backdated(conn, events)
     finally:

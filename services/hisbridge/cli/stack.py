@@ -6,8 +6,10 @@ from datetime import datetime
 
 import click
 
-from hisbridge import stack
-from hisbridge.stack import procs
+import devstack
+from devstack import procs
+from hisbridge.cli.common import pass_settings
+from hisbridge.settings import Settings
 
 NAMES = click.argument("components", nargs=-1)
 
@@ -23,12 +25,13 @@ def cli() -> None:
 
 @cli.command()
 @NAMES
-def up(components: tuple[str, ...]) -> None:
+@pass_settings
+def up(settings: Settings, components: tuple[str, ...]) -> None:
     """Start all (or the named) components; already-running ones are left alone."""
     t0 = time.monotonic()
     try:
-        started = stack.up(list(components) or None, report=click.echo)
-    except stack.StackError as exc:
+        started = devstack.up(settings, list(components) or None, report=click.echo)
+    except devstack.StackError as exc:
         _fail(exc)
     click.echo(f"stack up: {len(started)} started in {time.monotonic() - t0:.1f}s"
                if started else "stack up: everything was already running")
@@ -36,21 +39,23 @@ def up(components: tuple[str, ...]) -> None:
 
 @cli.command()
 @NAMES
-def down(components: tuple[str, ...]) -> None:
+@pass_settings
+def down(settings: Settings, components: tuple[str, ...]) -> None:
     """Stop all (or the named) components, the background worker included."""
     try:
-        stack.down(list(components) or None, report=click.echo)
-    except stack.StackError as exc:
+        devstack.down(settings, list(components) or None, report=click.echo)
+    except devstack.StackError as exc:
         _fail(exc)
 
 
 @cli.command()
 @click.option("--rss", is_flag=True, help="also show resident memory (process tree)")
-def status(rss: bool) -> None:
+@pass_settings
+def status(settings: Settings, rss: bool) -> None:
     """What runs, on which port, with which pid, since when. Exit 1 when a stack component is down."""
     click.echo(f"{'component':<12} {'state':<8} {'port':>6} {'pid':>8}  since" + ("        rss" if rss else ""))
     all_up = True
-    for state, comp in zip(stack.status(), stack.components()):
+    for comp, state in devstack.status(settings):
         since = datetime.fromtimestamp(state.since).isoformat(" ", "seconds") if state.since else "-"
         line = (f"{state.name:<12} {'running' if state.running else 'stopped':<8} {state.port:>6} "
                 f"{state.pid or '-':>8}  {since}")

@@ -1,6 +1,6 @@
 """`hisbridge status`: one operator view — stack, connectors, consumer lag, staging, ledger, quarantine.
 
-Every section reads through the same configuration as the worker (hisbridge.config, HISBRIDGE_* variables),
+Every section reads through the same settings as the worker (hisbridge.settings, HISBRIDGE_* variables),
 and a section whose service is down says so instead of failing the whole command. Nothing here prints an
 identity value: staging and ledger are shown as counts, quarantine as a count per topic.
 """
@@ -11,7 +11,8 @@ from typing import Callable
 
 import click
 
-from hisbridge import config
+from hisbridge.cli.common import pass_settings
+from hisbridge.settings import Settings
 
 
 def _section(title: str, body: Callable[[], list[str]]) -> None:
@@ -24,18 +25,18 @@ def _section(title: str, body: Callable[[], list[str]]) -> None:
         click.echo(f"  {line}")
 
 
-def stack_lines() -> list[str]:
-    from hisbridge import stack
+def stack_lines(settings: Settings) -> list[str]:
+    import devstack
     return [f"{s.name:<12} {'running' if s.running else 'stopped':<8} port {s.port:<6} pid {s.pid or '-'}"
-            for s in stack.status()]
+            for _, s in devstack.status(settings)]
 
 
-def connector_lines() -> list[str]:
+def connector_lines(settings: Settings) -> list[str]:
     from hisbridge import connectors
-    names = connectors.connect_request("GET", "/connectors")[1]
+    client = connectors.ConnectClient(settings.connections.connect_url)
     out = []
-    for name in sorted(names):
-        ok, failure = connectors.running_or_failure(connectors.connector_status(name))
+    for name in sorted(client.names()):
+        ok, failure = connectors.running_or_failure(client.status(name))
         out.append(f"{name}: {'RUNNING' if ok else failure or 'not running'}")
     return out
 
@@ -56,9 +57,9 @@ def group_lag(admin, groups: list[str]) -> dict[str, dict[str, int]]:
     return lag
 
 
-def lag_lines(show_all: bool) -> list[str]:
+def lag_lines(bootstrap: str, show_all: bool) -> list[str]:
     from kafka.admin import KafkaAdminClient
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-status",
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hisbridge-status",
                              request_timeout_ms=10000)
     try:
         states = {g["group_id"]: g.get("group_state") or "?" for g in admin.list_groups()}
@@ -97,8 +98,8 @@ def _read(dsn: str, relation: str, *queries: tuple[str, tuple]) -> list[list[tup
         conn.close()
 
 
-def staging_lines(limit: int) -> list[str]:
-    found = _read(config.staging_dsn(), "hisbridge.staged", ("""
+def staging_lines(dsn: str, limit: int) -> list[str]:
+    found = _read(dsn, "hisbridge.staged", ("""
                 SELECT s.tbl, s.batch, count(*),
                        count(*) FILTER (WHERE s.status = 'pending' AND s.seq > COALESCE(c.cut, 0)),
                        count(*) FILTER (WHERE s.status = 'flushed' OR (s.status = 'pending' AND s.seq <= COALESCE(c.cut, 0))),
@@ -121,8 +122,8 @@ def staging_lines(limit: int) -> list[str]:
     return out
 
 
-def ledger_lines(limit: int) -> list[str]:
-    found = _read(config.frontend_dsn(), "hisbridge.ledger",
+def ledger_lines(dsn: str, limit: int) -> list[str]:
+    found = _read(dsn, "hisbridge.ledger",
                   ("""SELECT tbl, batch, report_datetime, row_count, kind, written_at FROM hisbridge.ledger
                       ORDER BY written_at DESC, tbl LIMIT %s""", (limit,)))
     if found is None:
@@ -131,11 +132,11 @@ def ledger_lines(limit: int) -> list[str]:
     return [f"{t:<10} {b:<10} report_datetime {r}  {n:>7} rows  {k}" for t, b, r, n, k, _ in rows]
 
 
-def quarantine_lines() -> list[str]:
+def quarantine_lines(bootstrap: str) -> list[str]:
     """Messages on every `<prefix>.quarantine` topic (end − start offsets: entries, not distinct records)."""
     from kafka import TopicPartition
     from kafka.admin import KafkaAdminClient, OffsetSpec
-    admin = KafkaAdminClient(bootstrap_servers=config.kafka_bootstrap(), client_id="hisbridge-status")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hisbridge-status")
     try:
         topics = sorted(t for t in admin.list_topics() if t.endswith(".quarantine"))
         out = []
@@ -154,11 +155,13 @@ def quarantine_lines() -> list[str]:
 @click.option("--batches", default=20, show_default=True, help="staging rows to show (newest batches first)")
 @click.option("--ledger", "ledger_rows", default=10, show_default=True, help="last ledger rows to show")
 @click.option("--all-topics", is_flag=True, help="list idle groups and topics with zero lag too")
-def cli(batches: int, ledger_rows: int, all_topics: bool) -> None:
+@pass_settings
+def cli(settings: Settings, batches: int, ledger_rows: int, all_topics: bool) -> None:
     """Operator view: stack, connectors, consumer lag, staging per table and batch, ledger, quarantine."""
-    _section("stack", stack_lines)
-    _section(f"connectors ({config.connect_url()})", connector_lines)
-    _section(f"consumer lag ({config.kafka_bootstrap()})", lambda: lag_lines(all_topics))
-    _section("staging (hospital side): rows per table and batch", lambda: staging_lines(batches))
-    _section("front-end ledger: last flushes", lambda: ledger_lines(ledger_rows))
-    _section("quarantine", quarantine_lines)
+    c = settings.connections
+    _section("stack", lambda: stack_lines(settings))
+    _section(f"connectors ({c.connect_url})", lambda: connector_lines(settings))
+    _section(f"consumer lag ({c.kafka_bootstrap})", lambda: lag_lines(c.kafka_bootstrap, all_topics))
+    _section("staging (hospital side): rows per table and batch", lambda: staging_lines(c.staging_dsn, batches))
+    _section("front-end ledger: last flushes", lambda: ledger_lines(c.frontend_dsn, ledger_rows))
+    _section("quarantine", lambda: quarantine_lines(c.kafka_bootstrap))

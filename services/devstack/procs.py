@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hisbridge import config
+from hisbridge.settings import child_environment  # noqa: F401 — re-exported for the components
 
 
 class StackError(RuntimeError):
@@ -31,20 +31,47 @@ class ProcState:
     since: float | None  # epoch seconds the process started
 
 
-def run_dir() -> Path:
-    return config.var_dir() / "run"
+@dataclass(frozen=True)
+class Procs:
+    """The pid and log files of the stack's processes, under one var folder (paths.var)."""
+    var: Path
 
+    @property
+    def run_dir(self) -> Path:
+        return self.var / "run"
 
-def log_dir() -> Path:
-    return config.var_dir() / "log"
+    @property
+    def log_dir(self) -> Path:
+        return self.var / "log"
 
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
 
-def pid_file(name: str) -> Path:
-    return run_dir() / f"{name}.pid"
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
 
+    def pid(self, name: str) -> int | None:
+        return read_pid(self.pid_file(name))
 
-def log_file(name: str) -> Path:
-    return log_dir() / f"{name}.log"
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
+        """Start a detached process logging to log/<name>.log; record its pid in run/<name>.pid."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(name), "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=child_environment(env), cwd=cwd, start_new_session=True)
+        self.pid_file(name).write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def stop_component(self, name: str, marker: str, timeout: float) -> bool:
+        """Stop the component behind run/<name>.pid; False when it was not running (a stale pid file goes)."""
+        current = self.pid(name)
+        if not is_alive(current, marker):
+            self.pid_file(name).unlink(missing_ok=True)
+            return False
+        terminate(current, marker, timeout)
+        self.pid_file(name).unlink(missing_ok=True)
+        return True
 
 
 def read_pid(path: Path) -> int | None:
@@ -136,17 +163,6 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
     return f"\n--- last lines of {log} ---\n" + "\n".join(tail)
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
-    """Start a detached process logging to var/log/<name>.log; record its pid in var/run/<name>.pid."""
-    run_dir().mkdir(parents=True, exist_ok=True)
-    log_dir().mkdir(parents=True, exist_ok=True)
-    with open(log_file(name), "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
-    pid_file(name).write_text(f"{proc.pid}\n")
-    return proc.pid
-
-
 def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
     """SIGTERM, wait for a clean exit, SIGKILL as the last resort."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
@@ -163,17 +179,6 @@ def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
                 return
             time.sleep(0.2)
     raise StackError(f"process {pid} ({marker}) did not stop")
-
-
-def stop_component(name: str, marker: str, timeout: float) -> bool:
-    """Stop the component behind var/run/<name>.pid; False when it was not running (a stale pid file goes)."""
-    current = read_pid(pid_file(name))
-    if not is_alive(current, marker):
-        pid_file(name).unlink(missing_ok=True)
-        return False
-    terminate(current, marker, timeout=timeout)
-    pid_file(name).unlink(missing_ok=True)
-    return True
 
 
 def reap(pid: int) -> None:
