@@ -67,9 +67,10 @@ from hisbridge.catalog import load_catalog  # noqa: E402
 from hisbridge.mapping import load_mapping  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim.load import schema_sql  # noqa: E402
+from hisbridge.contract import heartbeat_topic, transform_group  # noqa: E402
 from hisbridge.transform import CoreRecord, transform  # noqa: E402
 from hisbridge.transformloop import (HeldRecords, RawEvent, TableLookups,  # noqa: E402
-                                     heartbeat_topic, plan_batch, raw_topics, transform_group)
+                                     plan_batch, raw_topics)
 
 SETTINGS = load_settings()
 

@@ -47,12 +47,11 @@ from hisbridge import connectors, ledger, reconcile
 from hisbridge.batching import SHANGHAI
 from hisbridge.catalog import catalog_for
 from hisbridge.clock import write_clock_file
+from hisbridge.contract import core_topic, quarantine_topic, raw_topic, transform_group
 from hisbridge.mapping import load_mapping
 from hisbridge.settings import Settings, environment_for, load_settings
 from hisbridge.sim import generate, load as sim_load
-from hisbridge.sinkloop import core_topic
 from hisbridge.topics import ensure_topics
-from hisbridge.transformloop import transform_group
 
 DEMO_DEFAULTS = {
     "HISBRIDGE_WORKER_APP_ID": "hisbridge-demo",
@@ -161,8 +160,8 @@ def set_clock(settings: Settings, moment: datetime) -> None:
 
 def pipeline_topics(settings: Settings, mapping) -> tuple[list[str], list[str]]:
     prefix = settings.source.topic_prefix
-    raw = [f"{prefix}.{s}" for s in captured_tables(mapping)]
-    core = [core_topic(t, settings.worker.core_prefix) for t in mapping.tables]
+    raw = [raw_topic(prefix, s) for s in captured_tables(mapping)]
+    core = [core_topic(settings.worker.core_prefix, t) for t in mapping.tables]
     return raw, core
 
 
@@ -293,7 +292,7 @@ def prepare(cfg: DemoConfig, catalog, mapping) -> None:
     ensure_key_file(settings.sm4.key_file)
     set_clock(settings, datetime.combine(cfg.day, dtime(17, 59, 59)))
     prefix = settings.worker.core_prefix
-    ensure_topics(c.kafka_bootstrap, [core_topic(t, prefix) for t in catalog.tables] + [core_topic("quarantine", prefix)],
+    ensure_topics(c.kafka_bootstrap, [core_topic(prefix, t) for t in catalog.tables] + [quarantine_topic(prefix)],
                   "hisbridge-demo-setup", replication=c.topic_replication)
     worker = start_worker(cfg)
     say(f"worker: pid {worker.pid()} (transform + sink, app id {settings.worker.app_id}), log {worker.log}")
@@ -344,7 +343,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
                     and catalog.table(k[0]).cadence == "daily")
     c = cfg.settings.connections
-    out.quarantine = reconcile.read_quarantine(c.kafka_bootstrap, core_topic("quarantine", cfg.settings.worker.core_prefix))
+    out.quarantine = reconcile.read_quarantine(c.kafka_bootstrap, quarantine_topic(cfg.settings.worker.core_prefix))
     front = psycopg2.connect(c.frontend_dsn)
     stage = psycopg2.connect(c.staging_dsn)
     try:

@@ -54,8 +54,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from hisbridge.contract import HEARTBEAT_TOPIC_PREFIX
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat."
 OPS = frozenset({"c", "u", "d", "r", "t"})
 
 _EPOCH = datetime(1970, 1, 1)

@@ -90,9 +90,9 @@ def rows(conn, table: str | None = None, batch: str | None = None) -> list[Ledge
         return [LedgerRow(*r) for r in cur.fetchall()]
 
 
-def key_checksum_sql(key_exprs: list[str]) -> str:
-    """SQL: md5 over the flushed rows' keys (org + business key, \\x1f-joined), sorted bytewise."""
-    joined = " || chr(31) || ".join(key_exprs)
+def key_checksum_sql(org_expr: str, key_expr: str) -> str:
+    """SQL: md5 over the flushed rows' keys (org \\x1f business key), sorted bytewise, \\x1e-joined."""
+    joined = f"{org_expr} || chr(31) || {key_expr}"
     return f"md5(coalesce(string_agg({joined}, chr(30) ORDER BY {joined} COLLATE \"C\"), ''))"
 
 

@@ -30,8 +30,8 @@ from typing import Any, Iterable, Mapping
 
 from hisbridge.batching import SHANGHAI, batch_by_name
 from hisbridge.catalog.model import Catalog, Table
+from hisbridge.contract import join_key as business_key
 from hisbridge.ledger import LedgerRow, key_checksum_sql
-from hisbridge.transform import KEY_SEP
 
 # The simulator's defect vocabulary → the rule ids the transform reports.
 RULE_OF_REASON = {"unmapped_code": "unmapped_code", "missing_required": "required", "invalid_id_number": "resident_id"}
@@ -126,10 +126,6 @@ def compare(table: str, batch: str, expected: Expected, delivered: Iterable[str]
 
 
 # --- pure: what the simulated HIS must produce -------------------------------------------------------------------
-
-def business_key(*values: Any) -> str:
-    return KEY_SEP.join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in values)
-
 
 def _sim_entity_records(entity: Mapping[str, Any], rows: Mapping[str, Mapping[tuple, dict]]
                         ) -> list[tuple[str, str, Any, set]]:
@@ -245,10 +241,15 @@ def _is_date(table: Table, name: str) -> bool:
     return table.field(name).type.split("(")[0].strip().lower() == "date"
 
 
+def key_sql(table: Table) -> str:
+    """SQL over a front-end table: the business key text of a row (hisbridge.contract's, "|"-joined)."""
+    return " || '|' || ".join(_key_exprs(table))
+
+
 def frontend_keys(conn, table: Table, batch: str) -> dict[str, datetime]:
     """Business key → report_datetime of the front-end rows whose batch-time field is in the batch."""
     start, end = batch_range(table, batch)
-    key = " || '|' || ".join(_key_exprs(table))
+    key = key_sql(table)
     with conn, conn.cursor() as cur:
         cur.execute(f'SELECT {key}, report_datetime FROM "{table.name}" WHERE "{table.batch_time}" >= %s '
                     f'AND "{table.batch_time}" < %s', (start, end))
@@ -258,7 +259,7 @@ def frontend_keys(conn, table: Table, batch: str) -> dict[str, datetime]:
 def frontend_by_report_datetime(conn, table: Table, batch: str) -> dict[datetime, tuple[int, str]]:
     """(count, ledger-style key checksum) per report_datetime of the batch's front-end rows."""
     start, end = batch_range(table, batch)
-    checksum = key_checksum_sql(['"yljgdm"::text'] + _key_exprs(table))
+    checksum = key_checksum_sql('"yljgdm"::text', key_sql(table))
     with conn, conn.cursor() as cur:
         cur.execute(f'SELECT report_datetime, count(*), {checksum} FROM "{table.name}" '
                     f'WHERE "{table.batch_time}" >= %s AND "{table.batch_time}" < %s GROUP BY report_datetime',
@@ -290,7 +291,7 @@ def read_quarantine(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list
     """Every entry on the quarantine topic, from the beginning (kafka-python, no consumer group)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from hisbridge.quarantine import QuarantineFormatError, parse_entry
+    from hisbridge.contract import QuarantineFormatError, parse_entry
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                              consumer_timeout_ms=int(timeout_s * 1000))

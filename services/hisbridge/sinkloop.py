@@ -1,17 +1,6 @@
 """Sink wiring helpers: what the sink agents and the flush timer do, as functions testable without Kafka.
+The topics, keys, headers and marks it reads are hisbridge.contract's.
 
-CONTRACT with the transform side (hisbridge.agents.transform produces, the sink consumes):
-  topic    `<prefix>.<table>` per catalog table; prefix `core` (HISBRIDGE_CORE_PREFIX overrides it, e.g.
-           for a test run). `core.quarantine` is not consumed here.
-  data     key = business key (UTF-8, key fields joined by "|"); value = Avro single-object bytes
-           (hisbridge.avrocodec, decoded by the fingerprint in its header); identity fields already SM4
-           ciphertext; a revoke is a record with xgbz = '1'. Headers: `hisbridge.key_version`,
-           `hisbridge.batch` (batch name), `hisbridge.source` (JSON: db, schema, table, lsn, tx_id,
-           commit_time_ms), `hisbridge.schema_fp`.
-  marks    records on the same topics (every partition of every core topic) with header
-           `hisbridge.kind` = `watermark` and value JSON {"connector": name, "commit_time_ms": T}: every
-           source change of that connector committed at or before T was produced on that partition before
-           the mark. A record without `hisbridge.kind` is data.
 Watermark of a connector = min over the core partitions of the latest mark seen on each (watermark.py);
 a table's watermark = the minimum over the connectors that mark the sink's topics (any of them may feed
 it, directly or through a lookup), None while any of them has not reported on every partition.
@@ -24,18 +13,18 @@ Pieces:
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 import psycopg2
 
 from hisbridge import avrocodec, staging
 from hisbridge.batching import BatchError, assign_batch
 from hisbridge.catalog.model import Table
+from hisbridge.contract import BATCH_HEADER, core_topic, is_mark, parse_mark, source_of_headers, text
 from hisbridge.flush import (FlushResult, PlannedFlush, WindowClosed, ensure_frontend, flush_batch, open_window,
                              plan_flushes, recover, retry_decision)
 from hisbridge.schedule import Schedule
@@ -43,18 +32,9 @@ from hisbridge.watermark import ConnectorProgress, Partition, watermark
 
 log = logging.getLogger(__name__)
 
-KIND_HEADER = "hisbridge.kind"
-WATERMARK_KIND = "watermark"
-BATCH_HEADER = "hisbridge.batch"
-SOURCE_HEADER = "hisbridge.source"
-
-
-def core_topic(table: str, prefix: str) -> str:
-    return f"{prefix}.{table}"
-
 
 def tables_by_topic(tables: Iterable[Table], prefix: str) -> dict[str, Table]:
-    return {core_topic(t.name, prefix): t for t in tables}
+    return {core_topic(prefix, t.name): t for t in tables}
 
 
 # --- staging a batch of events ----------------------------------------------------------------------------
@@ -75,30 +55,10 @@ class StageChunk:
     problems: list[str]                           # events that cannot be staged (logged, counted)
 
 
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
-
-
-def parse_mark(value: bytes | None) -> tuple[str, int]:
-    """(connector, commit_time_ms) of a watermark mark; ValueError when it is not one."""
-    data = json.loads(_text(value))
-    connector, ms = data.get("connector"), data.get("commit_time_ms")
-    if not connector or not isinstance(ms, int) or isinstance(ms, bool):
-        raise ValueError(f"watermark mark needs connector and integer commit_time_ms, got {data!r:.120}")
-    return str(connector), ms
-
-
-def _source(headers: Mapping[str, bytes]) -> Mapping[str, Any]:
-    raw = headers.get(SOURCE_HEADER)
-    return json.loads(_text(raw)) if raw else {}
-
-
 def _staged_row(table: Table, event: SinkEvent, schemas: Mapping[bytes, avrocodec.AvroSchema]) -> staging.StagedRow:
     record = avrocodec.decode(event.value or b"", schemas)
-    source = _source(event.headers)
-    batch = _text(event.headers.get(BATCH_HEADER)) or assign_batch(table, record).name
+    source = source_of_headers(event.headers)
+    batch = text(event.headers.get(BATCH_HEADER)) or assign_batch(table, record).name
     commit_ms = source.get("commit_time_ms")
     return staging.staged_row(table, record, batch, source.get("lsn"), int(commit_ms) if commit_ms is not None else 0)
 
@@ -113,7 +73,7 @@ def stage_chunk(events: Iterable[SinkEvent], topics: Mapping[str, Table],
     for event in events:
         where = f"{event.topic}[{event.partition}]@{event.offset}"
         try:
-            if _text(event.headers.get(KIND_HEADER)) == WATERMARK_KIND:
+            if is_mark(event.headers):
                 connector, ms = parse_mark(event.value)
                 key = (connector, event.topic, event.partition)
                 progress[key] = max(ms, progress.get(key, ms))

@@ -30,10 +30,10 @@ import psycopg2.extras
 
 from hisbridge.catalog.model import Table
 from hisbridge.catalog.records import to_json
+from hisbridge.contract import business_key
 from hisbridge.ledger import key_checksum_sql
 from hisbridge.watermark import ConnectorProgress
 
-KEY_SEP = "\x1f"
 WRITE_LOCK = 0x4B15_0001  # shared by writers, exclusive for the flush planner
 
 SCHEMA_SQL = """
@@ -85,7 +85,7 @@ class StagedRow:
     table: str
     cadence: str
     org: str
-    bkey: str          # business key values joined by \x1f (same text PostgreSQL's ->> gives)
+    bkey: str          # the business key (hisbridge.contract: the core record's Kafka key)
     batch: str
     payload: Mapping[str, Any]   # JSON-ready record (identity fields already SM4 ciphertext)
     revoked: bool
@@ -93,21 +93,13 @@ class StagedRow:
     commit_ms: int
 
 
-def business_key(table: Table, record: Mapping[str, Any]) -> str:
-    values = to_json({k: record.get(k) for k in table.key})
-    return KEY_SEP.join(_key_text(values[k]) for k in table.key)
-
-
-def _key_text(value: Any) -> str:
-    if value is None:
-        raise ValueError("a business key field is empty")
-    return str(value)
-
-
 def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
     """A final catalog record (decoded, encrypted) with its batch and source position → a staging row."""
     payload = to_json(dict(record))
-    return StagedRow(table.name, table.cadence, str(record["yljgdm"]), business_key(table, record), batch,
+    key = business_key(table.key, record)
+    if key is None:
+        raise ValueError(f"a business key field of {table.name} ({', '.join(table.key)}) is empty")
+    return StagedRow(table.name, table.cadence, str(record["yljgdm"]), key, batch,
                      payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms)
 
 
@@ -237,7 +229,7 @@ def pending_predicate() -> str:
 def key_checksum(cur, table: str, batch: str, cut: int) -> tuple[int, str]:
     """(row count, ledger checksum) of the rows a flush carries: org + business key, as staged."""
     cur.execute("SET LOCAL work_mem = '256MB'")   # sort a million keys in memory
-    cur.execute("SELECT count(*), " + key_checksum_sql(["s.org", "s.bkey"]) + " FROM hisbridge.staged s WHERE "
+    cur.execute("SELECT count(*), " + key_checksum_sql("s.org", "s.bkey") + " FROM hisbridge.staged s WHERE "
                 + pending_predicate(), {"tbl": table, "batch": batch, "cut": cut})
     count, checksum = cur.fetchone()
     return count, checksum

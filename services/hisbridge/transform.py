@@ -5,10 +5,10 @@
 
 Every reason a record has — transcode, quality, Avro, batch — is reported together. Outputs:
 
-  CoreRecord      for `core.<table>`: key = business key (key fields joined by "|"), value = Avro
+  CoreRecord      for `core.<table>`: key = business key (hisbridge.contract), value = Avro
                   single-object bytes (schema fingerprint in the header), headers carrying the metadata
                   that is not a catalog field: SM4 key version, batch, source position (LSN, commit time).
-  QuarantineEntry for `core.quarantine` (see quarantine.py): identity fields already encrypted.
+  QuarantineEntry for `core.quarantine` (hisbridge.contract): identity fields already encrypted.
   Waiting         a reference row (patient, department…) is not known yet: the wiring retries when it
                   arrives and, after its bounded wait, calls again with `give_up=True` → quarantine.
 
@@ -24,7 +24,6 @@ Nothing here raises on bad data; a MappingError/Sm4ConfigError is configuration,
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,14 +36,13 @@ from hisbridge.crypto import DEFAULT_SETTINGS, Sm4Key, Sm4Settings, encrypt_fiel
 from hisbridge.decode import SHANGHAI, Change, DecodeError
 from hisbridge.mapping import (Lookups, Mapped, MissingLookup, SourceMapping, Unmappable, is_known_source,
                                map_change)
+from hisbridge.contract import UNKNOWN_TABLE, Headers, QuarantineEntry, record_headers
+from hisbridge.contract import business_key as contract_key
 from hisbridge.quality import check_record
 from hisbridge.quality.columns import clean_records
-from hisbridge.quarantine import UNKNOWN_TABLE, QuarantineEntry
 from hisbridge.transcode import transcode
 
-KEY_SEP = "|"
 _FOLLOW_FROM_UNMAPPED = frozenset({"valueset", "code_name", "max_length"})
-Headers = tuple[tuple[str, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +75,7 @@ def source_of(change: Change) -> dict[str, Any]:
 
 
 def business_key(table: Table, record: Mapping[str, Any]) -> str | None:
-    values = [record.get(k) for k in table.key]
-    if any(v is None or v == "" for v in values):
-        return None
-    return KEY_SEP.join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in values)
+    return contract_key(table.key, record)
 
 
 def _reason(rule: str, field: str | None, message: str) -> dict[str, Any]:
@@ -100,13 +95,6 @@ def _avro_reasons(problems: list[str], already: set[str | None]) -> list[dict[st
         if field is None or field not in already:
             out.append(_reason("avro_schema", field, problem))
     return out
-
-
-def _headers(key_version: str, batch: str, source: Mapping[str, Any], fingerprint: bytes) -> Headers:
-    position = json.dumps({k: source.get(k) for k in ("db", "schema", "table", "lsn", "tx_id", "commit_time_ms")},
-                          separators=(",", ":"))
-    return (("hisbridge.key_version", key_version.encode()), ("hisbridge.batch", batch.encode()),
-            ("hisbridge.source", position.encode()), ("hisbridge.schema_fp", fingerprint.hex().encode()))
 
 
 @dataclass(frozen=True)
@@ -145,7 +133,7 @@ def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[s
         return QuarantineEntry(table.name, tuple(reasons), source, batch, encrypted, ctx.key.version,
                                ctx.first_seen, key)
     return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
-                      _headers(ctx.key.version, batch, source, schema.fingerprint))
+                      record_headers(ctx.key.version, batch, source, schema.fingerprint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +201,7 @@ def _clean_record(ctx: _Context, table: Table, schema: avrocodec.AvroSchema, rec
     except BatchError:
         return None
     return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
-                      _headers(ctx.key.version, batch, source, schema.fingerprint))
+                      record_headers(ctx.key.version, batch, source, schema.fingerprint))
 
 
 def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[str, Any]) -> QuarantineEntry:

@@ -29,7 +29,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Mapping, MutableMapping
 
-from hisbridge.decode import HEARTBEAT_TOPIC_PREFIX, Change, DecodeError, Heartbeat, decode_message
+from hisbridge.contract import raw_topic
+from hisbridge.decode import Change, DecodeError, Heartbeat, decode_message
 from hisbridge.mapping import LookupUpdate, SourceMapping, lookup_updates
 from hisbridge.transform import Waiting, finish_outputs
 
@@ -40,18 +41,9 @@ Partition = tuple[str, int]
 # --- topics -----------------------------------------------------------------------------------------------
 
 def raw_topics(mapping: SourceMapping, prefix: str) -> list[str]:
-    """`<prefix>.<schema>.<table>` for every source table the mapping reads (drivers and lookups)."""
+    """The raw topic of every source table the mapping reads (drivers and lookups)."""
     sources = set(mapping.by_source) | set(mapping.lookup_sources)
-    return sorted(f"{prefix}.{source}" for source in sources)
-
-
-def transform_group(app_id: str) -> str:
-    """The consumer group of the transform's raw topics (its own: Faust's group uses Faust's assignor)."""
-    return f"{app_id}.transform"
-
-
-def heartbeat_topic(prefix: str) -> str:
-    return f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"
+    return sorted(raw_topic(prefix, source) for source in sources)
 
 
 # --- exact JSON for table values --------------------------------------------------------------------------
@@ -242,7 +234,7 @@ def apply_updates(store: MutableMapping[str, Any], updates: Iterable[LookupUpdat
 
 def lookup_topics(mapping: SourceMapping, prefix: str) -> list[str]:
     """The raw topics of the reference tables: what a worker reads from the beginning at start."""
-    return sorted(f"{prefix}.{source}" for source in mapping.lookup_sources)
+    return sorted(raw_topic(prefix, source) for source in mapping.lookup_sources)
 
 
 def restore_lookups(store: MutableMapping[str, Any], mapping: SourceMapping,
@@ -399,10 +391,6 @@ def connector_mark_ms(last_commit: Mapping[Partition, int | None], caught_up: It
     if held_commit_ms is not None:
         values.append(held_commit_ms - 1)
     return min(values) if values else None
-
-
-def mark_value(connector: str, commit_ms: int) -> bytes:
-    return json.dumps({"connector": connector, "commit_time_ms": commit_ms}).encode()
 
 
 @dataclass

@@ -27,6 +27,7 @@ import devstack.postgres
 from hisbridge import connectors
 from hisbridge.cli import main as cli_main
 from hisbridge.connectors import ConnectorSpec
+from hisbridge.contract import heartbeat_topic
 from support import wait_for
 
 pytestmark = pytest.mark.stack
@@ -53,7 +54,7 @@ class Probe:
         self.spec = ConnectorSpec(res.connector(f"stackprobe-{res.id}"), "postgres", ("stackprobe.probe",),
                                   heartbeat_ms=1000)
         self.topic = f"{self.prefix}.stackprobe.probe"
-        self.heartbeat_topic = res.topics(f"__debezium-heartbeat.{self.prefix}")
+        self.heartbeat_topic = res.topics(heartbeat_topic(self.prefix))
 
     def connection(self):
         conn = psycopg2.connect(self.settings.connections.his_dsn)

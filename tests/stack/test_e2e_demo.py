@@ -115,7 +115,7 @@ def test_frontend_holds_exactly_the_expected_rows_once(demo_run):
     try:
         for name, table in catalog.tables.items():
             want = set().union(*[e.delivered for (t, _), e in expected.items() if t == name])
-            key = " || '|' || ".join(reconcile._key_exprs(table))     # noqa: SLF001 — same key text as reconcile
+            key = reconcile.key_sql(table)
             with conn, conn.cursor() as cur:
                 cur.execute(f'SELECT {key} FROM "{name}"')
                 got = [k for (k,) in cur.fetchall()]

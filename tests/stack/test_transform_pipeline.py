@@ -28,7 +28,8 @@ from hisbridge.catalog import load_catalog
 from hisbridge.mapping import load_mapping
 from hisbridge.sim import load as sim_load
 from hisbridge.topics import not_compacted
-from hisbridge.transformloop import HELD_SEP, transform_group
+from hisbridge.contract import held_topic, transform_group
+from hisbridge.transformloop import HELD_SEP
 from support import wait_for
 
 pytestmark = pytest.mark.stack
@@ -184,7 +185,7 @@ class Worker:
         """What the worker holds for a missing reference row now (its compacted held-records topic)."""
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                  auto_offset_reset="earliest", consumer_timeout_ms=1000)
-        topic = TopicPartition(f"{self.app_id}.transform-held", 0)
+        topic = TopicPartition(held_topic(self.app_id), 0)
         try:
             if topic.topic not in consumer.topics():
                 return set()
@@ -394,7 +395,7 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
              lambda: all(worker.committed().get(tp.topic, -1) >= end for tp, end in ends.items()), timeout=60)
     # what the restart restores from keeps every key's newest row: raw topics as the connector template
     # creates them, and the held-records topic
-    assert not_compacted(worker.bootstrap, [tp.topic for tp in ends] + [f"{worker.app_id}.transform-held"]) == []
+    assert not_compacted(worker.bootstrap, [tp.topic for tp in ends] + [held_topic(worker.app_id)]) == []
     worker.stop()
     before = len([r for r in reader.records if r["key"].startswith(f"V{his.id}")])
     worker.start()

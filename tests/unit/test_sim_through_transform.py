@@ -23,11 +23,11 @@ from hisbridge.catalog import load_catalog
 from hisbridge.crypto import parse_key
 from hisbridge.decode import SHANGHAI, Change, SourcePosition
 from hisbridge.mapping import load_mapping, lookup_key, lookup_updates
-from hisbridge.quarantine import QuarantineEntry
+from hisbridge.contract import QuarantineEntry
 from hisbridge.reconcile import columns_read
 from hisbridge.sim import generate
 from hisbridge import transform as transform_module
-from hisbridge.transform import KEY_SEP, CoreRecord, Waiting, finish_outputs, transform
+from hisbridge.transform import CoreRecord, Waiting, finish_outputs, transform
 
 SEED, VISITS, BAD_SHARE = 7, 1000, 0.05
 DAY = date(2026, 1, 5)          # the 5th: the statistics office also enters December's and 2025's indicators
@@ -123,7 +123,7 @@ def run_chain(changes: list[Change], catalog, mapping, batch: int | None = None)
 # --- what the manifest predicts ------------------------------------------------------------------------
 
 def _k(*values: Any) -> str:
-    return KEY_SEP.join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in values)
+    return "|".join(v.isoformat() if hasattr(v, "isoformat") else str(v) for v in values)
 
 
 def entity_records(entity: dict, rows: dict[str, dict[tuple, dict]]) -> list[tuple[str, str, set]]:

@@ -15,7 +15,7 @@ from hisbridge import avrocodec
 from hisbridge.catalog import load_catalog
 from hisbridge.crypto import Sm4Settings, decrypt_fields, parse_key
 from hisbridge.decode import decode_message
-from hisbridge.quarantine import QuarantineEntry, QuarantineFormatError, parse_entry, serialize_entry
+from hisbridge.contract import QuarantineEntry, QuarantineFormatError, parse_entry, serialize_entry
 from hisbridge.transform import CoreRecord, Waiting, transform
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mapping" / "test_hospital.yaml"

@@ -17,11 +17,11 @@ from hisbridge import avrocodec, crypto
 from hisbridge.catalog import load_catalog
 from hisbridge.crypto import Sm4ConfigError
 from hisbridge.mapping import load_mapping
-from hisbridge.quarantine import QuarantineEntry
+from hisbridge.contract import QuarantineEntry, heartbeat_topic
 from hisbridge.settings import load_settings
 from hisbridge.transform import CoreRecord, transform
 from hisbridge.transformloop import (CodedStore, HeldRecords, LoggedStore, MarkThrottle, RawEvent, TableLookups,
-                                     connector_mark_ms, decode_value, encode_value, heartbeat_topic, lookup_topics,
+                                     connector_mark_ms, decode_value, encode_value, lookup_topics,
                                      plan_batch, plan_expiry, raw_topics, release_all, restore_lookups,
                                      TimeOrder)
 

@@ -1,5 +1,5 @@
 """Transform agent: raw Debezium topics → `core.<table>` (Avro) and `core.quarantine` (JSON), plus watermark
-marks for the sink (the contract is in hisbridge.sinkloop's docstring; the chain in hisbridge.transform).
+marks for the sink (the wire contract is hisbridge.contract; the chain hisbridge.transform).
 
 One consumer, driven by the source mapping: it reads the raw topic of every source table the mapping reads
 (drivers and lookups) and the connector's heartbeat topic — no code per table. Per batch: decode → reference
@@ -57,18 +57,17 @@ from aiokafka.errors import CommitFailedError
 from hisbridge import avrocodec, crypto
 from hisbridge.catalog import catalog_for
 from hisbridge.mapping import load_mapping
-from hisbridge.quarantine import QuarantineEntry, serialize_entry
+from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND, QuarantineEntry, core_topic,
+                                heartbeat_topic, held_topic, mark_value, quarantine_key, quarantine_topic,
+                                serialize_entry, transform_group)
 from hisbridge.settings import Settings
-from hisbridge.sinkloop import KIND_HEADER, WATERMARK_KIND, core_topic
 from hisbridge.topics import committed_offsets, ensure_topics, not_compacted, read_from_start
 from hisbridge.transform import CoreRecord, transform
 from hisbridge.transformloop import (BatchPlan, CodedStore, HeldRecords, LoggedStore, MarkThrottle,
                                      Partition, RawEvent, TableLookups, TimeOrder, connector_mark_ms,
-                                     heartbeat_topic, lookup_topics, mark_value, plan_batch, plan_expiry, raw_topics,
-                                     release_all, restore_lookups, transform_group)
+                                     lookup_topics, plan_batch, plan_expiry, raw_topics, release_all, restore_lookups)
 
 log = logging.getLogger(__name__)
-QUARANTINE_KIND = b"quarantine"
 
 
 def _now_ms() -> int:
@@ -81,8 +80,8 @@ class _Wiring:
     def __init__(self, app, catalog_tables: Iterable[str], connector: str, topics: list[str], core_prefix: str,
                  mark_every: float) -> None:
         self.app, self.connector, self.topics, self.core_prefix = app, connector, set(topics), core_prefix
-        self.core_topics = [core_topic(t, core_prefix) for t in sorted(catalog_tables)]
-        self.quarantine = core_topic("quarantine", core_prefix)
+        self.core_topics = [core_topic(core_prefix, t) for t in sorted(catalog_tables)]
+        self.quarantine = quarantine_topic(core_prefix)
         self.consumer: Any = None           # the raw topics' AIOKafkaConsumer, once started
         self.order: TimeOrder = TimeOrder()  # its fetched messages not handled yet
         self.commits: dict[Partition, int] = {}
@@ -97,12 +96,11 @@ class _Wiring:
         futures = []
         for out in outputs:
             if isinstance(out, CoreRecord):
-                futures.append(await send(core_topic(out.table, self.core_prefix), out.key.encode("utf-8"), out.value, None, None,
+                futures.append(await send(core_topic(self.core_prefix, out.table), out.key.encode("utf-8"), out.value, None, None,
                                           list(out.headers)))
                 self._count("core_records")
             elif isinstance(out, QuarantineEntry):
-                key = f"{out.table}|{out.key}".encode("utf-8") if out.key else None
-                futures.append(await send(self.quarantine, key, serialize_entry(out), None, None,
+                futures.append(await send(self.quarantine, quarantine_key(out.table, out.key), serialize_entry(out), None, None,
                                           [(KIND_HEADER, QUARANTINE_KIND)]))
                 self._count("quarantined")
                 log.warning("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
@@ -156,7 +154,7 @@ class _Wiring:
         for topic in self.core_topics:
             for part in sorted(await producer.partitions_for(topic)):
                 futures.append(await self.app.producer.send(topic, None, mark_value(self.connector, value), part,
-                                                            None, [(KIND_HEADER, WATERMARK_KIND.encode())]))
+                                                            None, [(KIND_HEADER, WATERMARK_KIND)]))
         await asyncio.gather(*futures)
         self.throttle.sent(now, value)
         log.info("watermark mark %s commit_time_ms=%d on %d partitions", self.connector, value, len(futures))
@@ -238,7 +236,7 @@ def register(app, config: Settings) -> None:
     wait_ms = int(config.worker.lookup_wait * 1000)
     take = config.worker.transform_take
     within = config.worker.transform_within
-    held_topic = f"{app.conf.id}.transform-held"
+    held = held_topic(app.conf.id)
 
     def declare_state_topics() -> None:
         """Raw topics the connector has not written yet, and the held-records topic, exist before the
@@ -246,8 +244,8 @@ def register(app, config: Settings) -> None:
         created = ensure_topics(bootstrap, topics, "hisbridge-transform-setup", compacted=True, replication=replication)
         if created:
             log.info("created raw topics not written by the connector yet: %s", ", ".join(created))
-        ensure_topics(bootstrap, [held_topic], "hisbridge-transform-setup", compacted=True, replication=replication)
-        for topic in not_compacted(bootstrap, lookup_topics(mapping, prefix) + [held_topic], "hisbridge-transform-setup"):
+        ensure_topics(bootstrap, [held], "hisbridge-transform-setup", compacted=True, replication=replication)
+        for topic in not_compacted(bootstrap, lookup_topics(mapping, prefix) + [held], "hisbridge-transform-setup"):
             log.error("topic %s is not compacted (cleanup.policy): a restart after its retention loses the rows "
                       "this worker restores from it — set cleanup.policy=compact (connectors/README.md)", topic)
     held_rows = LoggedStore()
@@ -267,7 +265,7 @@ def register(app, config: Settings) -> None:
     async def finish(plan: BatchPlan) -> None:
         await wiring.produce(plan.outputs)
         release_all(pending, plan)      # only now: a crash before this retries the held records again
-        await wiring.save(held_topic, held_rows.drain())
+        await wiring.save(held, held_rows.drain())
         wiring.observe(plan)
         await wiring.marks(pending)
 
@@ -280,7 +278,7 @@ def register(app, config: Settings) -> None:
         await asyncio.to_thread(declare_state_topics)
         until = await asyncio.to_thread(committed_offsets, bootstrap, group, lookup_topics(mapping, prefix))
         applied = await asyncio.to_thread(restore_lookups, lookup_rows, mapping, read_from_start(bootstrap, until))
-        await asyncio.to_thread(held_rows.restore, read_from_start(bootstrap, {(held_topic, 0): None}))
+        await asyncio.to_thread(held_rows.restore, read_from_start(bootstrap, {(held, 0): None}))
         log.info("restored %d reference-row changes from %d raw topic partitions (%d keys) and %d held records, "
                  "%.1f s", applied, len(until), len(lookup_rows), len(held_rows), time.monotonic() - started)
 

@@ -36,9 +36,9 @@ def cli(settings: Settings, batch: str, tables: tuple[str, ...], sim_seed: int |
     names = list(tables) or sorted(n for n, t in catalog.tables.items() if t.cadence == cadence)
     expected = _sim_expected(settings, catalog, batch, sim_seed, sim_visits, sim_bad_share, int(sim_until)) \
         if sim_seed is not None else None
-    from hisbridge.sinkloop import core_topic
+    from hisbridge.contract import quarantine_topic
     entries = reconcile.read_quarantine(settings.connections.kafka_bootstrap,
-                                        core_topic("quarantine", settings.worker.core_prefix))
+                                        quarantine_topic(settings.worker.core_prefix))
     front = psycopg2.connect(settings.connections.frontend_dsn, connect_timeout=5)
     stage = psycopg2.connect(settings.connections.staging_dsn, connect_timeout=5)
     reports = []
