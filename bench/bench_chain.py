@@ -35,13 +35,13 @@ from functools import partial
 from typing import Any
 
 from hisbridge.catalog import load_catalog
-from hisbridge.crypto import parse_key
-from hisbridge.decode import Change, SourcePosition, decode_message
-from hisbridge.mapping import load_mapping, lookup_updates
+from hisbridge.chain.chain import CoreRecord, finish_outputs, transform
+from hisbridge.chain.crypto import parse_key
+from hisbridge.chain.decode import Change, SourcePosition, decode_message
+from hisbridge.chain.mapping import load_mapping, lookup_updates
+from hisbridge.settings import defaults
 from hisbridge.sim import generate
 from hisbridge.sim.load import schema_sql
-from hisbridge.transform import CoreRecord, finish_outputs, transform
-from hisbridge.settings import defaults
 
 SEED = 7
 DRIVERS = {"mjzzlxx": "op_visit", "basy": "mr_homepage"}

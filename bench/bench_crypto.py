@@ -10,8 +10,7 @@ import sys
 import time
 
 from gmssl import sm4 as gm
-
-from hisbridge.crypto import Sm4Settings, encrypt_fields, parse_key
+from hisbridge.chain.crypto import Sm4Settings, encrypt_fields, parse_key
 
 FIELDS = ("xm", "sfzh", "dh", "xzz", "hkdz", "gzdw", "dwdh", "lxrxm", "lxrdz", "lxrdh")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"

@@ -17,14 +17,13 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import psycopg2
-
-from hisbridge import staging
-from hisbridge.settings import load_settings
-from hisbridge.batching import SHANGHAI
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.sample import sample_records
-from hisbridge.flush import ensure_frontend, flush_batch
-from hisbridge.schedule import parse
+from hisbridge.clock import SHANGHAI
+from hisbridge.delivery import staging
+from hisbridge.delivery.flush import ensure_frontend, flush_batch
+from hisbridge.delivery.schedule import parse
+from hisbridge.settings import load_settings
 
 SETTINGS = load_settings()
 

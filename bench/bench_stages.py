@@ -18,11 +18,12 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_crypto import FIELDS, make_records  # noqa: E402
-
-from hisbridge.avrocodec import encode, encode_checked, schema_from_dict, validate_record  # noqa: E402
-from hisbridge.batching import assign_batch  # noqa: E402
-from hisbridge.crypto import Sm4Settings, encrypt_fields, parse_key  # noqa: E402
-from hisbridge.decode import Change, decode_message  # noqa: E402
+from hisbridge.chain.avro import (encode, encode_checked,  # noqa: E402
+                                  schema_from_dict, validate_record)
+from hisbridge.chain.batch import assign_batch  # noqa: E402
+from hisbridge.chain.crypto import (Sm4Settings, encrypt_fields,  # noqa: E402
+                                    parse_key)
+from hisbridge.chain.decode import Change, decode_message  # noqa: E402
 
 MICRO = {"type": "int64", "name": "io.debezium.time.MicroTimestamp", "version": 1}
 DATE = {"type": "int32", "name": "io.debezium.time.Date", "version": 1}

@@ -20,7 +20,7 @@ group), its own core prefix, a throwaway SM4 key, the web server off, HISBRIDGE_
 HISBRIDGE_LOOKUP_WAIT=3600 (nothing is quarantined for a missing row during the run) and
 HISBRIDGE_MARK_EVERY=1e9 (at most one watermark mark per core partition, so end offsets stay countable).
 
-Expected outputs: the same raw messages run in-process, in order, through transformloop.plan_batch (the
+Expected outputs: the same raw messages run in-process, in order, through runtime.batch_plan.plan_batch (the
 function the worker calls) with dicts for its stores. The worker is done when its consumer group
 (`<app id>.transform`) has committed every raw offset: it commits a batch only after the batch's outputs are
 acknowledged. The core topics are then read back: every business key of the in-order run must be there
@@ -60,17 +60,18 @@ from typing import Any, Iterable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_chain  # noqa: E402 — the Debezium message builders (envelope, connect_field, his_columns)
-
-from hisbridge import crypto  # noqa: E402
-from hisbridge.settings import load_settings  # noqa: E402
 from hisbridge.catalog import load_catalog  # noqa: E402
-from hisbridge.mapping import load_mapping  # noqa: E402
+from hisbridge.chain import crypto  # noqa: E402
+from hisbridge.chain.chain import CoreRecord, transform  # noqa: E402
+from hisbridge.chain.mapping import load_mapping  # noqa: E402
+from hisbridge.contract import heartbeat_topic, raw_topics, transform_group  # noqa: E402
+from hisbridge.runtime.batch_plan import plan_batch  # noqa: E402
+from hisbridge.runtime.ordering import RawEvent  # noqa: E402
+from hisbridge.state.held import HeldRecords  # noqa: E402
+from hisbridge.state.lookups import TableLookups  # noqa: E402
+from hisbridge.settings import load_settings  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim.load import schema_sql  # noqa: E402
-from hisbridge.contract import heartbeat_topic, transform_group  # noqa: E402
-from hisbridge.transform import CoreRecord, transform  # noqa: E402
-from hisbridge.transformloop import (HeldRecords, RawEvent, TableLookups,  # noqa: E402
-                                     plan_batch, raw_topics)
 
 SETTINGS = load_settings()
 
@@ -331,18 +332,18 @@ GROUPS = (   # self time by where the code lives (first match wins)
     ("cryptography (SM4)", "cryptography"))
 
 FUNCTIONS = (   # cumulative time of the wiring's steps (cProfile: a coroutine counts only while it runs)
-    ("plan_batch (decode + lookups + transform, pure)", "transformloop.py", "plan_batch"),
-    ("  transform.transform (the pure chain)", "hisbridge/transform.py", "transform"),
+    ("plan_batch (decode + lookups + transform, pure)", "runtime/batch_plan.py", "plan_batch"),
+    ("  chain.transform (the pure chain)", "hisbridge/chain/chain.py", "transform"),
     ("  decode.decode_message", "decode.py", "decode_message"),
     ("  mapping.lookup_updates", "mapping.py", "lookup_updates"),
-    ("  transformloop.apply_updates (lookup rows → store)", "transformloop.py", "apply_updates"),
-    ("  transformloop.decode_value / encode_value (held records ↔ JSON)", "transformloop.py",
+    ("  lookups.apply_updates (lookup rows → store)", "state/lookups.py", "apply_updates"),
+    ("  codec.decode_value / encode_value (held records ↔ JSON)", "state/codec.py",
      ("decode_value", "encode_value")),
-    ("  HeldRecords.park / at / release", "transformloop.py", ("park", "at", "release")),
-    ("_Wiring.produce (send core/quarantine + await acks)", "agents/transform.py", "produce"),
-    ("_Wiring.save (held-record writes + await acks)", "agents/transform.py", "save"),
-    ("_Wiring.marks", "agents/transform.py", "marks"),
-    ("_RawBatches.next (fetch + merge oldest first)", "agents/transform.py", "next"),
+    ("  HeldRecords.park / at / release", "state/held.py", ("park", "at", "release")),
+    ("TransformIO.produce (send core/quarantine + await acks)", "runtime/transform_worker.py", "produce"),
+    ("TransformIO.save_held (held-record writes + await acks)", "runtime/transform_worker.py", "save_held"),
+    ("TransformWorker._mark", "runtime/transform_worker.py", "_mark"),
+    ("RawBatches.next (fetch + merge oldest first)", "runtime/transform_worker.py", "next"),
     ("aiokafka send (producer)", "aiokafka/producer", "send"),
     ("aiokafka Fetcher (consume)", "aiokafka/consumer/fetcher.py", None),
     ("selector poll (idle: waiting for I/O)", "selectors.py", "select"),
@@ -376,12 +377,12 @@ def print_profile(path: str) -> None:
 
 
 SAMPLE_STEPS = (   # (label, regex on one py-spy frame "function (file:line)"), most specific first
-    ("transform.transform (the pure chain)", r"^transform \(.*hisbridge/transform\.py"),
-    ("decode.decode_message", r"^decode_message \(.*hisbridge/decode\.py"),
-    ("lookup rows → store (apply_updates)", r"^apply_updates \(.*transformloop"),
-    ("held records (park / at / release)", r"^(park|at|release|_index) \(.*transformloop"),
-    ("other plan_batch (lookup_updates…)", r"^plan_batch \(.*transformloop"),
-    ("_Wiring.produce + marks (send, await acks)", r"hisbridge/agents/transform\.py"),
+    ("chain.transform (the pure chain)", r"^transform \(.*hisbridge/chain/chain\.py"),
+    ("decode.decode_message", r"^decode_message \(.*hisbridge/chain/decode\.py"),
+    ("lookup rows → store (apply_updates)", r"^apply_updates \(.*state/lookups"),
+    ("held records (park / at / release)", r"^(park|at|release|_index) \(.*state/held"),
+    ("other plan_batch (lookup_updates…)", r"^plan_batch \(.*runtime/batch_plan"),
+    ("TransformIO.produce + marks (send, await acks)", r"hisbridge/runtime/transform_worker\.py"),
     ("faust conductor / consumer / streams / other", r"faust/"),
     ("aiokafka (fetch, send, connection)", r"aiokafka/"),
     ("mode (faust's service library: timers, supervisors)", r"mode/"),
@@ -456,7 +457,7 @@ def main() -> None:
           f"CPU = {len(messages) / pure:,.0f} raw messages, {sum(expect.values()) / pure:,.0f} outputs per "
           f"CPU-second (first run of each code path included)")
 
-    raw_names = raw_topics(mapping, raw_prefix)
+    raw_names = raw_topics(raw_prefix, mapping.sources)
     core_names = [f"{core_prefix}.{t}" for t in sorted(catalog.tables)] + [f"{core_prefix}.quarantine"]
     create_topics(raw_names + core_names)   # core topics too: end offsets can be read from the start
     print(f"produce: {len(messages) / produce(messages, raw_prefix):,.0f} messages/s to {SETTINGS.connections.kafka_bootstrap}")

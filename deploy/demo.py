@@ -35,23 +35,27 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime
+from datetime import time as dtime
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 import psycopg2
-
 from devstack import postgres
 from devstack.worker import Worker
-from hisbridge import connectors, ledger, reconcile
-from hisbridge.batching import SHANGHAI
 from hisbridge.catalog import catalog_for
-from hisbridge.clock import write_clock_file
-from hisbridge.contract import core_topic, quarantine_topic, raw_topic, transform_group
-from hisbridge.mapping import load_mapping
+from hisbridge.chain.mapping import load_mapping
+from hisbridge.clock import SHANGHAI, write_clock_file
+from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
+                                transform_group)
+from hisbridge.delivery import ledger, staging
+from hisbridge.ops import connectors, reconcile
+from hisbridge.ops.lag import lag_by_topic, partition_lags
+from hisbridge.runtime.topics import ensure_topics
 from hisbridge.settings import Settings, environment_for, load_settings
-from hisbridge.sim import generate, load as sim_load
-from hisbridge.topics import ensure_topics
+from hisbridge.sim import expectations, generate
+from hisbridge.sim import load as sim_load
 
 DEMO_DEFAULTS = {
     "HISBRIDGE_WORKER_APP_ID": "hisbridge-demo",
@@ -136,11 +140,6 @@ def ensure_database(settings: Settings, dsn: str, his: bool = False) -> None:
         postgres.his(settings).prepare_cdc(name)
 
 
-def captured_tables(mapping) -> tuple[str, ...]:
-    """schema.table of every HIS table the mapping reads (drivers and lookups)."""
-    return tuple(sorted(set(mapping.by_source) | set(mapping.lookup_sources)))
-
-
 def start_worker(cfg: DemoConfig) -> Worker:
     """(Re)start the background worker so it runs with the demo's settings."""
     worker = Worker(cfg.settings, cfg.worker_name)
@@ -160,29 +159,19 @@ def set_clock(settings: Settings, moment: datetime) -> None:
 
 def pipeline_topics(settings: Settings, mapping) -> tuple[list[str], list[str]]:
     prefix = settings.source.topic_prefix
-    raw = [raw_topic(prefix, s) for s in captured_tables(mapping)]
+    raw = raw_topics(prefix, mapping.sources)
     core = [core_topic(settings.worker.core_prefix, t) for t in mapping.tables]
     return raw, core
 
 
 def consumer_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
     """Per topic: end offset − the group's committed offset (summed over partitions; no commit = 0)."""
-    from kafka import TopicPartition
-    from kafka.admin import KafkaAdminClient, OffsetSpec
+    from kafka.admin import KafkaAdminClient
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hisbridge-demo-lag")
     try:
-        existing = set(admin.list_topics())
-        tps = [TopicPartition(t, p) for t in topics if t in existing
-               for p in range(len(admin.describe_topics([t])[0]["partitions"]))]
-        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}) if tps else {}
-        committed = admin.list_group_offsets({group: tps}).get(group, {}) if tps else {}
+        return lag_by_topic(partition_lags(admin, [group], topics)).get(group, {})
     finally:
         admin.close()
-    lag: Counter = Counter()
-    for tp in tps:
-        done = committed.get(tp)
-        lag[tp.topic] += max(0, ends[tp].offset - (done.offset if done is not None and done.offset >= 0 else 0))
-    return dict(lag)
 
 
 def sink_watermark_ms(staging_dsn: str, connector: str, core: list[str]) -> int | None:
@@ -227,17 +216,11 @@ def wait_drained(cfg: DemoConfig, mapping, after_ms: int, timeout: float = 300.0
 
 def pending_batches(staging_dsn: str, up_to: str, org: str) -> list[tuple[str, str, int]]:
     """(table, batch, rows) of this hospital's daily batches up to D with rows no flush has carried yet."""
-    from hisbridge import staging
     conn = psycopg2.connect(staging_dsn)
     try:
         staging.ensure_schema(conn)
-        with conn, conn.cursor() as cur:
-            cur.execute("""SELECT s.tbl, s.batch, count(*) FROM hisbridge.staged s
-                           WHERE s.org = %s AND s.cadence = 'daily' AND s.batch <= %s AND s.status = 'pending'
-                             AND s.seq > (SELECT COALESCE(max(f.cut), 0) FROM hisbridge.flushed f
-                                          WHERE f.tbl = s.tbl AND f.batch = s.batch)
-                           GROUP BY s.tbl, s.batch ORDER BY s.batch, s.tbl""", (org, up_to))
-            return cur.fetchall()
+        return [(c.table, c.batch, c.pending) for c in staging.batch_counts(conn, org=org, cadence="daily", up_to=up_to)
+                if c.pending]
     finally:
         conn.close()
 
@@ -286,7 +269,7 @@ def prepare(cfg: DemoConfig, catalog, mapping) -> None:
     finally:
         conn.close()
     say(f"HIS: schema his ready ({c.his_dsn})")
-    spec = connectors.ConnectorSpec(cfg.connector, "postgres", captured_tables(mapping), heartbeat_ms=2000)
+    spec = connectors.ConnectorSpec(cfg.connector, "postgres", mapping.sources, heartbeat_ms=2000)
     say(f"connector {cfg.connector}: {connectors.apply(settings, spec)}, RUNNING (topic prefix "
         f"{settings.source.topic_prefix}, {len(spec.tables)} tables)")
     ensure_key_file(settings.sm4.key_file)
@@ -338,7 +321,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     this run stopped (late entries after 18:00 still belong to batch D), through the source mapping."""
     end = datetime.combine(cfg.day, dtime(22 if cfg.evening else 18))
     activity = generate.activity(cfg.seed, generate.batch_window(cfg.day)[0], end, cfg.visits, cfg.bad_share)
-    expected = reconcile.sim_expectations(activity, mapping, catalog, generate.PRIMARY_KEYS)
+    expected = expectations.sim_expectations(activity, mapping, catalog, generate.PRIMARY_KEYS)
     last = cfg.day.isoformat()
     wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
                     and catalog.table(k[0]).cadence == "daily")
@@ -370,7 +353,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
 def print_summary(cfg: DemoConfig, out: Outcome) -> None:
     print("\n== HIS rows (simulated hospital, schema his) ==")
     print("  " + ", ".join(f"{t} {n}" for t, n in out.his_rows.items()))
-    print(f"\n== batch reconciliation (expected = the simulator's manifest through the source mapping) ==")
+    print("\n== batch reconciliation (expected = the simulator's manifest through the source mapping) ==")
     for line in reconcile.format_report(out.reports):
         print("  " + line)
     reasons = Counter()

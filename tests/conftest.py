@@ -5,7 +5,6 @@ afterwards, also when the test fails."""
 from __future__ import annotations
 
 import pytest
-
 from hisbridge.settings import Settings, load_settings
 from support import Resources
 

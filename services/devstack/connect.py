@@ -5,7 +5,6 @@ import json
 import urllib.error
 import urllib.request
 
-
 from devstack import jars, procs
 from devstack.kafka import broker_ready
 from devstack.procs import Procs, StackError

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hisbridge.settings import child_environment  # noqa: F401 — re-exported for the components
+from hisbridge.settings import \
+    child_environment  # noqa: F401 — re-exported for the components
 
 
 class StackError(RuntimeError):

@@ -14,11 +14,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
+from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
     from hisbridge.settings import ClockSettings
 
 log = logging.getLogger(__name__)
+# every time hisbridge works with or shows is Asia/Shanghai (UTC+8, no daylight saving since 1991)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Clock(Protocol):

@@ -38,6 +38,10 @@ def raw_topic(prefix: str, source: str) -> str:
     return f"{prefix}.{source}"
 
 
+def raw_topics(prefix: str, sources: Iterable[str]) -> list[str]:
+    return sorted(raw_topic(prefix, s) for s in sources)
+
+
 def heartbeat_topic(prefix: str) -> str:
     return f"{HEARTBEAT_TOPIC_PREFIX}{prefix}"
 

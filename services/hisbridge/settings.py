@@ -13,8 +13,8 @@ the CLI builds it in its click group, the worker in `runtime.app.make_app`, the 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 

@@ -21,20 +21,19 @@ import os
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import psycopg2
 import pytest
-
 from devstack.worker import Worker
-from hisbridge import crypto, reconcile
 from hisbridge.catalog import load_catalog
-from hisbridge.mapping import load_mapping
+from hisbridge.chain import crypto
+from hisbridge.chain.mapping import load_mapping
+from hisbridge.ops import reconcile
 from hisbridge.settings import load_settings
-from hisbridge.sim import generate
+from hisbridge.sim import expectations, generate
+from support import ROOT
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 SEED, VISITS, BAD_SHARE = 7, 200, 0.05   # seed 7: all three defect kinds at this scale
 DAY = date(2026, 2, 10)         # not the 5th: no evaluation indicators, only daily batches
 
@@ -92,7 +91,7 @@ def test_every_batch_reconciles_exactly(demo_run):
     out = demo_run["out"]
     catalog = load_catalog()
     mapping = load_mapping(catalog)
-    expected = reconcile.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
+    expected = expectations.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
                                           generate.PRIMARY_KEYS)
     assert {(r.table, r.batch) for r in out.reports} == set(expected)
     problems = [line for line in reconcile.format_report(out.reports) if line.startswith("  ")]
@@ -109,7 +108,7 @@ def test_every_batch_reconciles_exactly(demo_run):
 def test_frontend_holds_exactly_the_expected_rows_once(demo_run):
     catalog = load_catalog()
     mapping = load_mapping(catalog)
-    expected = reconcile.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
+    expected = expectations.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
                                           generate.PRIMARY_KEYS)
     conn = _frontend(demo_run)
     try:
@@ -128,7 +127,7 @@ def test_frontend_holds_exactly_the_expected_rows_once(demo_run):
 def test_quarantine_holds_exactly_the_planted_defects(demo_run):
     catalog = load_catalog()
     mapping = load_mapping(catalog)
-    expected = reconcile.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
+    expected = expectations.sim_expectations(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE), mapping, catalog,
                                           generate.PRIMARY_KEYS)
     got = {(e.table, e.key, rule) for e in demo_run["out"].quarantine for rule in e.rules}
     want = {(t, k, rule) for (t, _), e in expected.items() for k, rule in e.quarantined}

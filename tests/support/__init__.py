@@ -11,13 +11,15 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import psycopg2
-
 from hisbridge.settings import Settings
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]          # the checkout
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def wait_for(what: str, check: Callable[[], T], timeout: float = 60.0, every: float = 0.2) -> T:
@@ -105,7 +107,7 @@ class Resources:
         return problems
 
     def _drop_connectors(self) -> None:
-        from hisbridge import connectors
+        from hisbridge.ops import connectors
         for name in self.connectors:
             connectors.delete(self.settings, name)
             slot = connectors.slot_name(name)

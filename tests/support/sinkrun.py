@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Callable
 
 import psycopg2
-from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
-
-from hisbridge import avrocodec, crypto, ledger, staging
-from hisbridge.batching import SHANGHAI, assign_batch
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.avro import avro_datum
 from hisbridge.catalog.sample import sample_records
-from hisbridge.clock import write_clock_file
-from hisbridge.flush import ensure_frontend
-from hisbridge.watermark import from_ms, to_ms
+from hisbridge.chain import avro, crypto
+from hisbridge.chain.batch import assign_batch
+from hisbridge.clock import SHANGHAI, write_clock_file
+from hisbridge.delivery import ledger, staging
+from hisbridge.delivery.flush import ensure_frontend
+from hisbridge.runtime.watermark import from_ms, to_ms
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
 from support import Resources, admin_statement, dsn, wait_for
 
 CATALOG = load_catalog()
@@ -58,7 +58,7 @@ class SinkRun:
         self.proc: subprocess.Popen | None = None
         self.log = tmp / "worker.log"
         self.producer: KafkaProducer | None = None
-        self.schema = avrocodec.load_schema(TABLE.name)
+        self.schema = avro.load_schema(TABLE.name)
         self.stage = self.front = None
         self.ticks_seen = 0
 
@@ -170,7 +170,7 @@ class SinkRun:
 
     def send(self, rec: dict, lsn: int) -> None:
         datum = avro_datum(TABLE, rec)
-        value, problems = avrocodec.encode_checked(self.schema, datum)
+        value, problems = avro.encode_checked(self.schema, datum)
         assert problems == []
         source = {"db": "his", "schema": "public", "table": "visit", "lsn": lsn, "tx_id": lsn,
                   "commit_time_ms": to_ms(at(9)) + lsn}

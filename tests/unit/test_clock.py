@@ -1,9 +1,12 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hisbridge.clock import (SHANGHAI, FileClock, SettableClock, SystemClock,
+                             write_clock_file)
 
-from hisbridge.batching import SHANGHAI
-from hisbridge.clock import SettableClock, SystemClock
+
+def at(h: int, m: int = 0, s: int = 0, us: int = 0, days: int = 0) -> datetime:
+    return datetime(2026, 4, 1, h, m, s, us, tzinfo=SHANGHAI) + timedelta(days=days)
 
 
 class FakeMonotonic:
@@ -51,3 +54,20 @@ def test_changing_speed_does_not_rescale_the_past():
     clock.set_speed(0)
     mono.t += 100
     assert clock.now() == datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc)
+
+
+def test_file_clock_follows_the_file_and_runs_at_its_speed(tmp_path):
+    path = tmp_path / "clock.json"
+
+    class Fixed:
+        def now(self):
+            return at(9)
+
+    clock = FileClock(path, Fixed())
+    assert clock.now() == at(9)
+    write_clock_file(path, at(17, 59, 59), speed=0)
+    assert clock.now() == at(17, 59, 59)
+    write_clock_file(path, at(18, 30), speed=0)
+    assert clock.now() == at(18, 30)
+    with pytest.raises(ValueError):
+        write_clock_file(path, datetime(2026, 4, 1, 18))

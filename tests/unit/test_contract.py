@@ -5,7 +5,6 @@ import json
 from datetime import date, datetime
 
 import pytest
-
 from hisbridge import contract
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from hisbridge.cli import main as cli_main
-from hisbridge.settings import KNOBS, Secret, SettingsError, defaults, describe, environment_for, load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from hisbridge.settings import (KNOBS, Secret, SettingsError, defaults,
+                                describe, environment_for, load_settings)
+from support import ROOT
 
 
 def test_defaults_are_the_checkout_and_the_local_stack():

@@ -3,7 +3,8 @@
 May import: hisbridge.settings (default paths) only; nothing of the pipeline (quality rules are named
 here, implemented in chain.quality, which checks its names against catalog.rules)."""
 from hisbridge.catalog.loader import load_catalog
-from hisbridge.catalog.model import Catalog, CatalogError, Field, Table, ValueSet, parse_type
+from hisbridge.catalog.model import (Catalog, CatalogError, Field, Table,
+                                     ValueSet, parse_type)
 from hisbridge.catalog.valuesets import load_valuesets
 from hisbridge.settings import Paths
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from hisbridge.catalog.model import Field, Table
+from hisbridge.catalog.records import local_naive
 
 
 def avro_type(field: Field) -> Any:
@@ -56,8 +57,6 @@ def avro_datum(table: Table, record: dict[str, Any]) -> dict[str, Any]:
     """A complete datum for the table's schema: absent optional fields become None, decimals are
     quantized to the field's scale (Avro rejects a Decimal of another scale), aware datetimes become
     Asia/Shanghai wall-clock."""
-    from hisbridge.quality.record_rules import local_naive
-
     datum: dict[str, Any] = {}
     for field in table.fields:
         value = record.get(field.name)

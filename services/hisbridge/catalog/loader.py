@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
-
-from hisbridge.catalog.model import (CADENCES, FAMILIES, Catalog, CatalogError, Field, Table, ValueSet,
-                                     frozen_mapping, parse_type)
+from hisbridge.catalog.model import (CADENCES, FAMILIES, Catalog, CatalogError,
+                                     Field, Table, ValueSet, frozen_mapping,
+                                     parse_type)
+from hisbridge.catalog.rules import FIELD_RULES, TABLE_CHECKS
 from hisbridge.catalog.valuesets import load_valuesets
 from hisbridge.settings import defaults
 
@@ -63,7 +64,6 @@ def parse_field(data: Any, origin: str) -> Field:
 
 
 def _check_table(table: Table, origin: str, valuesets: dict[str, ValueSet]) -> None:
-    from hisbridge.quality.registry import FIELD_RULES, TABLE_CHECKS  # the rule names quality implements
 
     names = table.field_names
     if len(set(names)) != len(names):

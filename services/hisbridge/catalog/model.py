@@ -6,7 +6,8 @@ Nothing here reads files; loader.py builds these from YAML. Types are kept as wr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping

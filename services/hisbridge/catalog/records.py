@@ -9,6 +9,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hisbridge.catalog.model import Table
+from hisbridge.clock import SHANGHAI
+
+
+def local_naive(value: dt.datetime) -> dt.datetime:
+    """An aware datetime as Asia/Shanghai wall-clock (the catalog's convention); a naive one as it is."""
+    return value.astimezone(SHANGHAI).replace(tzinfo=None) if value.tzinfo else value
+
+
+def stay_days(admitted: dt.date, discharged: dt.date) -> int:
+    """实际住院天数: discharge date − admission date; admitted and discharged the same day counts 1."""
+    start = admitted.date() if isinstance(admitted, dt.datetime) else admitted
+    end = discharged.date() if isinstance(discharged, dt.datetime) else discharged
+    return max(1, (end - start).days)
 
 
 def to_json_value(value: Any) -> Any:

@@ -12,8 +12,10 @@ import random
 from decimal import Decimal
 from typing import Any
 
+from hisbridge.catalog.checksums import (USCC_ALPHABET, make_resident_id,
+                                         uscc_check_char)
 from hisbridge.catalog.model import Field, Table
-from hisbridge.quality.checksums import USCC_ALPHABET, make_resident_id, uscc_check_char
+from hisbridge.catalog.records import stay_days
 
 ANCHOR = dt.datetime(2026, 3, 16, 9, 0, 0)  # the notice's date: a fixed past moment keeps output stable
 _REGIONS = ("440103", "440106", "440304", "440604", "441302", "110105", "310115")
@@ -116,7 +118,6 @@ def _temporal_chains(rng: random.Random, table: Table, record: dict[str, Any]) -
 
 
 def _apply_checks(rng: random.Random, table: Table, record: dict[str, Any], index: int) -> None:
-    from hisbridge.quality.record_rules import stay_days
 
     for check in table.checks:
         if check["rule"] == "stay_length":

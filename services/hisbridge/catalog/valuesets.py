@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Mapping
 
 import yaml
-
 from hisbridge.catalog.codes import load_code_systems
 from hisbridge.catalog.model import CatalogError, ValueSet, frozen_mapping
 from hisbridge.settings import defaults

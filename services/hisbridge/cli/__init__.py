@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 
 import click
-
 from hisbridge.settings import SettingsError, load_settings
 
 # Each module exposes a click group or command named `cli`; kept as data so adding a concept is one line.

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from hisbridge.catalog import Catalog, CatalogError, Table, catalog_for, load_catalog
-from hisbridge.cli.common import current_settings
+from hisbridge.catalog import (Catalog, CatalogError, Table, catalog_for,
+                               load_catalog)
 from hisbridge.catalog.build import build
 from hisbridge.catalog.diff import diff_catalogs, render_diff
 from hisbridge.catalog.records import from_json, to_json, to_json_value
 from hisbridge.catalog.sample import sample_records
-from hisbridge.quality import Reason, check_record
+from hisbridge.chain.quality import Reason, check_record
+from hisbridge.cli.common import current_settings
 
 
 def _load(path: str | None = None) -> Catalog:
@@ -142,7 +142,7 @@ def _moment(text: str) -> dt.date | dt.datetime:
 @click.argument("moment")
 def batch(table: str, moment: str) -> None:
     """The batch a record of TABLE with batch-time MOMENT belongs to."""
-    from hisbridge.batching import batch_for  # written alongside; imported late so catalog works without it
+    from hisbridge.delivery.schedule import batch_for
 
     target = _table(_load(), table)
     try:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-
 from hisbridge.settings import Settings, load_settings
 
 pass_settings = click.make_pass_decorator(Settings)

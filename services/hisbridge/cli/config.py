@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import click
-
 from hisbridge.cli.common import pass_settings
 from hisbridge.settings import Settings, describe
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 
 import click
-
-from hisbridge import connectors
 from hisbridge.cli.common import pass_settings
+from hisbridge.ops import connectors
 from hisbridge.settings import Settings
 
 

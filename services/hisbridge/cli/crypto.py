@@ -10,9 +10,9 @@ import sys
 from typing import Callable
 
 import click
-
+from hisbridge.chain.crypto import (Sm4ConfigError, Sm4Key, Sm4Settings,
+                                    decrypt_text, encrypt_text, load_key)
 from hisbridge.cli.common import current_settings
-from hisbridge.crypto import Sm4ConfigError, Sm4Key, Sm4Settings, decrypt_text, encrypt_text, load_key
 
 
 def _settings(mode: str, encoding: str, iv: str | None, uppercase: bool) -> Sm4Settings:

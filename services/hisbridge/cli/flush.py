@@ -12,13 +12,13 @@ from datetime import datetime
 
 import click
 import psycopg2
-
-from hisbridge import staging
 from hisbridge.catalog import catalog_for
 from hisbridge.cli.common import pass_settings
 from hisbridge.clock import clock_for
-from hisbridge.flush import Forced, WindowClosed, ensure_frontend, flush_batch, plan_flushes, recover
-from hisbridge.schedule import ScheduleError, load_schedule
+from hisbridge.delivery import staging
+from hisbridge.delivery.flush import (Forced, WindowClosed, ensure_frontend,
+                                      flush_batch, plan_flushes, recover)
+from hisbridge.delivery.schedule import ScheduleError, load_schedule
 from hisbridge.settings import Settings
 
 

@@ -5,12 +5,12 @@ import json
 from typing import Any
 
 import click
-
 from hisbridge.catalog import CatalogError, catalog_for
+from hisbridge.chain.mapping import (MappingError, SourceMapping,
+                                     check_valuemaps, load_mapping)
+from hisbridge.chain.transcode import mapped_columns, unmapped_counts
 from hisbridge.cli.common import pass_settings
-from hisbridge.mapping import MappingError, SourceMapping, check_valuemaps, load_mapping
 from hisbridge.settings import Settings
-from hisbridge.transcode import mapped_columns, unmapped_counts
 
 
 def _load(settings: Settings, path: str | None) -> tuple[Any, SourceMapping]:

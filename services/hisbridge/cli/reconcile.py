@@ -6,10 +6,11 @@ from datetime import date, datetime, time
 
 import click
 import psycopg2
-
-from hisbridge import ledger, reconcile
 from hisbridge.cli.common import pass_settings
+from hisbridge.delivery import ledger
+from hisbridge.ops import reconcile
 from hisbridge.settings import Settings
+from hisbridge.sim import expectations
 
 
 @click.command("reconcile")
@@ -66,12 +67,12 @@ def cli(settings: Settings, batch: str, tables: tuple[str, ...], sim_seed: int |
 
 
 def _sim_expected(settings: Settings, catalog, batch: str, seed: int, visits: int, bad_share: float, until: int):
-    from hisbridge.mapping import load_mapping
+    from hisbridge.chain.mapping import load_mapping
     from hisbridge.sim import generate
     day = date.fromisoformat(batch) if len(batch) == 10 else None
     if day is None:
         raise click.UsageError("--sim-seed compares daily batches only")
     activity = generate.activity(seed, generate.batch_window(day)[0], datetime.combine(day, time(until)),
                                  visits, bad_share)
-    return reconcile.sim_expectations(activity, load_mapping(catalog, settings.paths.mapping, settings.org), catalog,
+    return expectations.sim_expectations(activity, load_mapping(catalog, settings.paths.mapping, settings.org), catalog,
                                       generate.PRIMARY_KEYS)

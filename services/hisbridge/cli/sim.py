@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
-
 from hisbridge.cli.common import pass_settings
 from hisbridge.settings import Settings
 from hisbridge.sim import generate, load

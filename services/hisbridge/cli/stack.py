@@ -5,7 +5,6 @@ import time
 from datetime import datetime
 
 import click
-
 import devstack
 from devstack import procs
 from hisbridge.cli.common import pass_settings

@@ -6,11 +6,9 @@ identity value: staging and ledger are shown as counts, quarantine as a count pe
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Callable
 
 import click
-
 from hisbridge.cli.common import pass_settings
 from hisbridge.settings import Settings
 
@@ -32,7 +30,7 @@ def stack_lines(settings: Settings) -> list[str]:
 
 
 def connector_lines(settings: Settings) -> list[str]:
-    from hisbridge import connectors
+    from hisbridge.ops import connectors
     client = connectors.ConnectClient(settings.connections.connect_url)
     out = []
     for name in sorted(client.names()):
@@ -41,30 +39,15 @@ def connector_lines(settings: Settings) -> list[str]:
     return out
 
 
-def group_lag(admin, groups: list[str]) -> dict[str, dict[str, int]]:
-    """group → topic → lag (end offset − committed offset, summed over the partitions the group committed)."""
-    from kafka.admin import OffsetSpec
-    committed = admin.list_group_offsets({g: None for g in groups}) if groups else {}
-    tps = {tp for offsets in committed.values() for tp in offsets}
-    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}) if tps else {}
-    lag: dict[str, dict[str, int]] = {}
-    for group, offsets in committed.items():
-        per_topic: Counter = Counter()
-        for tp, meta in offsets.items():
-            if meta.offset >= 0 and tp in ends:
-                per_topic[tp.topic] += max(0, ends[tp].offset - meta.offset)
-        lag[group] = dict(per_topic)
-    return lag
-
-
 def lag_lines(bootstrap: str, show_all: bool) -> list[str]:
+    from hisbridge.ops.lag import lag_by_topic, partition_lags
     from kafka.admin import KafkaAdminClient
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="hisbridge-status",
                              request_timeout_ms=10000)
     try:
         states = {g["group_id"]: g.get("group_state") or "?" for g in admin.list_groups()}
         groups = sorted(g for g in states if not g.startswith("connect-"))   # Connect's own sink groups
-        lag = group_lag(admin, groups)
+        lag = lag_by_topic(partition_lags(admin, groups))
     finally:
         admin.close()
     out = []
@@ -80,43 +63,37 @@ def lag_lines(bootstrap: str, show_all: bool) -> list[str]:
     return out
 
 
-def _read(dsn: str, relation: str, *queries: tuple[str, tuple]) -> list[list[tuple]] | None:
-    """Each query's rows, or None while `relation` does not exist yet (nothing has written there)."""
+def _fetch(conn, sql: str, params: tuple = ()) -> list[tuple]:
+    with conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _read(dsn: str, relation: str, *reads: Callable) -> list | None:
+    """Each read's result (a function of the connection), or None while `relation` does not exist yet
+    (nothing has written there)."""
     import psycopg2
     conn = psycopg2.connect(dsn, connect_timeout=5)
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (relation,))
-            if cur.fetchone()[0] is None:
-                return None
-            results = []
-            for sql, params in queries:
-                cur.execute(sql, params)
-                results.append(cur.fetchall())
-            return results
+        if _fetch(conn, "SELECT to_regclass(%s)", (relation,))[0][0] is None:
+            return None
+        return [read(conn) for read in reads]
     finally:
         conn.close()
 
 
 def staging_lines(dsn: str, limit: int) -> list[str]:
-    found = _read(dsn, "hisbridge.staged", ("""
-                SELECT s.tbl, s.batch, count(*),
-                       count(*) FILTER (WHERE s.status = 'pending' AND s.seq > COALESCE(c.cut, 0)),
-                       count(*) FILTER (WHERE s.status = 'flushed' OR (s.status = 'pending' AND s.seq <= COALESCE(c.cut, 0))),
-                       count(*) FILTER (WHERE s.revoked)
-                FROM hisbridge.staged s
-                LEFT JOIN (SELECT tbl, batch, max(cut) AS cut FROM hisbridge.flushed GROUP BY tbl, batch) c
-                       ON c.tbl = s.tbl AND c.batch = s.batch
-                GROUP BY s.tbl, s.batch ORDER BY s.batch DESC, s.tbl LIMIT %s""", (limit,)),
-                  ("SELECT connector, min(commit_ms) FROM hisbridge.progress GROUP BY connector "
-                   "ORDER BY connector", ()))
+    from hisbridge.delivery import staging
+    found = _read(dsn, "hisbridge.staged", lambda conn: staging.batch_counts(conn, limit=limit),
+                  lambda conn: _fetch(conn, "SELECT connector, min(commit_ms) FROM hisbridge.progress "
+                                            "GROUP BY connector ORDER BY connector"))
     if found is None:
         return ["no staging schema yet (the sink has not run)"]
     rows, marks = found
-    from hisbridge.watermark import from_ms
+    from hisbridge.runtime.watermark import from_ms
     out = [f"{'table':<10} {'batch':<10} {'staged':>7} {'pending':>7} {'flushed':>7} {'revoked':>7}"]
-    out += [f"{t:<10} {b:<10} {n:>7} {p:>7} {f:>7} {r:>7}" for t, b, n, p, f, r in rows]
-    from hisbridge.batching import SHANGHAI
+    out += [f"{r.table:<10} {r.batch:<10} {r.staged:>7} {r.pending:>7} {r.flushed:>7} {r.revoked:>7}" for r in rows]
+    from hisbridge.clock import SHANGHAI
     out += [f"watermark {c}: {from_ms(ms).astimezone(SHANGHAI).isoformat(timespec='seconds')} (min over core partitions)"
             for c, ms in marks]
     return out
@@ -124,8 +101,8 @@ def staging_lines(dsn: str, limit: int) -> list[str]:
 
 def ledger_lines(dsn: str, limit: int) -> list[str]:
     found = _read(dsn, "hisbridge.ledger",
-                  ("""SELECT tbl, batch, report_datetime, row_count, kind, written_at FROM hisbridge.ledger
-                      ORDER BY written_at DESC, tbl LIMIT %s""", (limit,)))
+                  lambda conn: _fetch(conn, """SELECT tbl, batch, report_datetime, row_count, kind, written_at
+                                               FROM hisbridge.ledger ORDER BY written_at DESC, tbl LIMIT %s""", (limit,)))
     if found is None:
         return ["no ledger yet (nothing flushed)"]
     rows, = found

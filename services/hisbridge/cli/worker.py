@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-
 from hisbridge.cli.common import pass_settings
 from hisbridge.settings import Settings, load_settings
 
@@ -10,8 +9,7 @@ from hisbridge.settings import Settings, load_settings
 def run_foreground(loglevel: str, settings: Settings | None = None) -> None:
     """The worker process's entry point: settings resolved here when the process was started by another."""
     from faust.worker import Worker
-
-    from hisbridge.app import make_app, register_stages
+    from hisbridge.runtime.app import make_app, register_stages
     settings = settings or load_settings()
     app = make_app(settings)
     register_stages(app, settings)

@@ -15,10 +15,9 @@ from importlib import resources
 from typing import Callable, Iterable
 
 import psycopg2
+from hisbridge.sim.generate import PRIMARY_KEYS, Event, dictionary_rows
 from psycopg2 import sql
 from psycopg2.extras import execute_batch, execute_values
-
-from hisbridge.sim.generate import PRIMARY_KEYS, Event, dictionary_rows
 
 SCHEMA = "his"
 

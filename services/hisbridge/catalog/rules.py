@@ -1,0 +1,8 @@
+"""The names of the quality rules a catalog may use. The catalog names rules; chain.quality implements them
+and checks at import that it implements exactly these (so a typo in the YAML is an error at load time, not
+a silently skipped rule, and the catalog never imports the pipeline)."""
+from __future__ import annotations
+
+FIELD_RULES = frozenset({"org_code", "resident_id", "phone", "postcode", "icd10", "icd9cm3", "tcm_code", "morphology",
+                         "range", "period_start"})
+TABLE_CHECKS = frozenset({"date_order", "stay_length", "required_when", "positive_when"})

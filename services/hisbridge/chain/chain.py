@@ -1,0 +1,252 @@
+"""The transform chain as one pure function: a decoded change → what goes to `core.<table>` / quarantine.
+
+    map (local codes) → transcode (national codes) → quality (plaintext) → SM4 (encrypt fields)
+      → Avro validate + encode → batch
+
+Every reason a record has — transcode, quality, Avro, batch — is reported together. Outputs:
+
+  CoreRecord      for `core.<table>`: key = business key (hisbridge.contract), value = Avro
+                  single-object bytes (schema fingerprint in the header), headers carrying the metadata
+                  that is not a catalog field: SM4 key version, batch, source position (LSN, commit time).
+  QuarantineEntry for `core.quarantine` (hisbridge.contract): identity fields already encrypted.
+  Waiting         a reference row (patient, department…) is not known yet: the wiring retries when it
+                  arrives and, after its bounded wait, calls again with `give_up=True` → quarantine.
+
+Batches: `transform(..., defer=True)` stops after mapping (the only step that reads the lookups) and
+returns Unfinished in place of those records; `finish_outputs` then runs transcode → … → batch over all of a
+batch's Unfinished at once (column-wise quality proof, one SM4 call), giving exactly what transform would
+have given record by record. A record the batch path cannot prove clean takes the record-at-a-time path.
+
+Wiring contract: apply `mapping.lookup_updates(change)` to the lookup tables BEFORE calling transform with
+the same change (a driver table can also be a lookup of another driver); retry a Waiting output when a
+row for `missing.lookup`/`missing.key` arrives. Heartbeats and tombstones never reach here.
+Nothing here raises on bad data; a MappingError/Sm4ConfigError is configuration, raised at load time.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from hisbridge.catalog.model import Catalog, Table
+from hisbridge.chain import avro
+from hisbridge.chain.batch import BatchError, assign_batch
+from hisbridge.chain.crypto import (DEFAULT_SETTINGS, Sm4Key, Sm4Settings,
+                                    encrypt_fields, encrypt_many)
+from hisbridge.chain.decode import Change, DecodeError
+from hisbridge.chain.mapping import (Lookups, Mapped, MissingLookup,
+                                     SourceMapping, Unmappable,
+                                     is_known_source, map_change)
+from hisbridge.chain.quality import check_record
+from hisbridge.chain.quality.columns import clean_records
+from hisbridge.chain.transcode import transcode
+from hisbridge.clock import SHANGHAI
+from hisbridge.contract import UNKNOWN_TABLE, Headers, QuarantineEntry
+from hisbridge.contract import business_key as contract_key
+from hisbridge.contract import record_headers
+
+_FOLLOW_FROM_UNMAPPED = frozenset({"valueset", "code_name", "max_length"})
+
+
+@dataclass(frozen=True, slots=True)
+class CoreRecord:
+    table: str
+    key: str
+    value: bytes
+    batch: str
+    source: Mapping[str, Any]
+    key_version: str
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    table: str
+    missing: MissingLookup
+    source: Mapping[str, Any]
+
+
+Output = CoreRecord | QuarantineEntry | Waiting
+SchemaLoader = Callable[[str], avro.AvroSchema]
+
+
+def source_of(change: Change) -> dict[str, Any]:
+    s = change.source
+    return {"topic": change.topic, "connector": s.connector, "db": s.db, "schema": s.schema, "table": s.table,
+            "lsn": s.lsn, "tx_id": s.tx_id, "commit_time_ms": s.commit_time_ms, "snapshot": s.snapshot,
+            "op": change.op}
+
+
+def business_key(table: Table, record: Mapping[str, Any]) -> str | None:
+    return contract_key(table.key, record)
+
+
+def _reason(rule: str, field: str | None, message: str) -> dict[str, Any]:
+    return {"rule": rule, "field": field, "message": message}
+
+
+_AVRO_FIELD = re.compile(r"^field (\w+):")
+
+
+def _avro_reasons(problems: list[str], already: set[str | None]) -> list[dict[str, Any]]:
+    """Avro problems for fields no earlier stage already explained (a missing required field would
+    otherwise be reported twice, once by quality and once as 'None is not a string')."""
+    out = []
+    for problem in problems:
+        match = _AVRO_FIELD.match(problem)
+        field = match.group(1) if match else None
+        if field is None or field not in already:
+            out.append(_reason("avro_schema", field, problem))
+    return out
+
+
+@dataclass(frozen=True)
+class _Context:
+    catalog: Catalog
+    key: Sm4Key
+    settings: Sm4Settings
+    report_time: datetime | None
+    first_seen: str
+    schema_of: SchemaLoader
+
+
+def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any]) -> Output:
+    """transcode → quality → encrypt → avro → batch for one mapped record."""
+    table = ctx.catalog.tables[mapped.table]
+    record, unmapped = transcode(mapping_table, mapped.record)
+    reasons = [r.as_dict() for r in unmapped]
+    untranslated = {r.field for r in unmapped}
+    # a local code that had no national one is, of course, not in the national value set: say it once
+    reasons += [r.as_dict() for r in check_record(table, record, report_time=ctx.report_time)
+                if not (r.field in untranslated and r.rule in _FOLLOW_FROM_UNMAPPED)]
+    encrypted = encrypt_fields(record, table.encrypted_fields, ctx.key, ctx.settings)
+    schema = ctx.schema_of(table.name)
+    value, problems = avro.encode_checked(schema, encrypted)
+    reasons += _avro_reasons(problems, {r["field"] for r in reasons})
+    batch = None
+    try:
+        batch = assign_batch(table, record).name
+    except BatchError as exc:
+        if table.batch_time not in {r["field"] for r in reasons}:
+            reasons.append(_reason("batch", table.batch_time, str(exc)))
+    key = business_key(table, encrypted)
+    if reasons or batch is None or key is None:
+        if key is None and not reasons:
+            reasons.append(_reason("business_key", None, f"business key {list(table.key)} is incomplete"))
+        return QuarantineEntry(table.name, tuple(reasons), source, batch, encrypted, ctx.key.version,
+                               ctx.first_seen, key)
+    return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
+                      record_headers(ctx.key.version, batch, source, schema.fingerprint))
+
+
+@dataclass(frozen=True, slots=True)
+class Unfinished:
+    """A mapped record whose transcode → quality → SM4 → Avro → batch is left to finish_outputs."""
+    table: str
+    mapped: Mapped
+    mapping_table: Any
+    source: Mapping[str, Any]
+    ctx: _Context
+
+    def batch_key(self) -> tuple:
+        """Records finished together share everything a CoreRecord depends on (first_seen only goes into
+        quarantine entries, which each record's own context still makes)."""
+        c = self.ctx
+        return (self.table, id(self.mapping_table), id(c.catalog), id(c.key), c.settings, c.report_time,
+                c.schema_of)
+
+
+def finish_outputs(outputs: list[Any]) -> list[Any]:
+    """outputs with every Unfinished replaced by its CoreRecord / QuarantineEntry, in place, order kept."""
+    groups: dict[tuple, list[int]] = {}
+    for i, out in enumerate(outputs):
+        if isinstance(out, Unfinished):
+            groups.setdefault(out.batch_key(), []).append(i)
+    if not groups:
+        return outputs
+    done = list(outputs)
+    for positions in groups.values():
+        for i, out in zip(positions, _finish_many([outputs[i] for i in positions])):
+            done[i] = out
+    return done
+
+
+def _finish_many(items: list[Unfinished]) -> list[Output]:
+    """_finish for records of one table and context: the records proven clean (every code mapped, quality
+    silent, the compiled Avro writer accepts them) go through SM4 together; the others through _finish."""
+    if len(items) == 1:     # nothing to share: the per-record path is cheaper than proving one record
+        u = items[0]
+        return [_finish(u.ctx, u.mapped, u.mapping_table, u.source)]
+    ctx, mapping_table = items[0].ctx, items[0].mapping_table
+    table = ctx.catalog.tables[items[0].table]
+    transcoded = [transcode(mapping_table, u.mapped.record) for u in items]
+    mapped_ok = [i for i, (_, unmapped) in enumerate(transcoded) if not unmapped]
+    clean = clean_records(table, [transcoded[i][0] for i in mapped_ok], report_time=ctx.report_time)
+    fast = [i for i, ok in zip(mapped_ok, clean) if ok]
+    schema = ctx.schema_of(table.name)
+    outputs: list[Output | None] = [None] * len(items)
+    for i, encrypted in zip(fast, encrypt_many([transcoded[i][0] for i in fast], table.encrypted_fields,
+                                               ctx.key, ctx.settings)):
+        outputs[i] = _clean_record(ctx, table, schema, transcoded[i][0], encrypted, items[i].source)
+    return [out if out is not None else _finish(u.ctx, u.mapped, u.mapping_table, u.source)
+            for out, u in zip(outputs, items)]
+
+
+def _clean_record(ctx: _Context, table: Table, schema: avro.AvroSchema, record: dict[str, Any],
+                  encrypted: dict[str, Any], source: Mapping[str, Any]) -> CoreRecord | None:
+    """The CoreRecord _finish gives a record without reasons; None where it would need its full path."""
+    value = schema.fast_writer(encrypted) if schema.fast_writer is not None else None
+    key = business_key(table, encrypted)
+    if value is None or key is None:
+        return None
+    try:
+        batch = assign_batch(table, record).name
+    except BatchError:
+        return None
+    return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
+                      record_headers(ctx.key.version, batch, source, schema.fingerprint))
+
+
+def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[str, Any]) -> QuarantineEntry:
+    table = ctx.catalog.tables[missing.table]
+    record = encrypt_fields(missing.partial, table.encrypted_fields, ctx.key, ctx.settings)
+    try:
+        batch = assign_batch(table, record).name
+    except BatchError:
+        batch = None
+    reason = _reason("missing_lookup", None, f"参照数据 {missing.describe()} 在等待期内未到达 / reference row "
+                                             f"{missing.describe()} did not arrive within the wait")
+    return QuarantineEntry(table.name, (reason,), source, batch, record, ctx.key.version, ctx.first_seen,
+                           business_key(table, record))
+
+
+def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: SourceMapping, lookups: Lookups,
+              key: Sm4Key, sm4_settings: Sm4Settings = DEFAULT_SETTINGS, report_time: datetime | None = None,
+              give_up: bool = False, now: datetime | None = None,
+              schema_of: SchemaLoader = avro.load_schema, defer: bool = False) -> list[Any]:
+    """Every output of one decoded change (none for a change on a reference-only table or outside every
+    driver's `when`). `give_up=True` turns a missing lookup into quarantine instead of Waiting.
+    `defer=True` leaves Unfinished records for finish_outputs (see the module docstring)."""
+    first_seen = (now or datetime.now(SHANGHAI)).isoformat()
+    if isinstance(change, DecodeError):
+        return [QuarantineEntry(UNKNOWN_TABLE, (_reason("decode_error", None, str(change)),),
+                                {"topic": change.topic, "position": change.position}, None, None,
+                                key.version, first_seen)]
+    source = source_of(change)
+    if not is_known_source(mapping, change):
+        return [QuarantineEntry(UNKNOWN_TABLE, (_reason("unknown_source_table", None,
+                                f"source table {change.source.schema}.{change.source.table} is not in the "
+                                f"mapping {mapping.path}"),), source, None, None, key.version, first_seen)]
+    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of)
+    outputs: list[Any] = []      # Output or Unfinished
+    for result in map_change(mapping, change, lookups):
+        if isinstance(result, Mapped):
+            outputs.append(Unfinished(result.table, result, mapping.tables[result.table], source, ctx))
+        elif isinstance(result, MissingLookup):
+            outputs.append(_quarantine_missing(ctx, result, source) if give_up
+                           else Waiting(result.table, result, source))
+        elif isinstance(result, Unmappable):
+            outputs.append(QuarantineEntry(result.table, (_reason(result.rule, None, result.message),), source,
+                                           None, None, key.version, first_seen))
+    return outputs if defer else finish_outputs(outputs)

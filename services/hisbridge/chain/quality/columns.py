@@ -1,0 +1,161 @@
+"""Which records of a batch certainly have no quality reason, asked column by column.
+
+`clean_records(table, records, report_time=...)` → one bool per record: True only where
+`check_record(table, record, report_time=...)` would return []. A False means "not proven", never "bad":
+the caller runs check_record on those records, so every reason still comes from the rule functions.
+
+check_record walks each record field by field (one probe call, one explicit-rule loop per field); over a
+batch most columns are entirely fine, and that can be proved with one pass of C-level builtins per
+question (types, longest value, blank values, value-set membership, numeric bounds). A column that fails
+its quick test is re-asked value by value with the per-record probe (quality/plan.py), so only the
+records with a doubtful value lose the fast path. Cross-field rules (date order, report time…) still run
+per record, on the values check_record would give them. tests/unit/test_chain_fastpaths.py compares this
+with check_record on mutated batches of every catalog table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, Callable, Mapping, Sequence
+
+from hisbridge.catalog.model import Field, Table
+from hisbridge.chain.quality.field_rules import INT32
+from hisbridge.chain.quality.memo import per_table
+from hisbridge.chain.quality.plan import (_MAX_CONTEXT_DIGITS, UNSURE,
+                                          FieldPlan, is_child_code, plan_for)
+from hisbridge.chain.quality.registry import IMPLICIT_RECORD_RULES
+
+Records = Sequence[Mapping[str, Any]]
+# (present values of the column, the column, the records) → every value would probe PRESENT / ABSENT
+ColumnTest = Callable[[list, list, Records], bool]
+
+
+def _string_test(field: Field, table: Table) -> ColumnTest:
+    length = field.length
+    valueset = table.valuesets.get(field.valueset) if field.valueset else None
+    codes = dict(valueset.codes) if valueset is not None else None
+    name_field = field.name_field if valueset is not None else None
+    hierarchical = valueset is not None and valueset.hierarchical
+    only_str = {str}
+
+    def test(present: list, column: list, records: Records) -> bool:
+        if not present:
+            return True
+        if not set(map(type, present)) <= only_str or not all(map(str.strip, present)):
+            return False
+        if length is not None and max(map(len, present)) > length:
+            return False
+        if codes is None:
+            return True
+        unlisted = set(present) - codes.keys()
+        if unlisted and not (hierarchical and all(is_child_code(c, codes) for c in unlisted)):
+            return False
+        if name_field is None:
+            return True
+        for code, record in zip(column, records):
+            expected = codes.get(code) if code is not None else None     # a sub-code has no name to check
+            if expected is not None:
+                name = record.get(name_field)
+                if isinstance(name, str) and name.strip() and name.strip() != expected:
+                    return False
+        return True
+    return test
+
+
+def _int_test(field: Field) -> ColumnTest:
+    low, high = INT32
+
+    def test(present: list, column: list, records: Records) -> bool:
+        return not present or (set(map(type, present)) <= {int} and low <= min(present) and max(present) <= high)
+    return test
+
+
+def _decimal_test(field: Field) -> ColumnTest | None:
+    precision, scale = field.precision or 0, field.scale or 0
+    if not 1 <= precision <= _MAX_CONTEXT_DIGITS:
+        return None
+    quantum = Decimal(1).scaleb(-scale)
+    limit = Decimal(1).scaleb(precision - scale)
+
+    def test(present: list, column: list, records: Records) -> bool:
+        # same_quantum is symmetric and False for NaN/Infinity, so min/max below only see finite values
+        return not present or (set(map(type, present)) <= {Decimal} and all(map(quantum.same_quantum, present))
+                               and -limit < min(present) and max(present) < limit)
+    return test
+
+
+def _class_test(kind: type) -> ColumnTest:
+    def test(present: list, column: list, records: Records) -> bool:
+        return not present or set(map(type, present)) <= {kind}
+    return test
+
+
+def _column_test(field: Field, table: Table) -> ColumnTest | None:
+    """The probe's question for a whole column (None: no quick test, ask value by value)."""
+    if field.kind == "string":
+        return _string_test(field, table)
+    if field.kind == "int":
+        return _int_test(field)
+    if field.kind == "decimal":
+        return _decimal_test(field)
+    if field.kind == "date":
+        return _class_test(dt.date)
+    if field.kind == "datetime":
+        return _class_test(dt.datetime)
+    return None
+
+
+@per_table
+def _column_tests(table: Table) -> tuple[tuple[FieldPlan, ColumnTest | None], ...]:
+    return tuple((fp, _column_test(fp.field, table)) for fp in plan_for(table).fields)
+
+
+def _doubtful(table: Table, fp: FieldPlan, test: ColumnTest | None, column: list, records: Records) -> set[int]:
+    """Indices of the records whose value of this field is not proven free of quality reasons."""
+    present = [v for v in column if v is not None]
+    if test is not None and (len(present) == len(column) or not fp.field.required) \
+            and test(present, column, records):
+        doubtful: set[int] = set()
+    else:
+        doubtful = {i for i, (v, r) in enumerate(zip(column, records)) if fp.probe(v, r) == UNSURE}
+    # explicit rules (and their accept tests) only ever see values of the field's type
+    typed = [v for i, v in enumerate(column) if v is not None and i not in doubtful] if doubtful else present
+    for rule, params, passes in fp.explicit:
+        if passes is not None and all(map(passes, typed)):
+            continue
+        for i, (value, record) in enumerate(zip(column, records)):
+            if value is None or i in doubtful or (passes is not None and passes(value)):
+                continue
+            if not _silent(rule, fp.field, record, params, table):
+                doubtful.add(i)
+    return doubtful
+
+
+def _silent(rule: Callable[..., Any], *args: Any) -> bool:
+    """The rule gives no reason (one that raises counts as a reason: check_record reports rule_error)."""
+    try:
+        return not list(rule(*args))
+    except Exception:  # noqa: BLE001 — a rule that cannot decide is not a proof
+        return False
+
+
+def clean_records(table: Table, records: Records, *, report_time: dt.datetime | None = None) -> list[bool]:
+    """Per record: True only when check_record(table, record, report_time=report_time) is certainly []."""
+    plan = plan_for(table)
+    doubtful = {i for i, r in enumerate(records) if type(r) is not dict or not plan.known.issuperset(r)}
+    for fp, test in _column_tests(table):
+        name = fp.name
+        doubtful |= _doubtful(table, fp, test, [r.get(name) if type(r) is dict else None for r in records], records)
+    clean = [i not in doubtful for i in range(len(records))]
+    for i, record in enumerate(records):
+        if clean[i]:
+            clean[i] = _cross_field_silent(table, plan.checks, record, report_time)
+    return clean
+
+
+def _cross_field_silent(table: Table, checks: tuple, record: Mapping[str, Any],
+                        report_time: dt.datetime | None) -> bool:
+    """The record rules see what check_record gives them: every present value (all proven well typed)."""
+    typed = {k: v for k, v in record.items() if v is not None}
+    return (all(_silent(rule, table, typed, {}, report_time) for rule in IMPLICIT_RECORD_RULES)
+            and all(_silent(rule, table, typed, params, report_time) for rule, params in checks))

@@ -1,0 +1,425 @@
+"""Flush: when a staged (table, batch) may go to the front-end, and the one transaction that sends it.
+
+Pure core:
+  open_window(cadence, now, schedule)   the batch whose delivery window contains `now`, if any
+  check_window(...)                     THE window guard — every front-end write passes through it
+  plan_flushes(now, staged, marks, s)   which (table, batch) go out now, and which alerts to raise
+  retry_decision(...)                   front-end unreachable: back off, or give up at window end
+Shell: flush_batch(...) — see the protocol in its docstring.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Mapping
+
+import psycopg2.errors
+from hisbridge.delivery import ledger, staging
+from hisbridge.delivery.schedule import (Batch, Schedule, batch_by_name,
+                                         batch_for, is_closed)
+from hisbridge.settings import defaults
+from psycopg2 import sql
+
+log = logging.getLogger(__name__)
+KINDS = ("first", "resubmission", "forced")
+
+
+class WindowClosed(RuntimeError):
+    """A write to a front-end table outside a permitted window (and not forced by an operator)."""
+
+
+# --- windows ---------------------------------------------------------------------------------------------
+
+def open_window(cadence: str, now: datetime, schedule: Schedule) -> Batch | None:
+    """The batch of `cadence` whose delivery window contains `now` (aware), or None."""
+    rule = schedule.windows[cadence]
+    # a window opens `open_after` past its batch's end: the latest batch end <= now − open_after
+    containing = batch_for(cadence, now - rule.open_after, schedule.windows)
+    latest_ended = batch_for(cadence, containing.start - timedelta(microseconds=1), schedule.windows)
+    return latest_ended if latest_ended.in_window(now) else None
+
+
+@dataclass(frozen=True)
+class Forced:
+    operator: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    permitted: bool
+    reason: str
+    window: Batch | None = None   # the open window that carries the write
+    forced: bool = False
+
+
+def check_window(cadence: str, batch: str, now: datetime, schedule: Schedule,
+                 forced: Forced | None = None) -> GuardDecision:
+    """THE window guard: may a row of `batch` be written to a front-end table at `now`?
+
+    Yes inside the batch's own window, or — for a batch whose window has passed (late rows, updates after
+    the flush, back-fill) — inside the next open window of its cadence (or of the back-fill cadence).
+    Never before the batch's own window opens. An operator's --force bypasses it (logged by the caller).
+    """
+    target = batch_by_name(cadence, batch, schedule.windows)
+    if forced is not None:
+        return GuardDecision(True, f"forced by {forced.operator}: {forced.reason}", None, forced=True)
+    if now < target.window_start:
+        return GuardDecision(False, f"{cadence} batch {batch}: window opens {target.window_start.isoformat()}")
+    window = open_window(cadence, now, schedule)
+    if window is not None and window.end >= target.end:
+        return GuardDecision(True, f"inside the window of batch {window.name}", window)
+    if schedule.backfill_enabled and schedule.backfill_window and now >= target.window_end:
+        since = schedule.backfill_since.get(cadence)
+        if since is not None and batch < since:
+            return GuardDecision(False, f"{cadence} batch {batch} is before back-fill start {since}")
+        carrier = open_window(schedule.backfill_window, now, schedule)
+        if carrier is not None:
+            return GuardDecision(True, f"back-fill in the {schedule.backfill_window} window of {carrier.name}",
+                                 carrier)
+    return GuardDecision(False, f"{cadence} batch {batch}: no delivery window open at {now.isoformat()}")
+
+
+def require_window(cadence: str, batch: str, now: datetime, schedule: Schedule,
+                   forced: Forced | None = None) -> GuardDecision:
+    decision = check_window(cadence, batch, now, schedule, forced)
+    if not decision.permitted:
+        raise WindowClosed(decision.reason)
+    return decision
+
+
+# --- planning -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlannedFlush:
+    table: str
+    cadence: str
+    batch: str
+    kind: str               # first | resubmission
+    reason: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    table: str
+    batch: str
+    reason: str
+
+
+def plan_flushes(now: datetime, staged: Iterable[staging.StagedBatch], watermarks: Mapping[str, datetime | None],
+                 schedule: Schedule) -> tuple[list[PlannedFlush], list[Alert]]:
+    """Which (table, batch) may be flushed now: closed by the watermark AND inside a permitted window.
+
+    A batch still open near the end of its own window raises an alert; with policy flush_at_margin it
+    goes out anyway at window end − margin (rows arriving later follow as a resubmission).
+    """
+    flushes: list[PlannedFlush] = []
+    alerts: list[Alert] = []
+    for item in staged:
+        if item.pending <= 0:
+            continue
+        guard = check_window(item.cadence, item.batch, now, schedule)
+        if not guard.permitted:
+            continue
+        kind = "resubmission" if item.flushed_before else "first"
+        target = batch_by_name(item.cadence, item.batch, schedule.windows)
+        mark = watermarks.get(item.table)
+        if is_closed(target, mark, schedule.grace):
+            flushes.append(PlannedFlush(item.table, item.cadence, item.batch, kind, guard.reason))
+            continue
+        decision = _stalled(item, target, guard.window, mark, now, schedule)
+        if decision is not None:
+            alert, flush_now = decision
+            alerts.append(alert)
+            if flush_now:
+                flushes.append(PlannedFlush(item.table, item.cadence, item.batch, kind,
+                                            "watermark stalled: flushing what is there at window end − margin"))
+    return flushes, alerts
+
+
+def _stalled(item: staging.StagedBatch, target: Batch, window: Batch | None, mark: datetime | None, now: datetime,
+             schedule: Schedule) -> tuple[Alert, bool] | None:
+    if window is None:
+        return None
+    window_end = window.window_end
+    if now < window_end - schedule.stall_alert_before:
+        return None
+    shown = mark.isoformat() if mark else "none"
+    reason = (f"batch not closed: watermark {shown} < {(target.end + schedule.grace).isoformat()}, "
+              f"window ends {window_end.isoformat()} (policy {schedule.stall_policy})")
+    flush_now = schedule.stall_policy == "flush_at_margin" and now >= window_end - schedule.stall_margin
+    return Alert(item.table, item.batch, reason), flush_now
+
+
+# --- front-end unreachable --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryDecision:
+    retry: bool
+    delay: timedelta
+    alert: str | None = None
+
+
+def retry_decision(now: datetime, window_end: datetime, attempt: int, schedule: Schedule) -> RetryDecision:
+    """After `attempt` failed connection attempts (0-based): wait and retry, or give up and alert.
+
+    Exponential backoff capped at retry_cap; never sleeps past the window end, since a write after it
+    would be refused by the guard anyway.
+    """
+    delay = min(schedule.retry_cap, schedule.retry_base * (2 ** min(attempt, 30)))
+    if now + delay >= window_end:
+        return RetryDecision(False, timedelta(0),
+                             f"front-end database unreachable after {attempt + 1} attempts; window ended "
+                             f"{window_end.isoformat()} — batch waits for the next window")
+    return RetryDecision(True, delay)
+
+
+# --- the flush transaction (shell) ------------------------------------------------------------------------
+#
+# Protocol across the two databases (front-end and staging cannot share a transaction):
+#   1 claim    (staging tx)   store the plan (table, batch, report_datetime, kind, cut = highest committed
+#                             staging seq, taken while no writer is in flight)
+#   2 write    (front-end tx) unless the ledger already has (table, batch, report_datetime): stream the
+#                             pending rows above the last cut and at or below this one (staging COPY TO →
+#                             front-end COPY FROM), straight into the table or via a temp table and an
+#                             upsert, with that report_datetime; insert the ledger row — one commit
+#   3 mark     (staging tx)   one row in hisbridge.flushed (table, batch, cut); ledger copied; plan removed
+# A crash after 1 leaves a plan: a rerun in the same window reuses its report_datetime, so step 2 either
+# finds its ledger row (committed before the crash → only step 3 runs) or writes once. Any write to a row
+# gives it a new seq > cut, so "pending and seq <= cut" is the same set at steps 2 and 3; a row changed
+# meanwhile stays pending and goes out next window. Nothing is lost, nothing is written twice.
+
+@dataclass(frozen=True)
+class Plan:
+    table: str
+    batch: str
+    report_datetime: datetime   # naive Asia/Shanghai wall-clock
+    kind: str
+    cut: int                    # highest staging seq the flush carries
+    window_batch: str | None
+    operator: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    table: str
+    batch: str
+    outcome: str                # flushed | recovered | nothing
+    report_datetime: datetime | None = None
+    row_count: int = 0
+    kind: str | None = None
+
+
+def ensure_frontend(conn, ddl_path=None) -> None:
+    """Ledger schema, and the catalog's generated front-end DDL (CREATE TABLE IF NOT EXISTS; the checkout's
+    schemas/frontend/frontend.sql unless the settings name another)."""
+    ledger.ensure_frontend_ledger(conn)
+    path = ddl_path or defaults().paths.frontend_sql / "frontend.sql"
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.frontend.ddl'))")
+        cur.execute(path.read_text(encoding="utf-8"))
+
+
+def current_plan(staging_conn, table: str, batch: str) -> Plan | None:
+    with staging_conn, staging_conn.cursor() as cur:
+        cur.execute("""SELECT tbl, batch, report_datetime, kind, cut, window_batch, operator, reason
+                       FROM hisbridge.flush_plan WHERE tbl = %s AND batch = %s""", (table, batch))
+        row = cur.fetchone()
+    return Plan(*row) if row else None
+
+
+def claim(staging_conn, frontend_conn, table: str, batch: str, now: datetime, window_batch: str | None,
+          forced: Forced | None = None) -> Plan | None:
+    """Step 1: a new plan with a fresh report_datetime and the cut of rows it carries; None if none pending."""
+    with frontend_conn, frontend_conn.cursor() as fcur:
+        last = ledger.last_report_datetime(fcur, table, batch)
+    kind = "forced" if forced else ("resubmission" if last is not None else "first")
+    rdt = ledger.local_report_datetime(now, last)
+    with staging_conn, staging_conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (staging.WRITE_LOCK,))  # no write in flight
+        cur.execute("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM hisbridge.staged_seq")
+        cut = cur.fetchone()[0]
+        cur.execute("SELECT EXISTS (SELECT 1 FROM hisbridge.staged s WHERE " + staging.pending_predicate() + ")",
+                    {"tbl": table, "batch": batch, "cut": cut})
+        if not cur.fetchone()[0]:
+            return None
+        plan = Plan(table, batch, rdt, kind, cut, window_batch, forced.operator if forced else None,
+                    forced.reason if forced else None)
+        cur.execute("""INSERT INTO hisbridge.flush_plan (tbl, batch, report_datetime, kind, cut, window_batch,
+                                                         operator, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)""",
+                    (table, batch, rdt, kind, cut, window_batch, plan.operator, plan.reason))
+    return plan
+
+
+def _columns(table) -> list[str]:
+    return [f.name for f in table.fields]
+
+
+def _upsert_sql(table) -> sql.Composed:
+    cols = _columns(table)
+    pk = set(table.primary_key)
+    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in cols if c not in pk]
+    return sql.SQL("""INSERT INTO {t} ({cols}) SELECT {cols} FROM flush_in
+                      ON CONFLICT ({pk}) DO UPDATE SET {upd}""").format(
+        t=sql.Identifier(table.name), cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+        pk=sql.SQL(", ").join(map(sql.Identifier, table.primary_key)), upd=sql.SQL(", ").join(updates))
+
+
+def _extract_sql(table, plan: Plan) -> sql.Composed:
+    """Staging side: the carried rows as the front-end columns in COPY text (the front-end parses them
+    into their types), report_datetime already the plan's. Parameters: tbl, batch, cut."""
+    rdt = sql.Literal(plan.report_datetime.isoformat(sep=" "))
+    cols = [rdt if c == "report_datetime" else sql.SQL("s.payload->>{}").format(sql.Literal(c))
+            for c in _columns(table)]
+    return sql.SQL("COPY (SELECT {cols} FROM hisbridge.staged s WHERE {where}) TO STDOUT").format(
+        cols=sql.SQL(", ").join(cols), where=sql.SQL(staging.pending_predicate()))
+
+
+def _copy_in_sql(target: str, table) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(target),
+                                                     sql.SQL(", ").join(map(sql.Identifier, _columns(table))))
+
+
+PIPE_BUFFER = 1 << 20
+
+
+def _stream(scur, copy_out, fcur, copy_in) -> int:
+    """COPY TO STDOUT on staging straight into COPY FROM STDIN on the front-end, through a pipe: both
+    servers work at once and nothing is spooled. Returns the rows the front-end took. A failure on the
+    staging side raises here (the front-end may have taken a truncated stream: the caller's transaction
+    must roll back, which raising does)."""
+    read_fd, write_fd = os.pipe()
+    reader, writer = os.fdopen(read_fd, "rb", PIPE_BUFFER), os.fdopen(write_fd, "wb", PIPE_BUFFER)
+    failed: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            scur.copy_expert(copy_out, writer, PIPE_BUFFER)
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
+            failed.append(exc)
+        finally:
+            writer.close()
+
+    thread = threading.Thread(target=pump, name="flush-copy-out", daemon=True)
+    thread.start()
+    try:
+        fcur.copy_expert(copy_in, reader, PIPE_BUFFER)
+        taken = fcur.rowcount
+    finally:
+        while reader.read(PIPE_BUFFER):   # the front-end stopped early: let staging finish its COPY
+            pass
+        reader.close()
+        thread.join()
+    if failed:
+        raise failed[0]
+    return taken
+
+
+def _load(scur, fcur, table, plan: Plan) -> int:
+    """Send the carried rows; returns how many the front-end table took.
+
+    A first delivery normally meets no existing keys, so it goes straight into the table by COPY (the
+    raw-COPY speed). If a key exists already (a record that moved batches, or any resubmission) that
+    attempt is rolled back to its savepoint and the rows go through a temp table and INSERT … ON CONFLICT
+    — the same final content either way."""
+    copy_out = scur.mogrify(_extract_sql(table, plan), {"tbl": plan.table, "batch": plan.batch, "cut": plan.cut})
+    if plan.kind == "first":
+        fcur.execute("SAVEPOINT flush_direct")
+        try:
+            taken = _stream(scur, copy_out, fcur, _copy_in_sql(table.name, table).as_string(fcur))
+            fcur.execute("RELEASE SAVEPOINT flush_direct")
+            return taken
+        except psycopg2.errors.UniqueViolation:
+            fcur.execute("ROLLBACK TO SAVEPOINT flush_direct")
+            log.info("flush %s %s: keys exist on the front-end, upserting instead", plan.table, plan.batch)
+    fcur.execute(sql.SQL("CREATE TEMP TABLE flush_in ON COMMIT DROP AS SELECT * FROM {} WITH NO DATA")
+                 .format(sql.Identifier(table.name)))
+    _stream(scur, copy_out, fcur, _copy_in_sql("flush_in", table).as_string(fcur))
+    fcur.execute(_upsert_sql(table))
+    return fcur.rowcount
+
+
+def write_frontend(staging_conn, frontend_conn, table, plan: Plan, before_commit=None):
+    """Step 2: the ONE front-end transaction of a flush (rows + ledger); returns (ledger row, written).
+
+    The rows and their count/checksum are read from one REPEATABLE READ snapshot of staging, so the
+    ledger describes exactly the rows written (and the two counts are checked against each other)."""
+    with frontend_conn, frontend_conn.cursor() as fcur:
+        done = ledger.find(fcur, plan.table, plan.batch, plan.report_datetime)
+        if done is not None:
+            return done, False
+        with staging_conn, staging_conn.cursor() as scur:
+            scur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            count = _load(scur, fcur, table, plan)
+            staged_count, checksum = staging.key_checksum(scur, plan.table, plan.batch, plan.cut)
+        if staged_count != count:
+            raise RuntimeError(f"flush {plan.table} {plan.batch}: front-end took {count} rows, "
+                               f"staging carries {staged_count} — rolled back")
+        row = ledger.LedgerRow(plan.table, plan.batch, plan.report_datetime, count, checksum, plan.kind,
+                               plan.operator, plan.reason)
+        ledger.insert(fcur, row)
+        if before_commit is not None:
+            before_commit()  # tests: crash between the writes and the commit
+    return row, True
+
+
+def mark_flushed(staging_conn, plan: Plan, row: ledger.LedgerRow) -> int:
+    """Step 3: the rows the plan carried → flushed with its report_datetime (one cut row); plan removed.
+    Returns the ledger's row count."""
+    with staging_conn, staging_conn.cursor() as cur:
+        staging.mark_flushed(cur, plan.table, plan.batch, plan.cut, plan.report_datetime)
+        ledger.copy_to_staging(cur, row)
+        cur.execute("DELETE FROM hisbridge.flush_plan WHERE tbl = %s AND batch = %s", (plan.table, plan.batch))
+    return row.row_count
+
+
+def release_plan(staging_conn, plan: Plan) -> None:
+    """Abandon a plan whose front-end transaction never committed: its rows simply stay pending."""
+    with staging_conn, staging_conn.cursor() as cur:
+        cur.execute("DELETE FROM hisbridge.flush_plan WHERE tbl = %s AND batch = %s", (plan.table, plan.batch))
+
+
+def recover(staging_conn, frontend_conn) -> list[FlushResult]:
+    """At start: finish every plan whose front-end transaction committed (from the front-end ledger)."""
+    with staging_conn, staging_conn.cursor() as cur:
+        cur.execute("""SELECT tbl, batch, report_datetime, kind, cut, window_batch, operator, reason
+                       FROM hisbridge.flush_plan""")
+        plans = [Plan(*r) for r in cur.fetchall()]
+    done = []
+    for plan in plans:
+        with frontend_conn, frontend_conn.cursor() as fcur:
+            row = ledger.find(fcur, plan.table, plan.batch, plan.report_datetime)
+        if row is not None:
+            mark_flushed(staging_conn, plan, row)
+            done.append(FlushResult(plan.table, plan.batch, "recovered", plan.report_datetime, row.row_count,
+                                    row.kind))
+    return done
+
+
+def flush_batch(staging_conn, frontend_conn, table, batch: str, now: datetime, schedule: Schedule,
+                forced: Forced | None = None, before_commit=None) -> FlushResult:
+    """Flush the pending rows of (table, batch) — only through the window guard (or an operator's force)."""
+    guard = require_window(table.cadence, batch, now, schedule, forced)
+    if forced is not None:
+        log.warning("FORCED flush of %s batch %s by %s: %s", table.name, batch, forced.operator, forced.reason)
+    window_name = guard.window.name if guard.window else None
+    plan = current_plan(staging_conn, table.name, batch)
+    if plan is not None:
+        recovered = [r for r in recover(staging_conn, frontend_conn) if (r.table, r.batch) == (table.name, batch)]
+        if recovered:
+            return recovered[0]
+        if plan.window_batch != window_name or (forced is not None) != (plan.kind == "forced"):
+            # the unfinished attempt belongs to another window (or mode): its transaction is long dead
+            release_plan(staging_conn, plan)
+            plan = None
+    if plan is None:
+        plan = claim(staging_conn, frontend_conn, table.name, batch, now, window_name, forced)
+        if plan is None:
+            return FlushResult(table.name, batch, "nothing")
+    row, _wrote = write_frontend(staging_conn, frontend_conn, table, plan, before_commit)
+    mark_flushed(staging_conn, plan, row)
+    return FlushResult(table.name, batch, "flushed", plan.report_datetime, row.row_count, plan.kind)

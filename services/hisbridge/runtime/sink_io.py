@@ -1,0 +1,92 @@
+"""The sink's database adapter: delivery.timer's SinkIO over the staging and front-end PostgreSQL databases."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import psycopg2
+from hisbridge.catalog.model import Table
+from hisbridge.delivery import staging
+from hisbridge.delivery.flush import (FlushResult, PlannedFlush,
+                                      ensure_frontend, flush_batch, recover)
+from hisbridge.delivery.schedule import Schedule
+from hisbridge.delivery.timer import FrontendUnavailable
+from hisbridge.runtime.watermark import (Partition, connector_progress,
+                                         table_watermarks)
+
+
+class PgSinkIO:
+    """SinkIO over the staging and front-end PostgreSQL databases (connections opened lazily, reopened
+    after a failure). `expected` gives the core partitions every connector must have marked."""
+
+    def __init__(self, tables: Mapping[str, Table], topics: Iterable[str], schedule: Schedule,
+                 staging_dsn: str, frontend_dsn: str, frontend_sql: Path, app: str,
+                 expected: Callable[[], Iterable[Partition]] = tuple) -> None:
+        self.tables, self.topics, self.schedule, self.expected = dict(tables), list(topics), schedule, expected
+        self.app = app
+        self.staging_dsn, self.frontend_dsn, self.frontend_sql = staging_dsn, frontend_dsn, frontend_sql
+        self._stage = None
+        self._front = None
+
+    def _staging(self):
+        if self._stage is None or self._stage.closed:
+            self._stage = psycopg2.connect(self.staging_dsn, connect_timeout=10)
+            staging.ensure_schema(self._stage)
+        return self._stage
+
+    def _frontend(self):
+        if self._front is None or self._front.closed:
+            try:
+                self._front = psycopg2.connect(self.frontend_dsn, connect_timeout=5)
+                ensure_frontend(self._front, self.frontend_sql)
+            except psycopg2.OperationalError as exc:
+                self._front = None
+                raise FrontendUnavailable(str(exc).strip()) from None
+        return self._front
+
+    def _on_frontend(self, action):
+        front = self._frontend()
+        try:
+            return action(front)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if front.closed or getattr(exc, "pgcode", None) is None:
+                self.close_frontend()
+                raise FrontendUnavailable(str(exc).strip()) from None
+            raise
+
+    def close_frontend(self) -> None:
+        if self._front is not None:
+            try:
+                self._front.close()
+            finally:
+                self._front = None
+
+    def recover(self) -> list[FlushResult]:
+        return self._on_frontend(lambda front: recover(self._staging(), front))
+
+    def staged_batches(self) -> list[staging.StagedBatch]:
+        return [b for b in staging.staged_batches(self._staging()) if b.table in self.tables]
+
+    def watermarks(self) -> dict[str, datetime | None]:
+        conn = self._staging()
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT connector, topic, part, commit_ms FROM hisbridge.progress WHERE topic = ANY(%s)",
+                        (self.topics,))
+            rows = cur.fetchall()
+        return table_watermarks(connector_progress(rows, self.expected()), self.tables)
+
+    def flush(self, plan: PlannedFlush, now: datetime) -> FlushResult:
+        table = self.tables[plan.table]
+        return self._on_frontend(lambda front: flush_batch(self._staging(), front, table, plan.batch, now,
+                                                           self.schedule))
+
+    def record_tick(self, now: datetime) -> None:
+        staging.record_tick(self._staging(), self.app, now)
+
+    def reset_staging(self) -> None:
+        if self._stage is not None:
+            try:
+                self._stage.close()
+            finally:
+                self._stage = None

@@ -1,0 +1,103 @@
+"""Topics the worker subscribes to by name must exist before it starts: a topic created after its consumer
+subscribed is only seen at the next metadata refresh (5 minutes), which would hold a new table's first
+changes, or a fresh installation's first delivery, that long. And a few topics are read whole at start
+(read_from_start): the reference tables' raw topics and the held-records topic, the transform's state."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping
+
+
+def ensure_topics(bootstrap: str, names: Iterable[str], client_id: str = "hisbridge-setup", compacted: bool = False,
+                  replication: int = 1) -> list[str]:
+    """Create the named topics that do not exist yet (1 partition, `replication` as the connector template
+    does; `compacted` for raw CDC topics, which the template also creates compacted). Returns the topics
+    created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        missing = sorted(set(names) - set(admin.list_topics()))
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, 1, replication,
+                                              topic_configs={"cleanup.policy": "compact"} if compacted else {})])
+            except TopicAlreadyExistsError:   # someone (the connector, another worker) was faster
+                pass
+        return missing
+    finally:
+        admin.close()
+
+
+def not_compacted(bootstrap: str, names: Iterable[str], client_id: str = "hisbridge-setup") -> list[str]:
+    """The named (existing) topics whose cleanup.policy does not compact: a topic read whole at start must
+    keep the newest message of every key, not just the last week's."""
+    from kafka.admin import (ConfigResource, ConfigResourceType,
+                             KafkaAdminClient)
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
+    try:
+        existing = sorted(set(names) & set(admin.list_topics()))
+        if not existing:
+            return []
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in existing],
+                                       config_filter="all").get("topic", {})
+    finally:
+        admin.close()
+    policy = {t: ((found.get(t) or {}).get("cleanup.policy") or {}).get("value") or "" for t in existing}
+    return [t for t in existing if "compact" not in policy[t]]
+
+
+def committed_offsets(bootstrap: str, group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
+    from kafka.admin import KafkaAdminClient
+
+    wanted = set(names)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-offsets")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+            if tp.topic in wanted and meta.offset >= 0}
+
+
+def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """Every message of every partition of `topic` up to its end now (read_from_start); none if it is absent."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+    finally:
+        consumer.close()
+    return read_from_start(bootstrap, {(topic, p): None for p in parts})
+
+
+def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
+                    client_id: str = "hisbridge-restore") -> Iterator[tuple[str, bytes | None, bytes | None]]:
+    """(topic, key, value) of every message before `until[(topic, partition)]` (None: the end offset when
+    reading starts), from the first offset kept, in offset order per partition. No consumer group: nothing
+    is committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    parts = [TopicPartition(t, p) for (t, p), offset in sorted(until.items()) if offset is None or offset > 0]
+    if not parts:
+        return
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = {tp: min(offset, until[(tp.topic, tp.partition)] or offset)
+               for tp, offset in consumer.end_offsets(parts).items()}
+        # compaction leaves gaps in the offsets: a partition is done when its position reaches its end
+        remaining = {tp for tp in parts if consumer.position(tp) < end[tp]}
+        while remaining:
+            for tp, messages in consumer.poll(timeout_ms=1000).items():
+                for m in messages:
+                    if m.offset < end[tp]:
+                        yield m.topic, m.key, m.value
+            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+    finally:
+        consumer.close()

@@ -1,0 +1,115 @@
+"""Records waiting for a reference row (a visit whose patient row has not arrived yet).
+
+A held record is the raw message itself (topic, partition, offset, key, value): decode + chain are pure, so
+re-running them when the reference row arrives gives the record exactly as if the row had been there;
+nothing derived (and no plaintext beyond what the raw topic already holds) is stored twice. The store is
+written through to the compacted held-records topic (hisbridge.contract.held_topic) and read back at start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, MutableMapping
+
+from hisbridge.state.lookups import lookup_store_key
+
+
+@dataclass(frozen=True)
+class Held:
+    """A raw message whose record waits for a reference row; `since_ms` is when it first had to wait
+    (the bounded wait counts from there, across re-parking under another missing key)."""
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    since_ms: int
+    commit_ms: int | None
+    table: str                  # the catalog table whose record waits (a change may feed several)
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset, self.table)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "key": self.key,
+                "value": self.value, "since_ms": self.since_ms, "commit_ms": self.commit_ms, "table": self.table}
+
+
+def held_from(data: Mapping[str, Any]) -> Held:
+    return Held(data["topic"], int(data["partition"]), int(data["offset"]), data.get("key"), data["value"],
+                int(data["since_ms"]), data.get("commit_ms"), str(data["table"]))
+
+
+HELD_SEP = "\x1d"     # group separator: missing-row key | position of the held message
+
+
+class HeldRecords:
+    """Records waiting for a reference row, one store entry each, keyed
+    "<lookup>\x1e<key>\x1d<topic>\x1d<partition>\x1d<offset>\x1d<table>" so a park or a release writes one
+    small value (never a growing list: a thousand records waiting on one key would otherwise rewrite the
+    whole list, envelopes included, on every park). An in-memory index (missing key → entries, entry →
+    wait start and commit time) is derived from the store on first use — after a restart, from the store
+    rebuilt from its compacted topic — and kept in step with every park and release."""
+
+    def __init__(self, store: MutableMapping[str, Any]) -> None:
+        self.store = store
+        self._by_missing: dict[str, set[str]] | None = None
+        self._meta: dict[str, tuple[str, int, int | None]] = {}    # entry → (missing, since_ms, commit_ms)
+
+    def _index(self) -> dict[str, set[str]]:
+        if self._by_missing is None:
+            self._by_missing = {}
+            for skey in list(self.store):
+                held = held_from(self.store[skey])
+                self._note(skey, held)
+        return self._by_missing
+
+    def _note(self, skey: str, held: Held) -> None:
+        missing = skey.split(HELD_SEP, 1)[0]
+        self._by_missing.setdefault(missing, set()).add(skey)   # type: ignore[union-attr]
+        self._meta[skey] = (missing, held.since_ms, held.commit_ms)
+
+    def park(self, lookup: str, key: str, held: Held) -> str | None:
+        """Hold `held` until lookup[key] arrives; None when it is held there already (a batch consumed
+        again after a crash must not hold — and later produce — the record twice)."""
+        self._index()
+        skey = HELD_SEP.join((lookup_store_key(lookup, key), held.topic, str(held.partition), str(held.offset),
+                              held.table))
+        if skey in self._meta:
+            return None
+        self.store[skey] = held.as_dict()
+        self._note(skey, held)
+        return skey
+
+    def at(self, lookup: str, key: str) -> list[tuple[str, Held]]:
+        """The records held for lookup[key], in the order they were first held."""
+        entries = [(skey, held_from(self.store[skey])) for skey in self._index().get(lookup_store_key(lookup, key), ())]
+        return sorted(entries, key=lambda e: (e[1].since_ms, e[1].topic, e[1].partition, e[1].offset))
+
+    def release(self, skeys: Iterable[str]) -> None:
+        """Forget held records once their outputs are acknowledged."""
+        index = self._index()
+        for skey in skeys:
+            meta = self._meta.pop(skey, None)
+            if meta is not None:
+                group = index.get(meta[0], set())
+                group.discard(skey)
+                if not group:
+                    index.pop(meta[0], None)
+            if skey in self.store:
+                del self.store[skey]
+
+    def expired(self, now_ms: int, wait_ms: int) -> list[tuple[str, Held]]:
+        """Held records whose bounded wait is over, oldest first."""
+        self._index()
+        due = sorted((since, skey) for skey, (_, since, _) in self._meta.items() if now_ms - since >= wait_ms)
+        return [(skey, held_from(self.store[skey])) for _, skey in due]
+
+    def oldest_commit(self) -> int | None:
+        self._index()
+        times = [commit for _, _, commit in self._meta.values() if commit is not None]
+        return min(times) if times else None
+
+    def __len__(self) -> int:
+        self._index()
+        return len(self._meta)

@@ -1,0 +1,387 @@
+"""Sink against a real PostgreSQL: staging and front-end databases of this module's own on the stack's
+front-end server (removed afterwards). Each test uses its own organisation code and batch day, so the
+tests of the module never see each other's rows.
+"""
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime, timedelta
+
+import psycopg2
+import pytest
+from hisbridge.catalog import load_catalog
+from hisbridge.catalog.sample import sample_records
+from hisbridge.chain.batch import assign_batch
+from hisbridge.clock import SHANGHAI
+from hisbridge.delivery import ledger, staging
+from hisbridge.delivery.flush import (Forced, WindowClosed, claim, flush_batch,
+                                      plan_flushes, write_frontend)
+from hisbridge.delivery.schedule import parse
+
+pytestmark = pytest.mark.stack
+TABLE = load_catalog().table("mjzzlxx")
+HOSPITAL = parse({})
+
+
+@pytest.fixture(scope="module")
+def dsns(module_resources) -> dict[str, str]:
+    res = module_resources
+    return {"frontend": res.database("frontend", f"sinkdb_front_{res.id}"),
+            "staging": res.database("frontend", f"sinkdb_stage_{res.id}")}
+
+
+def _connect(dsn: str):
+    return psycopg2.connect(dsn, connect_timeout=5)
+
+
+@pytest.fixture(scope="module")
+def dbs(dsns):
+    front, stage = _connect(dsns["frontend"]), _connect(dsns["staging"])
+    from hisbridge.delivery.flush import ensure_frontend
+    ensure_frontend(front)
+    staging.ensure_schema(stage)
+    yield stage, front
+    front.close()
+    stage.close()
+
+
+@pytest.fixture
+def case():
+    """A fresh organisation code and a batch day no other test of the module uses."""
+    n = next(_CASES)
+    return f"T{n:017d}", date(2026, 1, 1) + timedelta(days=7 * n)
+
+
+_CASES = itertools.count(1)
+
+
+def at(day: date, h: int, m: int = 0, s: int = 0, us: int = 0, days: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, h, m, s, us, tzinfo=SHANGHAI) + timedelta(days=days)
+
+
+def record(org: str, n: int, produced: datetime, xgbz: str = "0", fee: str | None = None) -> dict:
+    rec = dict(sample_records(TABLE, 1, seed=n)[0])
+    rec.update(yljgdm=org, jzlsh=f"V{n:08d}", scsj=produced.replace(tzinfo=None), xgbz=xgbz)
+    if fee is not None:
+        from decimal import Decimal
+        rec["zfy"] = Decimal(fee)
+    return rec
+
+
+def stage(conn, recs: list[dict], lsn_start: int) -> list[str]:
+    rows, batches = [], []
+    for i, rec in enumerate(recs):
+        batch = assign_batch(TABLE, rec).name
+        batches.append(batch)
+        rows.append(staging.staged_row(TABLE, rec, batch, lsn_start + i, lsn_start + i))
+    staging.upsert_rows(conn, rows)
+    return batches
+
+
+def frontend_rows(front, org: str) -> dict[str, tuple]:
+    with front, front.cursor() as cur:
+        cur.execute("SELECT jzlsh, report_datetime, xgbz, zfy, scsj FROM mjzzlxx WHERE yljgdm = %s", (org,))
+        return {r[0]: r[1:] for r in cur.fetchall()}
+
+
+def test_boundary_rows_land_in_their_batches_and_only_theirs_flush(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batches = stage(stage_conn, [record(org, 1, at(day, 17, 59, 59, 999999)), record(org, 2, at(day, 18))], 10)
+    assert batches == [day.isoformat(), (day + timedelta(days=1)).isoformat()]
+    result = flush_batch(stage_conn, front, TABLE, day.isoformat(), at(day, 18, 30), HOSPITAL)
+    assert (result.outcome, result.row_count, result.kind) == ("flushed", 1, "first")
+    assert set(frontend_rows(front, org)) == {"V00000001"}
+
+
+def test_guard_refuses_before_the_window_and_writes_nothing(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    stage(stage_conn, [record(org, 1, at(day, 9))], 10)
+    with pytest.raises(WindowClosed):
+        flush_batch(stage_conn, front, TABLE, day.isoformat(), at(day, 17, 59, 59), HOSPITAL)
+    with pytest.raises(WindowClosed):
+        flush_batch(stage_conn, front, TABLE, day.isoformat(), at(day, 22), HOSPITAL)
+    assert frontend_rows(front, org) == {}
+    assert ledger.rows(front, "mjzzlxx", day.isoformat()) == []
+    assert staging.row_states(stage_conn, "mjzzlxx", day.isoformat())[(org, "V00000001")][0] == "pending"
+
+
+def test_all_rows_of_a_flush_share_one_report_datetime_and_the_ledger_counts_them(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    stage(stage_conn, [record(org, n, at(day, 8) + timedelta(minutes=n)) for n in range(40)], 100)
+    now = at(day, 19, 12, 34, 567)
+    result = flush_batch(stage_conn, front, TABLE, day.isoformat(), now, HOSPITAL)
+    rows = frontend_rows(front, org)
+    assert len(rows) == 40 and {r[0] for r in rows.values()} == {datetime(day.year, day.month, day.day, 19, 12, 34)}
+    [entry] = ledger.rows(front, "mjzzlxx", day.isoformat())
+    assert (entry.row_count, entry.kind, entry.report_datetime) == (40, "first", result.report_datetime)
+    # checksum: md5 over org\x1fkey sorted bytewise, \x1e-joined — recomputed here independently
+    import hashlib
+    keys = sorted(f"{org}\x1f{k}" for k in rows)
+    assert entry.checksum == hashlib.md5("\x1e".join(keys).encode()).hexdigest()
+    assert {s for s, _, _ in staging.row_states(stage_conn, "mjzzlxx", day.isoformat()).values()} == {"flushed"}
+
+
+def test_late_row_and_update_after_flush_go_out_next_window_as_resubmission(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8)), record(org, 2, at(day, 9))], 10)
+    first = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 20), HOSPITAL)
+    # after the window: a changed version of row 1 and a late row of the same batch
+    stage(stage_conn, [record(org, 1, at(day, 8), fee="1.23"), record(org, 3, at(day, 10))], 50)
+    with pytest.raises(WindowClosed):
+        flush_batch(stage_conn, front, TABLE, batch, at(day, 23), HOSPITAL)
+    mine = [b for b in staging.staged_batches(stage_conn) if (b.table, b.batch) == ("mjzzlxx", batch)]
+    marks = {"mjzzlxx": at(day, 19, days=1)}
+    plans, alerts = plan_flushes(at(day, 23), mine, marks, HOSPITAL)
+    assert plans == [] and alerts == []
+    plans, _ = plan_flushes(at(day, 19, days=1), mine, marks, HOSPITAL)
+    assert [(p.batch, p.kind) for p in plans] == [(batch, "resubmission")]
+    second = flush_batch(stage_conn, front, TABLE, batch, at(day, 19, days=1), HOSPITAL)
+    assert (second.kind, second.row_count) == ("resubmission", 2)
+    assert second.report_datetime > first.report_datetime
+    rows = frontend_rows(front, org)
+    assert rows["V00000001"][0] == second.report_datetime and str(rows["V00000001"][2]) == "1.23"
+    assert rows["V00000002"][0] == first.report_datetime
+    assert rows["V00000003"][0] == second.report_datetime
+    assert [e.kind for e in ledger.rows(front, "mjzzlxx", batch)] == ["first", "resubmission"]
+
+
+def test_older_version_arriving_late_does_not_overwrite_a_newer_one(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    newer, older = record(org, 1, at(day, 8), fee="200.00"), record(org, 1, at(day, 8), fee="100.00")
+    batch = assign_batch(TABLE, newer).name
+    staging.upsert_rows(stage_conn, [staging.staged_row(TABLE, newer, batch, 200, 2000)])
+    staging.upsert_rows(stage_conn, [staging.staged_row(TABLE, older, batch, 100, 3000)])
+    # both in one chunk, older last: the newest source position still wins
+    staging.upsert_rows(stage_conn, [staging.staged_row(TABLE, newer, batch, 300, 2000),
+                                     staging.staged_row(TABLE, older, batch, 250, 2000)])
+    assert staging.row_states(stage_conn, "mjzzlxx", batch)[(org, "V00000001")][2] == 300
+    flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1), HOSPITAL)
+    assert str(frontend_rows(front, org)["V00000001"][2]) == "200.00"
+
+
+def test_revoke_after_flush_sets_xgbz_and_revoke_of_unsent_row_is_superseded(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8)), record(org, 2, at(day, 8))], 10)
+    flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1), HOSPITAL)
+    stage(stage_conn, [record(org, 1, at(day, 8), xgbz="1"), record(org, 3, at(day, 8))], 20)
+    stage(stage_conn, [record(org, 3, at(day, 8), xgbz="1")], 30)   # never sent, then revoked
+    states = staging.row_states(stage_conn, "mjzzlxx", batch)
+    assert states[(org, "V00000003")][0] == "superseded" and states[(org, "V00000001")][0] == "pending"
+    flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1, days=1), HOSPITAL)
+    rows = frontend_rows(front, org)
+    assert rows["V00000001"][1] == "1" and rows["V00000002"][1] == "0" and "V00000003" not in rows
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _raise():
+    raise Crash("worker died before the front-end commit")
+
+
+def test_crash_before_frontend_commit_then_rerun_writes_exactly_once(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8)) for n in range(5)], 10)
+    with pytest.raises(Crash):
+        flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 5), HOSPITAL, before_commit=_raise)
+    assert frontend_rows(front, org) == {} and ledger.rows(front, "mjzzlxx", batch) == []
+    result = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 10), HOSPITAL)
+    assert result.report_datetime == datetime(day.year, day.month, day.day, 18, 5)  # the planned one, reused
+    assert len(frontend_rows(front, org)) == 5 and len(ledger.rows(front, "mjzzlxx", batch)) == 1
+
+
+def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, dsns, case):
+    stage_conn, _ = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8)) for n in range(5)], 10)
+    victim = _connect(dsns["frontend"])
+    killer = _connect(dsns["frontend"])
+    killer.autocommit = True
+
+    def kill():
+        with killer.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (victim.get_backend_pid(),))
+
+    with pytest.raises(psycopg2.Error):
+        flush_batch(stage_conn, victim, TABLE, batch, at(day, 18, 5), HOSPITAL, before_commit=kill)
+    killer.close()
+    restarted = _connect(dsns["frontend"])
+    try:
+        result = flush_batch(stage_conn, restarted, TABLE, batch, at(day, 18, 6), HOSPITAL)
+        assert (result.outcome, result.row_count) == ("flushed", 5)
+        assert len(frontend_rows(restarted, org)) == 5
+        assert [e.row_count for e in ledger.rows(restarted, "mjzzlxx", batch)] == [5]
+    finally:
+        restarted.close()
+
+
+def test_crash_after_frontend_commit_is_recovered_from_the_ledger_without_rewriting(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8)) for n in range(3)], 10)
+    plan = claim(stage_conn, front, "mjzzlxx", batch, at(day, 18, 5), batch)
+    write_frontend(stage_conn, front, TABLE, plan)        # committed; the worker dies before marking
+    stage(stage_conn, [record(org, 0, at(day, 8), fee="9.99")], 90)   # a change arrives meanwhile
+    result = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 30), HOSPITAL)
+    assert (result.outcome, result.report_datetime) == ("recovered", plan.report_datetime)
+    assert len(ledger.rows(front, "mjzzlxx", batch)) == 1
+    states = staging.row_states(stage_conn, "mjzzlxx", batch)
+    assert states[(org, "V00000000")][0] == "pending"           # the newer version still goes out
+    assert states[(org, "V00000001")][0] == "flushed"
+    again = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 31), HOSPITAL)
+    assert (again.kind, again.row_count) == ("resubmission", 1)
+    assert str(frontend_rows(front, org)["V00000000"][2]) == "9.99"
+
+
+def test_city_relay_window_across_midnight(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    relay = parse({"mode": "city_relay"})
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8))], 10)
+    for refused in (at(day, 21, 59), at(day, 3, days=1)):
+        with pytest.raises(WindowClosed):
+            flush_batch(stage_conn, front, TABLE, batch, refused, relay)
+    result = flush_batch(stage_conn, front, TABLE, batch, at(day, 1, 30, days=1), relay)
+    assert result.outcome == "flushed"
+    assert frontend_rows(front, org)["V00000001"][0] == datetime(day.year, day.month, day.day, 1, 30) + timedelta(days=1)
+
+
+def test_forced_flush_bypasses_the_guard_and_is_ledgered(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8))], 10)
+    result = flush_batch(stage_conn, front, TABLE, batch, at(day, 10), HOSPITAL,
+                         forced=Forced("ops-test", "province asked for a re-send"))
+    [entry] = ledger.rows(front, "mjzzlxx", batch)
+    assert (result.kind, entry.kind, entry.operator) == ("forced", "forced", "ops-test")
+
+
+def _checksum(org: str, keys) -> str:
+    """The ledger checksum recomputed independently: md5 over org\x1fkey sorted bytewise, \x1e-joined."""
+    import hashlib
+    return hashlib.md5("\x1e".join(sorted(f"{org}\x1f{k}" for k in keys)).encode()).hexdigest()
+
+
+def test_first_delivery_meeting_an_existing_key_falls_back_to_upsert_with_the_same_content(dbs, case, caplog):
+    stage_conn, front = dbs
+    org, day = case
+    d, d1 = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
+    first_d = flush_batch(stage_conn, front, TABLE, d, at(day, 18, 5), HOSPITAL)
+    # record 2's batch time moves to D 19:00 → batch D+1, whose FIRST delivery now meets a key the
+    # front-end already holds (from D's flush) — the direct COPY fails and must fall back to the upsert
+    moved = stage(stage_conn, [record(org, 2, at(day, 19), fee="22.22"), record(org, 4, at(day, 20)),
+                               record(org, 5, at(day, 21))], 100)
+    assert moved == [d1] * 3
+    with caplog.at_level("INFO", logger="hisbridge.delivery.flush"):
+        second = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 30, days=1), HOSPITAL)
+    assert any("upserting instead" in r.getMessage() for r in caplog.records), "the fallback was not taken"
+    assert (second.outcome, second.kind, second.row_count) == ("flushed", "first", 3)
+    rows = frontend_rows(front, org)
+    assert set(rows) == {f"V{n:08d}" for n in (1, 2, 3, 4, 5)}
+    assert {k for k, r in rows.items() if r[0] == second.report_datetime} == {"V00000002", "V00000004", "V00000005"}
+    assert {k for k, r in rows.items() if r[0] == first_d.report_datetime} == {"V00000001", "V00000003"}
+    assert str(rows["V00000002"][2]) == "22.22" and rows["V00000002"][3] == at(day, 19).replace(tzinfo=None)
+    [entry] = ledger.rows(front, "mjzzlxx", d1)
+    assert (entry.kind, entry.row_count, entry.report_datetime) == ("first", 3, second.report_datetime)
+    assert entry.checksum == _checksum(org, ["V00000002", "V00000004", "V00000005"])
+    assert [e.row_count for e in ledger.rows(front, "mjzzlxx", d)] == [3]       # D's ledger untouched
+    assert {**_states(stage_conn, org, d), **_states(stage_conn, org, d1)} == {
+        "V00000001": ("flushed", first_d.report_datetime), "V00000003": ("flushed", first_d.report_datetime),
+        "V00000002": ("flushed", second.report_datetime), "V00000004": ("flushed", second.report_datetime),
+        "V00000005": ("flushed", second.report_datetime)}
+    assert not [b for b in staging.staged_batches(stage_conn) if (b.table, b.batch) in {("mjzzlxx", d), ("mjzzlxx", d1)}]
+    # a later update of a row the fallback carried is a resubmission of D+1 in the next window
+    stage(stage_conn, [record(org, 4, at(day, 20), fee="44.44")], 200)
+    third = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 1, days=2), HOSPITAL)
+    assert (third.kind, third.row_count) == ("resubmission", 1)
+    rows = frontend_rows(front, org)
+    assert str(rows["V00000004"][2]) == "44.44" and rows["V00000004"][0] == third.report_datetime
+    assert rows["V00000005"][0] == second.report_datetime
+    assert [(e.kind, e.row_count) for e in ledger.rows(front, "mjzzlxx", d1)] == [("first", 3), ("resubmission", 1)]
+
+
+def _states(conn, org: str, batch: str) -> dict[str, tuple]:
+    return {k: (s, r) for (o, k), (s, r, _) in staging.row_states(conn, "mjzzlxx", batch).items() if o == org}
+
+
+def test_rows_staged_after_a_plans_cut_stay_pending_and_revokes_of_flushed_rows_go_out(dbs, dsns, case):
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    writer = _connect(dsns["staging"])     # a second staging session: the sink agent's, in effect
+    try:
+        stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
+        first = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 5), HOSPITAL)
+        assert first.row_count == 3
+        stage(writer, [record(org, 1, at(day, 8, 1), fee="1.11"), record(org, 4, at(day, 9))], 20)   # late
+        plan = claim(stage_conn, front, "mjzzlxx", batch, at(day, 18, 5, days=1), (day + timedelta(days=1)).isoformat())
+        # after the cut, before the front-end write: a revoke of flushed row 2, a newer version of row 4
+        # (whose older version the plan covers) and another late row
+        stage(writer, [record(org, 2, at(day, 8, 2), xgbz="1"), record(org, 4, at(day, 9), fee="4.44"),
+                       record(org, 5, at(day, 10))], 30)
+
+        def meanwhile():   # during the front-end transaction, after staging was read: row 1 revoked
+            stage(writer, [record(org, 1, at(day, 8, 1), xgbz="1")], 40)
+
+        second = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 6, days=1), HOSPITAL,
+                             before_commit=meanwhile)
+        assert (second.report_datetime, second.kind, second.row_count) == (plan.report_datetime, "resubmission", 1)
+        rows = frontend_rows(front, org)
+        assert set(rows) == {"V00000001", "V00000002", "V00000003"}          # row 4's old version: not sent
+        assert rows["V00000001"][0] == second.report_datetime and str(rows["V00000001"][2]) == "1.11"
+        assert rows["V00000002"][1] == "0"
+        states = _states(stage_conn, org, batch)
+        assert {k: s for k, (s, _) in states.items()} == {
+            "V00000001": "pending", "V00000002": "pending", "V00000003": "flushed", "V00000004": "pending",
+            "V00000005": "pending"}
+        assert states["V00000003"][1] == first.report_datetime
+        [mine] = [b for b in staging.staged_batches(stage_conn) if (b.table, b.batch) == ("mjzzlxx", batch)]
+        assert (mine.pending, mine.flushed_before) == (4, True)
+        # the next flush carries exactly what the cut left behind, the revokes as xgbz = '1'
+        third = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 1, days=2), HOSPITAL)
+        assert (third.kind, third.row_count) == ("resubmission", 4)
+        rows = frontend_rows(front, org)
+        assert {k: r[1] for k, r in rows.items()} == {"V00000001": "1", "V00000002": "1", "V00000003": "0",
+                                                      "V00000004": "0", "V00000005": "0"}
+        assert str(rows["V00000004"][2]) == "4.44"
+        assert {k for k, r in rows.items() if r[0] == third.report_datetime} == {"V00000001", "V00000002",
+                                                                                "V00000004", "V00000005"}
+        assert set(_states(stage_conn, org, batch).values()) == {("flushed", first.report_datetime),
+                                                                 ("flushed", third.report_datetime)}
+        assert [(e.kind, e.row_count) for e in ledger.rows(front, "mjzzlxx", batch)] == [
+            ("first", 3), ("resubmission", 1), ("resubmission", 4)]
+        assert ledger.rows(front, "mjzzlxx", batch)[2].checksum == _checksum(
+            org, ["V00000001", "V00000002", "V00000004", "V00000005"])
+    finally:
+        writer.close()
+
+
+def test_revoke_of_an_unsent_row_is_superseded_while_another_batchs_flush_is_in_flight(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    d, d1 = day.isoformat(), (day + timedelta(days=1)).isoformat()
+    stage(stage_conn, [record(org, 1, at(day, 8)), record(org, 2, at(day, 19))], 10)    # batches D and D+1
+    # D+1's plan is claimed (its cut is above row 1's seq too) but not yet written
+    plan = claim(stage_conn, front, "mjzzlxx", d1, at(day, 18, 5, days=1), d1)
+    stage(stage_conn, [record(org, 1, at(day, 8), xgbz="1")], 20)    # row 1 (batch D) was never sent
+    assert _states(stage_conn, org, d)["V00000001"][0] == "superseded"
+    result = flush_batch(stage_conn, front, TABLE, d1, at(day, 18, 6, days=1), HOSPITAL)
+    assert (result.report_datetime, result.row_count) == (plan.report_datetime, 1)
+    flush_batch(stage_conn, front, TABLE, d, at(day, 18, 7, days=1), HOSPITAL)          # D: nothing to send
+    assert set(frontend_rows(front, org)) == {"V00000002"} and ledger.rows(front, "mjzzlxx", d) == []
