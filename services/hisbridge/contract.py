@@ -19,12 +19,11 @@ unknown), value the JSON document of `QuarantineEntry` (format 1, below).
 """
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from decimal import Decimal
 from typing import Any, Iterable, Mapping
+
+from hisbridge.catalog.records import to_json_value
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -181,17 +180,12 @@ class QuarantineEntry:
 
 
 def json_safe(value: Any) -> Any:
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
+    """catalog.records.to_json_value, through mappings and lists."""
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    return value
+    return to_json_value(value)
 
 
 def entry_dict(entry: QuarantineEntry) -> dict[str, Any]:

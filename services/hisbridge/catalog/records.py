@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -25,10 +26,13 @@ def stay_days(admitted: dt.date, discharged: dt.date) -> int:
 
 
 def to_json_value(value: Any) -> Any:
-    if isinstance(value, (dt.date, dt.datetime)):
+    """One value as JSON-safe text: dates, times and date-times ISO-8601, Decimal exact, bytes Base64."""
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     return value
 
 

@@ -16,6 +16,16 @@ from hisbridge.runtime.watermark import (Partition, connector_progress,
                                          table_watermarks)
 
 
+def _closed(conn) -> None:
+    """Close a connection we are giving up on (an error closing it is no news); returns None to store."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 — it is being dropped either way
+            pass
+    return None
+
+
 class PgSinkIO:
     """SinkIO over the staging and front-end PostgreSQL databases (connections opened lazily, reopened
     after a failure). `expected` gives the core partitions every connector must have marked."""
@@ -56,11 +66,7 @@ class PgSinkIO:
             raise
 
     def close_frontend(self) -> None:
-        if self._front is not None:
-            try:
-                self._front.close()
-            finally:
-                self._front = None
+        self._front = _closed(self._front)
 
     def recover(self) -> list[FlushResult]:
         return self._on_frontend(lambda front: recover(self._staging(), front))
@@ -85,8 +91,4 @@ class PgSinkIO:
         staging.record_tick(self._staging(), self.app, now)
 
     def reset_staging(self) -> None:
-        if self._stage is not None:
-            try:
-                self._stage.close()
-            finally:
-                self._stage = None
+        self._stage = _closed(self._stage)
