@@ -253,7 +253,7 @@ def test_second_apply_is_a_noop(probe):
 
 def test_wrong_his_password_is_named_and_not_echoed(probe, resources, monkeypatch):
     wrong = f"wrong-{uuid.uuid4().hex}"
-    for key, value in {"HISBRIDGE_HIS_PASSWORD": wrong, "HISBRIDGE_HIS_DB": probe.db,
+    for key, value in {"HISBRIDGE_HIS_PASSWORD": wrong, "HISBRIDGE_HIS_DSN": probe.settings.connections.his_dsn,
                        "HISBRIDGE_TOPIC_PREFIX": probe.prefix}.items():
         monkeypatch.setenv(key, value)
     name = resources.connector(f"stackprobe-badpassword-{resources.id}")
