@@ -123,17 +123,28 @@ class Resources:
             admin_statement(port, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _drop_topics_and_groups(self) -> None:
+        """Until none of our topics and groups is left: a killed worker stays a group member until its session
+        times out (the delete is refused meanwhile), and a topic deleted while a client still asks for its
+        metadata may be created again (auto.create.topics.enable)."""
         from kafka.admin import KafkaAdminClient
         admin = KafkaAdminClient(bootstrap_servers=self.settings.connections.kafka_bootstrap,
                                  client_id=f"test-cleanup-{self.id}")
+        topic_prefixes, group_prefixes = tuple(self.topic_prefixes), tuple(self.groups)
+
+        def ours() -> tuple[list[str], list[str]]:
+            topics = [t for t in admin.list_topics() if topic_prefixes and t.startswith(topic_prefixes)]
+            groups = [g["group_id"] for g in admin.list_groups() if group_prefixes and g["group_id"].startswith(group_prefixes)]
+            return topics, groups
+
+        def removed() -> bool:
+            topics, groups = ours()
+            if topics:
+                admin.delete_topics(topics, raise_errors=False)
+            if groups:
+                admin.delete_groups(groups)
+            return not any(ours())
+
         try:
-            prefixes = tuple(self.topic_prefixes)
-            mine = [t for t in admin.list_topics() if prefixes and t.startswith(prefixes)]
-            if mine:
-                admin.delete_topics(mine)
-            prefixes = tuple(self.groups)
-            gone = [g["group_id"] for g in admin.list_groups() if prefixes and g["group_id"].startswith(prefixes)]
-            if gone:
-                admin.delete_groups(gone)
+            wait_for(f"topics {topic_prefixes} and groups {group_prefixes} removed", removed, timeout=90, every=2)
         finally:
             admin.close()
