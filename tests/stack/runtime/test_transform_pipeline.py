@@ -387,8 +387,13 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
 
     # the first record waits for the worker start and the re-read of the raw topics (snapshot included)
     wait_for("K's record", lambda: produced("K"), timeout=300)
-    ends = KafkaConsumer(bootstrap_servers=worker.bootstrap).end_offsets(
-        [TopicPartition(f"{worker.source.prefix}.his.{tb}", 0) for tb in ("pat_master", "op_visit", "op_diagnosis")])
+    # a client left open would ask for these topics' metadata later and re-create them after the cleanup
+    consumer = KafkaConsumer(bootstrap_servers=worker.bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(f"{worker.source.prefix}.his.{tb}", 0)
+                                     for tb in ("pat_master", "op_visit", "op_diagnosis")])
+    finally:
+        consumer.close()
     wait_for("offsets committed past the patient and the waiting visit",
              lambda: all(worker.committed().get(tp.topic, -1) >= end for tp, end in ends.items()), timeout=60)
     # what the restart restores from keeps every key's newest row: raw topics as the connector template
