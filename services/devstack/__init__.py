@@ -1,5 +1,5 @@
-"""The local stack (development, tests, the demo): two PostgreSQL instances, a KRaft broker, a Kafka Connect
-worker, and the Faust worker when it runs in the background. Components start in order and stop in
+"""The local stack (development, tests, the demo): two PostgreSQL instances, a MariaDB HIS, a KRaft broker, a
+Kafka Connect worker, and the Faust worker when it runs in the background. Components start in order and stop in
 reverse order. Outside the hisbridge runtime: the pipeline never imports this package; the CLI does.
 
 May import: hisbridge.settings (ports, folders) and nothing else of hisbridge.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
-from devstack import postgres, procs
+from devstack import mariadb, postgres, procs
 from devstack.connect import Connect
 from devstack.kafka import Kafka
 from devstack.procs import ProcState, StackError
@@ -32,8 +32,8 @@ class Component(Protocol):
 
 
 def components(settings: Settings) -> list[Component]:
-    return [postgres.his(settings), postgres.frontend(settings), Kafka(settings), Connect(settings),
-            Worker(settings)]
+    return [postgres.his(settings), mariadb.his(settings), postgres.frontend(settings), Kafka(settings),
+            Connect(settings), Worker(settings)]
 
 
 def select(settings: Settings, names: list[str] | None) -> list[Component]:

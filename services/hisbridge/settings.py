@@ -99,14 +99,38 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in str(text).split(",") if t.strip())
 
 
+def _source_kind(text: str) -> str:
+    kind = str(text).strip().lower()
+    if kind not in ("postgres", *BINLOG_KINDS):
+        raise ValueError(f"{text!r} is not one of postgres, {', '.join(BINLOG_KINDS)}")
+    return kind
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(str(text)) if str(text) else None
 
 
+def dsn_fields(dsn: str) -> dict[str, str]:
+    """The key=value pairs of a keyword DSN ("host=… dbname=his …", libpq's form, also used for MariaDB)."""
+    return dict(part.split("=", 1) for part in dsn.split() if "=" in part)
+
+
 def _dsn_field(dsn: str, name: str) -> str | None:
-    """One key=value of a libpq keyword DSN ("host=… dbname=his …")."""
-    fields = dict(part.split("=", 1) for part in dsn.split() if "=" in part)
-    return fields.get(name)
+    return dsn_fields(dsn).get(name)
+
+
+BINLOG_KINDS = ("mariadb", "mysql")
+
+
+def is_binlog_kind(kind: str) -> bool:
+    """MariaDB and MySQL: a HIS read from the binlog, whose "schema" is a database."""
+    return kind in BINLOG_KINDS
+
+
+def his_admin_dsn_of(values: Resolved) -> str:
+    """The HIS administrator DSN for the source kind (resolved knob values)."""
+    kind = values["source.kind"]
+    return values["connections.his_mariadb_dsn"] if is_binlog_kind(kind) else values["connections.his_dsn"]
 
 
 def _local_dsn(port_key: str, dbname: str) -> Callable[[Resolved], str]:
@@ -141,22 +165,30 @@ KNOBS: tuple[Knob, ...] = (
     Knob("stack.kafka_heap", "HISBRIDGE_KAFKA_HEAP", _str, "512m"),
     Knob("stack.connect_heap", "HISBRIDGE_CONNECT_HEAP", _str, "768m"),
     Knob("stack.pg_bin", "HISBRIDGE_PG_BIN", _path, Path("/usr/lib/postgresql/15/bin")),
+    Knob("stack.his_mariadb_port", "HISBRIDGE_HIS_MARIADB_PORT", _int, 55306, doc="the local MariaDB HIS (mariadb-his)"),
+    Knob("stack.mariadbd", "HISBRIDGE_MARIADBD", _path, Path("/usr/sbin/mariadbd"),
+         doc="the MariaDB server binary; its tools (mariadb-install-db, mariadb…) are in ../bin beside it"),
     Knob("stack.java", "HISBRIDGE_JAVA", _str, "", doc="java binary (default: stack.java_home/bin/java, then PATH)"),
     Knob("stack.java_home", "JAVA_HOME", _optional_path, None),
     # connections
     Knob("connections.his_dsn", "HISBRIDGE_HIS_DSN", _str, _local_dsn("stack.his_pg_port", "his")),
+    Knob("connections.his_mariadb_dsn", "HISBRIDGE_HIS_MARIADB_DSN", _str,
+         lambda r: f"unix_socket={r['paths.var'] / 'mariadb' / 'mariadb-his' / 'run' / 'mariadbd.sock'} user=root dbname=his",
+         doc="MariaDB/MySQL HIS as an administrator (host= port= user= password= dbname= or unix_socket=)"),
     Knob("connections.frontend_dsn", "HISBRIDGE_FRONTEND_DSN", _str, _local_dsn("stack.frontend_pg_port", "frontend")),
     Knob("connections.staging_dsn", "HISBRIDGE_STAGING_DSN", _str, _local_dsn("stack.frontend_pg_port", "staging")),
     Knob("connections.kafka_bootstrap", "HISBRIDGE_KAFKA_BOOTSTRAP", _str, lambda r: f"127.0.0.1:{r['stack.kafka_port']}"),
     Knob("connections.connect_url", "HISBRIDGE_CONNECT_URL", _str, lambda r: f"http://127.0.0.1:{r['stack.connect_port']}"),
     Knob("connections.topic_replication", "HISBRIDGE_TOPIC_REPLICATION", _int, 1),
     # the HIS as Debezium reaches it
-    Knob("source.kind", "HISBRIDGE_HIS_KIND", _str, "postgres", doc="postgres | mysql | mariadb"),
-    Knob("source.connector", "HISBRIDGE_CONNECTOR_NAME", _str, "his-postgres"),
+    Knob("source.kind", "HISBRIDGE_HIS_KIND", _source_kind, "postgres",
+         doc="postgres | mariadb | mysql: the HIS engine (connector template, sim dialect, port, DSN)"),
+    Knob("source.connector", "HISBRIDGE_CONNECTOR_NAME", _str, lambda r: f"his-{r['source.kind']}"),
     Knob("source.topic_prefix", "HISBRIDGE_TOPIC_PREFIX", _str, "his", doc="Debezium topic.prefix"),
     Knob("source.host", "HISBRIDGE_HIS_HOST", _str, "127.0.0.1"),
-    Knob("source.port", "HISBRIDGE_HIS_PORT", _int, lambda r: r["stack.his_pg_port"]),
-    Knob("source.db", "HISBRIDGE_HIS_DB", _str, lambda r: _dsn_field(r["connections.his_dsn"], "dbname") or "his",
+    Knob("source.port", "HISBRIDGE_HIS_PORT", _int,
+         lambda r: r["stack.his_mariadb_port"] if is_binlog_kind(r["source.kind"]) else r["stack.his_pg_port"]),
+    Knob("source.db", "HISBRIDGE_HIS_DB", _str, lambda r: _dsn_field(his_admin_dsn_of(r), "dbname") or "his",
          doc="default: the HIS DSN's dbname"),
     Knob("source.user", "HISBRIDGE_HIS_USER", _str, "hisbridge_cdc"),
     Knob("source.password", "HISBRIDGE_HIS_PASSWORD", _secret, None, secret=True,
@@ -242,6 +274,8 @@ class Stack:
     kafka_heap: str
     connect_heap: str
     pg_bin: Path
+    his_mariadb_port: int
+    mariadbd: Path
     java: str
     java_home: Path | None
 
@@ -249,6 +283,7 @@ class Stack:
 @dataclass(frozen=True)
 class Connections:
     his_dsn: str
+    his_mariadb_dsn: str
     frontend_dsn: str
     staging_dsn: str
     kafka_bootstrap: str

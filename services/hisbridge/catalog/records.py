@@ -25,8 +25,33 @@ def stay_days(admitted: dt.date, discharged: dt.date) -> int:
     return max(1, (end - start).days)
 
 
+class ZeroDate:
+    """MySQL/MariaDB's zero date ('0000-00-00', '0000-00-00 00:00:00'): a date column holding no day at all.
+
+    Debezium cannot carry it and writes the epoch instead (NOT NULL columns, TIMESTAMPs while streaming);
+    the decode stage turns exactly those values back into this one marker, so the quality stage quarantines
+    them as `zero_date` instead of reporting 1970-01-01 (chain.decode says which values and why)."""
+    __slots__ = ()
+    text = "0000-00-00"
+
+    def __repr__(self) -> str:
+        return "ZERO_DATE"
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __reduce__(self) -> str:
+        return "ZERO_DATE"          # a copy or a pickle is the same marker
+
+
+ZERO_DATE = ZeroDate()
+
+
 def to_json_value(value: Any) -> Any:
-    """One value as JSON-safe text: dates, times and date-times ISO-8601, Decimal exact, bytes Base64."""
+    """One value as JSON-safe text: dates, times and date-times ISO-8601, Decimal exact, bytes Base64, the
+    zero date as '0000-00-00'."""
+    if value is ZERO_DATE:
+        return ZERO_DATE.text
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     if isinstance(value, Decimal):

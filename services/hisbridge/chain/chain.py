@@ -73,9 +73,12 @@ SchemaLoader = Callable[[str], avro.AvroSchema]
 
 def source_of(change: Change) -> dict[str, Any]:
     s = change.source
-    return {"topic": change.topic, "connector": s.connector, "db": s.db, "schema": s.schema, "table": s.table,
-            "lsn": s.lsn, "tx_id": s.tx_id, "commit_time_ms": s.commit_time_ms, "snapshot": s.snapshot,
-            "op": change.op}
+    out = {"topic": change.topic, "connector": s.connector, "db": s.db, "schema": s.schema, "table": s.table,
+           "lsn": s.lsn, "tx_id": s.tx_id, "commit_time_ms": s.commit_time_ms, "snapshot": s.snapshot,
+           "op": change.op}
+    if s.binlog is not None:
+        out["binlog"] = s.binlog        # MariaDB/MySQL: the file:pos:row `lsn` was made from, for people
+    return out
 
 
 def business_key(table: Table, record: Mapping[str, Any]) -> str | None:

@@ -40,6 +40,31 @@ Column values are converted by their Connect schema (`name`, else `type`), exact
 
 Schemaless messages (`schemas.enable=false`) carry no type names, so their columns stay raw unless
 the caller passes `field_schemas` (column → Connect field schema) for them.
+
+Binlog sources (the MariaDB and MySQL connectors; `source.connector` mariadb / mysql) differ in three ways,
+each handled in one place so the stages after decode see one kind of change whatever the HIS engine:
+
+- Table name (`_binlog_position`): the source block has no `schema`; the database is the schema, so a
+  change of `his.pat_master` reads `schema="his"` exactly as from PostgreSQL and one mapping serves both.
+- Order (`binlog_order`): there is no LSN. `SourcePosition.lsn` is the binlog position made one number,
+  `file number · 2³² + pos + row`, which orders every change of one server as the binlog does (staging's
+  "newest version wins" and the merge rely on it). `pos` is where the statement's events start, `row` the
+  row's index inside them; each row takes at least a byte of the event, so pos + row stays below the next
+  statement's pos, and a multi-row statement's rows (or a primary-key update's delete and insert of the
+  same key) stay in order. Snapshot rows all carry the snapshot's position, below everything streamed
+  after it. `tx_id` is the GTID's sequence number (None in the snapshot). `commit_time_ms` is source.ts_ms,
+  which MariaDB gives in whole seconds and at the statement's start (not the commit): it only feeds the
+  watermark, never the order.
+- Zero dates (`_zero_date_converter`): MariaDB stores '0000-00-00' where strict mode does not forbid it, and
+  Debezium writes it as null in a nullable DATE/DATETIME column, as the epoch (0) in a NOT NULL one, and as
+  "1970-01-01T00:00:00Z" for a TIMESTAMP while streaming (a nullable one is null in the snapshot). Decode turns the two non-null forms into
+  `ZERO_DATE` (catalog.records), which the quality stage quarantines as `zero_date`: a TIMESTAMP cannot hold
+  the epoch itself (its range starts at 1970-01-01 00:00:01 UTC), so that form is exact; a NOT NULL
+  DATE/DATETIME of exactly 1970-01-01 (00:00:00.000000) is byte for byte what Debezium writes for the zero
+  date, and is taken as one — no HIS date of that instant is real enough to be sent unchecked, and a
+  quarantined record can be looked at and re-sent. A zero date in a nullable DATE/DATETIME column arrives
+  as null in every message (no connector setting changes that) and is judged as a missing value.
+  TINYINT(1)/BOOLEAN arrive as int16 0/1, ENUM/SET as their text, utf8mb4 text exactly: no conversion.
 """
 from __future__ import annotations
 
@@ -52,6 +77,7 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping
 
 import orjson
+from hisbridge.catalog.records import ZERO_DATE
 from hisbridge.clock import SHANGHAI
 from hisbridge.contract import HEARTBEAT_TOPIC_PREFIX
 
@@ -75,9 +101,11 @@ class SourcePosition:
     snapshot: bool
     server: str = ""          # Debezium `name` = the connector's topic.prefix
     snapshot_marker: str = "false"  # the raw marker: true/first/last/incremental/false…
+    binlog: str | None = None       # binlog sources: "file:pos:row" (what `lsn` was made from)
 
     def describe(self) -> str:
-        return (f"{self.db}.{self.schema}.{self.table} lsn={self.lsn} txId={self.tx_id} "
+        where = f" binlog={self.binlog}" if self.binlog else ""
+        return (f"{self.db}.{self.schema}.{self.table} lsn={self.lsn} txId={self.tx_id}{where} "
                 f"commit_ts_ms={self.commit_time_ms}")
 
 
@@ -278,20 +306,46 @@ Converter = Callable[[Any], Any]
 RowConverter = tuple[tuple[str, Converter], ...]
 
 
-def column_converter(field_schema: Mapping[str, Any]) -> Converter:
-    """The converter for one Connect field schema (used for schemaless hints too)."""
+def column_converter(field_schema: Mapping[str, Any], binlog: bool = False) -> Converter:
+    """The converter for one Connect field schema (used for schemaless hints too); `binlog`: the column
+    comes from a MariaDB/MySQL connector, whose zero dates are recognised (module docstring)."""
     name = field_schema.get("name")
     if name == "org.apache.kafka.connect.data.Decimal":
         return _decimal_converter(field_schema.get("parameters"))
     if name in _BY_NAME:
-        return _BY_NAME[name]
+        convert = _BY_NAME[name]
+        return _zero_date_converter(field_schema, convert) if binlog else convert
     return _BY_TYPE.get(field_schema.get("type", ""), _as_is)
 
 
-def _row_converter(struct_schema: Mapping[str, Any] | None) -> RowConverter:
+# Date and date-time encodings in which Debezium writes a NOT NULL zero date as 0 (the epoch)
+_EPOCH_ZERO = frozenset({"io.debezium.time.Date", "io.debezium.time.Timestamp", "io.debezium.time.MicroTimestamp",
+                         "io.debezium.time.NanoTimestamp", "org.apache.kafka.connect.data.Date",
+                         "org.apache.kafka.connect.data.Timestamp"})
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _is_epoch_text(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and _parse_iso(value) == _UTC_EPOCH
+    except ValueError:
+        return False        # not ISO: the ZonedTimestamp converter names the problem
+
+
+def _zero_date_converter(field_schema: Mapping[str, Any], convert: Converter) -> Converter:
+    """A binlog source's temporal column: the value Debezium writes for a zero date → ZERO_DATE."""
+    name = field_schema.get("name")
+    if name == "io.debezium.time.ZonedTimestamp":
+        return lambda v: ZERO_DATE if _is_epoch_text(v) else convert(v)
+    if name in _EPOCH_ZERO and field_schema.get("optional") is False:
+        return lambda v: ZERO_DATE if v == 0 and type(v) is int else convert(v)
+    return convert
+
+
+def _row_converter(struct_schema: Mapping[str, Any] | None, binlog: bool = False) -> RowConverter:
     if not struct_schema:
         return ()
-    pairs = ((f["field"], column_converter(f)) for f in struct_schema.get("fields", ()))
+    pairs = ((f["field"], column_converter(f, binlog)) for f in struct_schema.get("fields", ()))
     return tuple((column, convert) for column, convert in pairs if convert is not _as_is)
 
 
@@ -320,11 +374,21 @@ class _EnvelopeSchema:
     after: RowConverter
 
 
+BINLOG_CONNECTORS = frozenset({"mariadb", "mysql"})      # source.connector of the binlog-based connectors
+
+
+def _is_binlog_source(source_schema: Mapping[str, Any] | None) -> bool:
+    """The envelope's source block is a MariaDB/MySQL one (io.debezium.connector.<connector>.Source)."""
+    parts = str((source_schema or {}).get("name") or "").split(".")
+    return len(parts) >= 2 and parts[-1] == "Source" and parts[-2] in BINLOG_CONNECTORS
+
+
 def _envelope_schema(schema: Mapping[str, Any] | None) -> _EnvelopeSchema:
     if not schema:
         return _EnvelopeSchema((), ())
     fields = {f.get("field"): f for f in schema.get("fields", ())}
-    return _EnvelopeSchema(_row_converter(fields.get("before")), _row_converter(fields.get("after")))
+    binlog = _is_binlog_source(fields.get("source"))
+    return _EnvelopeSchema(_row_converter(fields.get("before"), binlog), _row_converter(fields.get("after"), binlog))
 
 
 # The JSON converter always writes {"schema": …, "payload": …} in that order, and a table's schema text
@@ -458,6 +522,45 @@ def _optional_int(source: Mapping[str, Any], name: str) -> int | None:
         raise _Bad(f"source.{name}: {exc}") from None
 
 
+# --- the source position, one helper per connector kind -------------------------------------------------
+# (schema, lsn, tx_id, binlog "file:pos:row") of a source block
+
+Position = tuple[str | None, int | None, int | None, str | None]
+
+
+def _wal_position(source: Mapping[str, Any]) -> Position:
+    """PostgreSQL (and any connector with lsn/txId): the block says it all."""
+    return source.get("schema"), _optional_int(source, "lsn"), _optional_int(source, "txId"), None
+
+
+def binlog_order(file: str, pos: int, row: int) -> int:
+    """One number ordering binlog positions: file number · 2³² + pos + row (module docstring says why)."""
+    stem, _, number = file.rpartition(".")
+    if not stem or not number.isdigit() or int(number) >= 2 ** 31:
+        raise _Bad(f"source.file {file!r:.60} is not <name>.<number>")
+    if pos < 0 or row < 0 or pos + row >= 2 ** 32:
+        raise _Bad(f"binlog position {pos} row {row} is outside 0 … 2³²")
+    return (int(number) << 32) + pos + row
+
+
+def _gtid_sequence(gtid: Any) -> int | None:
+    """The transaction's number in its GTID: MariaDB domain-server-seq, MySQL uuid:seq."""
+    tail = str(gtid).replace(":", "-").rsplit("-", 1)[-1] if gtid else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def _binlog_position(source: Mapping[str, Any]) -> Position:
+    """MariaDB / MySQL: the database is the schema, the binlog position the order, the GTID the transaction."""
+    if not source.get("file") or source.get("pos") is None:
+        raise _Bad("binlog source block lacks file/pos")
+    pos, row = _optional_int(source, "pos"), _optional_int(source, "row") or 0
+    file = str(source["file"])
+    return str(source["db"]), binlog_order(file, pos, row), _gtid_sequence(source.get("gtid")), f"{file}:{pos}:{row}"
+
+
+_POSITION_OF: dict[str, Callable[[Mapping[str, Any]], Position]] = {c: _binlog_position for c in BINLOG_CONNECTORS}
+
+
 def _source_position(source: Any) -> SourcePosition:
     if not isinstance(source, Mapping):
         raise _Bad("envelope has no 'source' block")
@@ -465,12 +568,12 @@ def _source_position(source: Any) -> SourcePosition:
     if missing:
         raise _Bad(f"source block lacks {', '.join(missing)}")
     snapshot, marker = _snapshot(source.get("snapshot"))
+    connector = str(source["connector"])
+    schema, lsn, tx_id, binlog = _POSITION_OF.get(connector, _wal_position)(source)
     return SourcePosition(
-        connector=str(source["connector"]), db=str(source["db"]),
-        schema=source.get("schema"), table=str(source["table"]),
-        lsn=_optional_int(source, "lsn"), tx_id=_optional_int(source, "txId"),
-        commit_time_ms=_optional_int(source, "ts_ms"), snapshot=snapshot,
-        server=str(source.get("name") or ""), snapshot_marker=marker)
+        connector=connector, db=str(source["db"]), schema=schema, table=str(source["table"]),
+        lsn=lsn, tx_id=tx_id, commit_time_ms=_optional_int(source, "ts_ms"), snapshot=snapshot,
+        server=str(source.get("name") or ""), snapshot_marker=marker, binlog=binlog)
 
 
 def _change(topic: str, key: Any, schema: _EnvelopeSchema, payload: Any) -> Change:
@@ -504,6 +607,8 @@ def _position_hint(payload: Any) -> str | None:
     source = payload.get("source") if isinstance(payload, Mapping) else None
     if not isinstance(source, Mapping):
         return None
+    if source.get("file") is not None:
+        return f"binlog={source.get('file')}:{source.get('pos')}:{source.get('row')} table={source.get('table')}"
     return f"lsn={source.get('lsn')} txId={source.get('txId')} table={source.get('table')}"
 
 

@@ -14,6 +14,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
+from hisbridge.catalog.records import ZERO_DATE
+
 
 def text(data: bytes | str | None) -> str | None:
     if data is None:
@@ -22,6 +24,8 @@ def text(data: bytes | str | None) -> str | None:
 
 
 def _tag(value: Any) -> Any:
+    if value is ZERO_DATE:
+        return {"$zd": ZERO_DATE.text}
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, date):
@@ -40,7 +44,7 @@ def _tag(value: Any) -> Any:
 
 
 _UNTAG = {"$dt": datetime.fromisoformat, "$d": date.fromisoformat, "$t": time.fromisoformat, "$dec": Decimal,
-          "$b": lambda s: base64.b64decode(s)}
+          "$b": lambda s: base64.b64decode(s), "$zd": lambda s: ZERO_DATE}
 
 
 def _untag(value: Any) -> Any:

@@ -53,7 +53,7 @@ def reference_check_record(table, record, *, report_time=None) -> list[Reason]:
         for rule in IMPLICIT_FIELD_RULES:
             found = _guarded(rule, field.name, field, record, {}, table)
             reasons += found
-            if found and rule.__name__ in ("check_required", "check_type"):
+            if found and rule.__name__ in ("check_zero_date", "check_required", "check_type"):
                 break
         if is_missing(value) or not type_matches(field, value):
             continue

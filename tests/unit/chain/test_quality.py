@@ -11,6 +11,7 @@ from hisbridge.catalog.checksums import (make_resident_id,
                                          resident_id_check_char,
                                          resident_id_valid, uscc_check_char,
                                          uscc_valid)
+from hisbridge.catalog.records import ZERO_DATE
 from hisbridge.catalog.sample import sample_record
 from hisbridge.chain.quality import Reason, check_record
 from hisbridge.chain.quality import field_rules as fr
@@ -245,3 +246,12 @@ def test_tcm_preparation_fee_positive_when_used(catalog):
     for fee in (Decimal("0"), None):
         assert ("positive_when", "zyzjf") in rules_of(check_record(table, {**used, "zyzjf": fee}, report_time=REPORT))
     assert check_record(table, {**used, "syzyzj": "2", "zyzjf": Decimal("0")}, report_time=REPORT) == []
+
+
+@pytest.mark.parametrize("field", ["csrq", "rysj", "gdsj"])
+def test_a_zero_date_is_its_own_reason_and_nothing_else(basy, good_basy, field):
+    """The MariaDB zero date (decode's ZERO_DATE) in a date or date-time field: one zero_date reason, not a
+    type, required, date-order or ID-birth-date reason as well."""
+    reasons = check_record(basy, {**good_basy, field: ZERO_DATE}, report_time=REPORT)
+    assert rules_of(reasons) == {("zero_date", field)}
+    assert "0000-00-00" in reasons[0].message

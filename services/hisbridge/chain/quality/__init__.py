@@ -32,7 +32,7 @@ def _implicit_reasons(field: Field, record: dict[str, Any], table: Table) -> lis
     for rule in IMPLICIT_FIELD_RULES:
         found = _guarded(rule, field.name, field, record, {}, table)
         reasons += found
-        if found and rule.__name__ in ("check_required", "check_type"):
+        if found and rule.__name__ in ("check_zero_date", "check_required", "check_type"):
             break
     return reasons
 

@@ -17,6 +17,7 @@ from hisbridge.catalog.checksums import (resident_id_birth_date,
                                          uscc_valid)
 from hisbridge.catalog.codes import FORMATS
 from hisbridge.catalog.model import Field, Table
+from hisbridge.catalog.records import ZERO_DATE
 from hisbridge.chain.quality.reasons import Reason, shown
 
 INT32 = (-(2 ** 31), 2 ** 31 - 1)
@@ -35,6 +36,14 @@ def _reason(rule: str, field: Field, zh: str, en: str) -> list[Reason]:
 
 
 # --- implicit rules -------------------------------------------------------------------------------
+
+def check_zero_date(field: Field, record: Mapping[str, Any], params: Mapping[str, Any], table: Table) -> list[Reason]:
+    """A MySQL/MariaDB zero date ('0000-00-00', recognised by the decode stage): no day to report."""
+    if record.get(field.name) is ZERO_DATE:
+        return _reason("zero_date", field, "为零值日期 0000-00-00（源库未填写真实日期）",
+                       "is the zero date 0000-00-00 (the HIS holds no real date)")
+    return []
+
 
 def check_required(field: Field, record: Mapping[str, Any], params: Mapping[str, Any], table: Table) -> list[Reason]:
     if field.required and is_missing(record.get(field.name)):

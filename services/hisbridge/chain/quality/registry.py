@@ -7,7 +7,7 @@ from hisbridge.chain.quality import record_rules as r
 
 # applied to every field, from its catalog attributes; order matters: a missing or mistyped value stops
 # the remaining rules for that field so one problem gives one reason
-IMPLICIT_FIELD_RULES = (f.check_required, f.check_type, f.check_max_length, f.check_valueset, f.check_code_name)
+IMPLICIT_FIELD_RULES = (f.check_zero_date, f.check_required, f.check_type, f.check_max_length, f.check_valueset, f.check_code_name)
 
 FIELD_RULES = {
     "org_code": f.check_org_code,
