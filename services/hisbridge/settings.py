@@ -89,6 +89,10 @@ def _str(text: str) -> str:
     return str(text)
 
 
+def _optional_int(text: str) -> int | None:
+    return _int(text) if str(text).strip() else None
+
+
 def _optional_path(text: str) -> Path | None:
     return _path(text) if str(text).strip() else None
 
@@ -193,7 +197,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("source.user", "HISBRIDGE_HIS_USER", _str, "hisbridge_cdc"),
     Knob("source.password", "HISBRIDGE_HIS_PASSWORD", _secret, None, secret=True,
          doc="the CDC role's password (default: the secret `stack up` generated under paths.secrets)"),
-    Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _int, 184054, doc="MySQL/MariaDB replica id"),
+    Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _optional_int, None,
+         doc="MySQL/MariaDB replica id of the connector (default: derived from the connector name)"),
     Knob("source.heartbeat_ms", "HISBRIDGE_HEARTBEAT_MS", _int, 10000),
     Knob("source.capture_tables", "HISBRIDGE_CAPTURE_TABLES", _names, (),
          doc="schema.table list the connector captures (default: what the mapping reads)"),
@@ -301,7 +306,7 @@ class Source:
     db: str
     user: str
     password: Secret | None
-    server_id: int
+    server_id: int | None
     heartbeat_ms: int
     capture_tables: tuple[str, ...]
 

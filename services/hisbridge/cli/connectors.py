@@ -42,7 +42,8 @@ def cli() -> None:
 @cli.command()
 @spec_options
 @click.option("--prepare/--no-prepare", default=True,
-              help="(PostgreSQL) hand the tables to the capture group and set REPLICA IDENTITY FULL first")
+              help="prepare the HIS first: PostgreSQL hands the tables to the capture group and sets REPLICA "
+                   "IDENTITY FULL; MariaDB/MySQL checks the server time zone and grants SELECT on the tables")
 @click.option("--timeout", type=float, default=90.0, show_default=True, help="seconds to wait for RUNNING")
 @pass_settings
 def apply(settings: Settings, name, kind, tables, heartbeat_ms, prepare: bool, timeout: float) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from hisbridge import hisdb
 from hisbridge.cli.common import pass_settings
 from hisbridge.settings import Settings
 from hisbridge.sim import generate, load
@@ -13,11 +14,22 @@ from hisbridge.sim import generate, load
 
 @click.group("sim")
 def cli() -> None:
-    """Simulated hospital HIS in PostgreSQL (schema `his`)."""
+    """Simulated hospital HIS in PostgreSQL (schema `his`) or MariaDB/MySQL (database `his`)."""
 
 
 def _dsn_option(func):
-    return click.option("--dsn", default=None, help="HIS database DSN (default: connections.his_dsn).")(func)
+    func = click.option("--dsn", default=None, help="HIS database DSN (default: connections.his_dsn, or "
+                                                    "connections.his_mariadb_dsn for MariaDB/MySQL).")(func)
+    return click.option("--engine", type=click.Choice(load.ENGINES), default=None,
+                        help="HIS database engine [default: source.kind]")(func)
+
+
+def _connect(settings: Settings, dsn: str | None, engine: str | None):
+    engine = engine or settings.source.kind
+    try:
+        return load.connect(dsn or hisdb.admin_dsn(settings, engine), engine)
+    except hisdb.HisConnectionError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("init")
@@ -25,14 +37,15 @@ def _dsn_option(func):
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--reset", is_flag=True, help="Drop schema `his` first (all simulated data is lost).")
 @pass_settings
-def init(settings: Settings, dsn: str | None, seed: int, reset: bool) -> None:
+def init(settings: Settings, engine: str | None, dsn: str | None, seed: int, reset: bool) -> None:
     """Create schema `his` with its dictionaries (idempotent)."""
-    conn = load.connect(dsn or settings.connections.his_dsn)
+    conn = _connect(settings, dsn, engine)
     try:
         load.init_schema(conn, seed, reset)
     finally:
         conn.close()
-    click.echo(f"schema his ready ({len(generate.PRIMARY_KEYS)} tables, REPLICA IDENTITY FULL)")
+    full = "REPLICA IDENTITY FULL" if hisdb.engine_of(conn) == "postgres" else "binlog row image FULL"
+    click.echo(f"schema his ready ({len(generate.PRIMARY_KEYS)} tables, {full})")
 
 
 @cli.command("day")
@@ -53,7 +66,7 @@ def init(settings: Settings, dsn: str | None, seed: int, reset: bool) -> None:
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the manifest (entities, defects) here; default var/sim/manifest-<start>.json.")
 @pass_settings
-def day(settings: Settings, dsn, day, days, visits, seed, bad_share, start, end, live, speed, manifest) -> None:
+def day(settings: Settings, engine, dsn, day, days, visits, seed, bad_share, start, end, live, speed, manifest) -> None:
     """Generate and load activity for one or more report days."""
     first, last = generate.batch_window(day.date())[0], generate.batch_window(day.date() + timedelta(days=days - 1))[1]
     start, end = start or first, end or last
@@ -66,7 +79,7 @@ def day(settings: Settings, dsn, day, days, visits, seed, bad_share, start, end,
     bad = sum(1 for e in activity.manifest["entities"] if e["defects"])
     click.echo(f"window [{start}, {end}): {len(activity.events)} events, "
                f"{len(activity.manifest['entities'])} entities ({bad} with a planted defect); manifest {path}")
-    conn = load.connect(dsn or settings.connections.his_dsn)
+    conn = _connect(settings, dsn, engine)
     try:
         if live:
             report = lambda at, n: click.echo(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} changes applied")
@@ -87,7 +100,7 @@ def day(settings: Settings, dsn, day, days, visits, seed, bad_share, start, end,
 @click.option("--to", "last", required=True, help="Last month YYYY-MM.")
 @click.option("--seed", default=1, show_default=True, type=int)
 @pass_settings
-def indicators(settings: Settings, dsn, first, last, seed) -> None:
+def indicators(settings: Settings, engine, dsn, first, last, seed) -> None:
     """Back-fill monthly (and, for December, yearly) evaluation indicators."""
     year, month = map(int, first.split("-"))
     end_year, end_month = map(int, last.split("-"))
@@ -98,7 +111,7 @@ def indicators(settings: Settings, dsn, first, last, seed) -> None:
         events += [generate.Event(at, "eval_indicator", "ensure", row)
                    for p in periods for row in generate.indicator_rows(seed, p, at)]
         year, month = year + month // 12, month % 12 + 1
-    conn = load.connect(dsn or settings.connections.his_dsn)
+    conn = _connect(settings, dsn, engine)
     try:
         counts = load.load_backdated(conn, events)
     finally:

@@ -15,11 +15,12 @@ import string
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hisbridge.settings import Settings
+from hisbridge.settings import Settings, is_binlog_kind
 
 HEARTBEAT_TABLE = "hisbridge.heartbeat"
 CAPTURE_GROUP = "hisbridge_capture"
@@ -51,6 +52,17 @@ def include_list(kind: str, tables: tuple[str, ...]) -> str:
     return ",".join((*tables, *extra))
 
 
+def databases_of(tables: tuple[str, ...]) -> str:
+    """MariaDB/MySQL `database.include.list`: the databases of the captured db.table names."""
+    return ",".join(sorted({t.partition(".")[0] for t in tables}))
+
+
+def replica_server_id(connector: str, configured: int | None) -> int:
+    """The binlog client's server id: configured, or derived from the connector name (stable, so a restart
+    is the same replica; distinct per connector, as MariaDB drops a second client with the same id)."""
+    return configured if configured is not None else 1_000_000 + zlib.crc32(connector.encode()) % (1 << 30)
+
+
 def template_values(spec: ConnectorSpec, settings: Settings, password: str) -> dict[str, str]:
     source = settings.source
     return {
@@ -66,7 +78,8 @@ def template_values(spec: ConnectorSpec, settings: Settings, password: str) -> d
         "table_include_list": include_list(spec.kind, spec.tables),
         "heartbeat_ms": str(spec.heartbeat_ms),
         "topic_replication_factor": str(settings.connections.topic_replication),
-        "server_id": str(source.server_id),
+        "server_id": str(replica_server_id(spec.name, source.server_id)),
+        "database_include_list": databases_of(spec.tables),
         "kafka_bootstrap": settings.connections.kafka_bootstrap,
     }
 
@@ -278,6 +291,8 @@ def apply(settings: Settings, spec: ConnectorSpec, timeout: float = 90.0, prepar
     try:
         if existing != desired and prepare and spec.kind == "postgres":
             prepare_postgres_tables(settings.connections.his_dsn, spec.tables)
+        elif existing != desired and prepare and is_binlog_kind(spec.kind):
+            prepare_binlog_tables(settings, spec)
         client.validate(spec.name, desired, password)
     except ConnectorError:
         # a rejected password must not replace the one the running connector will restart with
@@ -327,3 +342,48 @@ def prepare_postgres_tables(his_dsn: str, tables: tuple[str, ...]) -> None:
         raise ConnectorError(f"preparing HIS tables {', '.join(tables)} failed: {exc}".strip()) from exc
     finally:
         conn.close()
+
+
+# --- HIS preparation (MariaDB/MySQL, needs the admin DSN) ------------------------------------------------
+
+SHANGHAI_OFFSET_MINUTES = 480
+
+
+def prepare_binlog_tables(settings: Settings, spec: ConnectorSpec) -> None:
+    """Check the server's time zone, then let the CDC user read exactly the captured tables (SELECT per
+    table; its server-wide binlog rights come from connectors/mariadb-setup.sql)."""
+    from hisbridge import hisdb
+    try:
+        conn = hisdb.connect(hisdb.admin_dsn(settings, spec.kind), spec.kind)
+    except hisdb.HisConnectionError as exc:
+        raise ConnectorError(f"cannot reach the HIS database to prepare tables: {exc}") from exc
+    try:
+        with hisdb.transaction(conn) as cur:
+            check_time_zone(cur)
+            cur.execute("SELECT host FROM mysql.user WHERE user = %s", (settings.source.user,))
+            hosts = [h for (h,) in cur.fetchall()]
+            if not hosts:
+                raise ConnectorError(f"HIS 中没有 CDC 用户 / the HIS has no user {settings.source.user!r}: run "
+                                     f"connectors/mariadb-setup.sql there first")
+            for table in spec.tables:
+                db, _, name = table.partition(".")
+                for host in hosts:
+                    cur.execute(f"GRANT SELECT ON `{db}`.`{name}` TO %s@%s", (settings.source.user, host))
+    except ConnectorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — a driver error (unknown table, no privilege): the operator's
+        raise ConnectorError(f"preparing HIS tables {', '.join(spec.tables)} failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def check_time_zone(cur) -> None:
+    """A MariaDB/MySQL HIS must run on Asia/Shanghai (UTC+8): its TIMESTAMP columns are read through the
+    server's time zone, and on another zone the HIS's local times would arrive shifted (connectors/README.md)."""
+    cur.execute("SELECT @@global.time_zone, @@system_time_zone, "
+                "TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), CONVERT_TZ(UTC_TIMESTAMP(), '+00:00', @@global.time_zone))")
+    zone, system, offset = cur.fetchone()
+    if offset is None or int(offset) != SHANGHAI_OFFSET_MINUTES:
+        raise ConnectorError(f"HIS 服务器时区须为 Asia/Shanghai（UTC+8），当前 time_zone={zone}（系统 {system}）/ the HIS "
+                             f"server's time zone must be Asia/Shanghai (UTC+8), it is time_zone={zone} "
+                             f"(system {system}): set default_time_zone there")

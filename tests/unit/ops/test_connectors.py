@@ -32,6 +32,26 @@ def test_binlog_templates_render_without_the_postgres_heartbeat_table(kind):
     assert not any("${" in value for value in rendered.values())
 
 
+def test_the_mariadb_template_renders_history_keepalive_lock_free_snapshot_and_databases_from_tables():
+    spec = ConnectorSpec("his-e2e", "mariadb", ("his.op_visit", "his.pat_master", "emr.note"), heartbeat_ms=2000)
+    template = json.loads(connectors.template_path(SETTINGS, "mariadb").read_text(encoding="utf-8"))
+    rendered = connectors.render(template, connectors.template_values(spec, SETTINGS, "pw"))
+    assert rendered["connector.class"] == "io.debezium.connector.mariadb.MariaDbConnector"
+    assert rendered["database.include.list"] == "emr,his"
+    assert rendered["table.include.list"] == "his.op_visit,his.pat_master,emr.note"
+    assert rendered["schema.history.internal.kafka.topic"] == "hisbridge.schema-history.his-e2e"
+    assert rendered["schema.history.internal.kafka.bootstrap.servers"] == SETTINGS.connections.kafka_bootstrap
+    assert rendered["snapshot.locking.mode"] == "none" and rendered["connect.keep.alive.interval.ms"] == "5000"
+    assert "hisbridge.heartbeat" in rendered["heartbeat.action.query"] and rendered["heartbeat.interval.ms"] == "2000"
+    assert "database.timezone" not in rendered and "database.connectionTimeZone" not in rendered
+
+
+def test_each_connector_is_its_own_binlog_replica_unless_one_is_configured():
+    a, b = connectors.replica_server_id("his-a", None), connectors.replica_server_id("his-b", None)
+    assert a != b and a == connectors.replica_server_id("his-a", None) and 1_000_000 <= a < 1_000_000 + 2 ** 30
+    assert connectors.replica_server_id("his-a", 4242) == 4242
+
+
 def test_an_unknown_placeholder_is_an_operator_error():
     with pytest.raises(connectors.ConnectorError, match=r"\$\{nope\}"):
         connectors.render({"a": "${nope}"}, {})
