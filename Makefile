@@ -1,5 +1,6 @@
 # hisbridge — everything from a clean clone: `make demo` (local stack + one change end to end), `make test`.
-# Needs: Python 3.11+, Java 17, Maven 3.8, PostgreSQL 15 binaries (/usr/lib/postgresql/15/bin).
+# Needs: Python 3.11+, Java 17, Maven 3.8, PostgreSQL 15 binaries (/usr/lib/postgresql/15/bin); MariaDB's server
+# binaries are installed by `make mariadb` (Debian packages, no system service) when missing.
 SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
@@ -7,7 +8,7 @@ PY     := $(VENV)/bin/python
 HB     := $(VENV)/bin/hisbridge
 JARS_STAMP := deploy/lib/.fetched
 
-.PHONY: install jars up down status test demo bench clean distclean
+.PHONY: install jars mariadb up down status test demo bench clean distclean
 
 install: $(VENV)/.installed
 
@@ -24,7 +25,11 @@ $(JARS_STAMP): deploy/pom.xml $(wildcard deploy/jars/*/pom.xml)
 	mvn -q -B -Dstyle.color=never -o -f deploy/pom.xml initialize >/dev/null 2>&1 || mvn -q -B -Dstyle.color=never -f deploy/pom.xml initialize
 	touch $@
 
-up: install jars
+# The local MariaDB HIS's server binaries (mariadb-server-core, mariadb-client) and the mysql user; a no-op when present.
+mariadb:
+	@bash deploy/install-mariadb.sh
+
+up: install jars mariadb
 	$(HB) stack up
 
 down:
@@ -34,7 +39,7 @@ status: install
 	-$(HB) stack status --rss
 
 # Unit and stack tests against the real stack; the stack is stopped afterwards whatever happens.
-test: install jars
+test: install jars mariadb
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning

@@ -27,6 +27,8 @@ DEMO_BAD_SHARE (0.02), DEMO_SPEED (simulated seconds per real second, 1200), DEM
 DEMO_WORKER (background process name, default `worker`, which `make down` stops), HISBRIDGE_CONNECTOR_NAME
 (his-demo), plus every HISBRIDGE_* setting of hisbridge.settings (the demo defaults its own app id and topic
 prefix so it never shares them with tests); the worker gets the demo's settings as its environment.
+HISBRIDGE_HIS_KIND=mariadb runs the same day through the local MariaDB HIS (`mariadb-his`, database `his`)
+and the Debezium MariaDB connector, with the same source mapping.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from typing import Callable
 import psycopg2
 from devstack import postgres
 from devstack.worker import Worker
+from hisbridge import hisdb
 from hisbridge.catalog import catalog_for
 from hisbridge.chain.mapping import load_mapping
 from hisbridge.clock import SHANGHAI, write_clock_file
@@ -82,6 +85,7 @@ class DemoConfig:
     evening: bool = True
     first_run: bool = True
     say: Callable[[str], None] = print
+    evening_break: Callable[[], None] | None = None   # run at D 20:00 of the evening (tests change the HIS there)
 
 
 @dataclass
@@ -248,7 +252,7 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
             set_clock(cfg.settings, at)
         cfg.say(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} HIS changes")
 
-    conn = sim_load.connect(cfg.settings.connections.his_dsn)
+    conn = his_connection(cfg.settings)
     try:
         applied = sim_load.load_live(conn, activity.events, start, cfg.speed, progress,
                                      progress_every=timedelta(hours=2 if not follow_clock else 0.5))
@@ -257,19 +261,25 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
     return applied, int(time.time() * 1000)
 
 
+def his_connection(settings: Settings):
+    """The simulated HIS of the configured engine (source.kind) as its administrator."""
+    return sim_load.connect(hisdb.admin_dsn(settings), settings.source.kind)
+
+
 def prepare(cfg: DemoConfig, catalog, mapping) -> None:
     say, settings = cfg.say, cfg.settings
     c = settings.connections
-    ensure_database(settings, c.his_dsn, his=True)
+    if settings.source.kind == "postgres":
+        ensure_database(settings, c.his_dsn, his=True)   # MariaDB: `his` is a database sim_load creates
     ensure_database(settings, c.staging_dsn)
     ensure_database(settings, c.frontend_dsn)
-    conn = sim_load.connect(c.his_dsn)
+    conn = his_connection(settings)
     try:
         sim_load.init_schema(conn, cfg.seed)
     finally:
         conn.close()
-    say(f"HIS: schema his ready ({c.his_dsn})")
-    spec = connectors.ConnectorSpec(cfg.connector, "postgres", mapping.sources, heartbeat_ms=2000)
+    say(f"HIS: schema his ready ({settings.source.kind}, {hisdb.admin_dsn(settings)})")
+    spec = connectors.ConnectorSpec(cfg.connector, settings.source.kind, mapping.sources, heartbeat_ms=2000)
     say(f"connector {cfg.connector}: {connectors.apply(settings, spec)}, RUNNING (topic prefix "
         f"{settings.source.topic_prefix}, {len(spec.tables)} tables)")
     ensure_key_file(settings.sm4.key_file)
@@ -304,7 +314,12 @@ def run(cfg: DemoConfig) -> Outcome:
     if cfg.evening:
         ten_pm = six_pm + timedelta(hours=4)
         say("evening: [D 18:00, D 22:00) live, clock following (late entries → resubmissions, new visits → D+1)")
-        _, last_ms = load_window(six_pm, ten_pm, cfg, follow_clock=True)
+        resume = six_pm
+        if cfg.evening_break is not None:
+            resume = six_pm + timedelta(hours=2)
+            load_window(six_pm, resume, cfg, follow_clock=True)
+            cfg.evening_break()
+        _, last_ms = load_window(resume, ten_pm, cfg, follow_clock=True)
         set_clock(settings, ten_pm - timedelta(seconds=30))
         wait_drained(cfg, mapping, last_ms)
         wait_flushed(settings, cfg.day, mapping.org_code)
@@ -340,9 +355,9 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     finally:
         front.close()
         stage.close()
-    his = sim_load.connect(c.his_dsn)
+    his = his_connection(cfg.settings)
     try:
-        with his, his.cursor() as cur:
+        with hisdb.transaction(his) as cur:
             for t in sorted(generate.PRIMARY_KEYS):
                 cur.execute(f"SELECT count(*) FROM his.{t}")
                 out.his_rows[t] = cur.fetchone()[0]

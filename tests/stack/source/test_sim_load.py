@@ -1,35 +1,75 @@
-"""The simulated HIS loads into the stack's HIS PostgreSQL exactly as generated (into a database of this
-module's own, removed afterwards, so a day is never loaded twice by accident)."""
+"""The simulated HIS loads into each HIS engine exactly as generated: PostgreSQL (a database of this module's
+own on the stack's HIS server) and MariaDB (a server of this module's own, support.mariadb), both removed
+afterwards, so a day is never loaded twice by accident; and `hisbridge sim --engine mariadb` does the same."""
 from __future__ import annotations
 
 from datetime import date, timedelta
 
 import psycopg2
-import psycopg2.extras
+import pymysql
 import pytest
+from click.testing import CliRunner
+from hisbridge import hisdb
+from hisbridge.cli import main as cli_main
 from hisbridge.sim import generate, load
+from support.mariadb import engine_env, own_mariadb
 
 pytestmark = pytest.mark.stack
 SEED = 4242
+DUPLICATE = {"postgres": psycopg2.IntegrityError, "mariadb": pymysql.IntegrityError}
 
 
 @pytest.fixture(scope="module")
-def conn(module_resources):
-    connection = load.connect(module_resources.database("his", f"his_simload_{module_resources.id}"))
+def mariadb_server(module_resources):
+    return own_mariadb(module_resources)
+
+
+@pytest.fixture(scope="module", params=["postgres", "mariadb"])
+def conn(request, module_resources):
+    if request.param == "postgres":
+        connection = load.connect(module_resources.database("his", f"his_simload_{module_resources.id}"))
+    else:
+        connection = load.connect(request.getfixturevalue("mariadb_server").admin_dsn(), "mariadb")
     load.init_schema(connection, seed=SEED)
     yield connection
     connection.close()
 
 
-def test_every_table_has_full_replica_identity_and_a_primary_key(conn):
-    with conn.cursor() as cur:
-        cur.execute("""SELECT c.relname, c.relreplident, EXISTS (SELECT 1 FROM pg_constraint k
-                         WHERE k.conrelid = c.oid AND k.contype = 'p')
-                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                       WHERE n.nspname = 'his' AND c.relkind = 'r'""")
-        tables = {name: (ident, has_pk) for name, ident, has_pk in cur.fetchall()}
+def select(conn, sql: str, params=()) -> list[dict]:
+    with hisdb.transaction(conn) as cur:
+        cur.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def test_every_postgres_table_has_full_replica_identity_and_a_primary_key(module_resources):
+    connection = load.connect(module_resources.database("his", f"his_simident_{module_resources.id}"))
+    try:
+        load.init_schema(connection, seed=SEED)
+        tables = {r["relname"]: (r["relreplident"], r["has_pk"]) for r in select(connection, """
+            SELECT c.relname, c.relreplident, EXISTS (SELECT 1 FROM pg_constraint k
+                     WHERE k.conrelid = c.oid AND k.contype = 'p') AS has_pk
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'his' AND c.relkind = 'r'""")}
+    finally:
+        connection.close()
     assert set(generate.PRIMARY_KEYS) <= set(tables)
     assert all(tables[t] == ("f", True) for t in generate.PRIMARY_KEYS)
+
+
+def test_every_mariadb_table_has_its_primary_key_and_the_server_logs_full_rows(mariadb_server):
+    connection = load.connect(mariadb_server.admin_dsn(), "mariadb")
+    try:
+        load.init_schema(connection, seed=SEED)
+        keys = select(connection, "SELECT table_name AS t, GROUP_CONCAT(column_name ORDER BY ordinal_position) AS k "
+                                  "FROM information_schema.key_column_usage WHERE table_schema = 'his' "
+                                  "AND constraint_name = 'PRIMARY' GROUP BY table_name")
+        server = select(connection, "SELECT @@log_bin AS log_bin, @@binlog_format AS format, "
+                                    "@@binlog_row_image AS image, @@global.time_zone AS tz")[0]
+    finally:
+        connection.close()
+    assert {r["t"]: tuple(r["k"].split(",")) for r in keys} == generate.PRIMARY_KEYS
+    assert server == {"log_bin": 1, "format": "ROW", "image": "FULL", "tz": "Asia/Shanghai"}
 
 
 def test_backdated_day_lands_row_for_row_with_microseconds(conn):
@@ -37,22 +77,38 @@ def test_backdated_day_lands_row_for_row_with_microseconds(conn):
     activity = generate.day_activity(SEED, day, 300, 0.05)
     load.load_backdated(conn, activity.events)
     expected = activity.rows()
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        for table in ("op_register", "op_visit", "op_diagnosis", "ip_admission", "mr_homepage", "mr_diagnosis"):
-            keys = generate.PRIMARY_KEYS[table]
-            for row in expected[table]:
-                cur.execute(f"SELECT * FROM his.{table} WHERE " + " AND ".join(f"{k} = %s" for k in keys),
-                            [row[k] for k in keys])
-                assert dict(cur.fetchone()) == row, (table, [row[k] for k in keys])
-        start, end = generate.batch_window(day)
-        cur.execute("SELECT count(*) AS n FROM his.op_register WHERE reg_time IN (%s, %s)",
-                    (start, end - timedelta(microseconds=1)))
-        assert cur.fetchone()["n"] == 2
+    for table in ("op_register", "op_visit", "op_diagnosis", "ip_admission", "mr_homepage", "mr_diagnosis"):
+        keys = generate.PRIMARY_KEYS[table]
+        for row in expected[table]:
+            got = select(conn, f"SELECT * FROM his.{table} WHERE " + " AND ".join(f"{k} = %s" for k in keys),
+                         [row[k] for k in keys])
+            assert got == [row], (table, [row[k] for k in keys])
+    start, end = generate.batch_window(day)
+    assert select(conn, "SELECT count(*) AS n FROM his.op_register WHERE reg_time IN (%s, %s)",
+                  (start, end - timedelta(microseconds=1))) == [{"n": 2}]
 
 
 def test_loading_the_same_window_twice_is_refused(conn):
     day = date(2001, 3, 1)
     activity = generate.day_activity(SEED, day, 50, 0.0)
     load.load_backdated(conn, activity.events)
-    with pytest.raises(psycopg2.IntegrityError):
+    with pytest.raises(DUPLICATE[hisdb.engine_of(conn)]):
         load.load_backdated(conn, activity.events)
+
+
+def test_the_sim_command_loads_a_day_into_mariadb(mariadb_server, monkeypatch, tmp_path):
+    for key, value in engine_env(mariadb_server).items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    result = runner.invoke(cli_main, ["sim", "init", "--reset"])
+    assert result.exit_code == 0 and "12 tables, binlog row image FULL" in result.output, result.output
+    result = runner.invoke(cli_main, ["sim", "day", "--engine", "mariadb", "--date", "2001-05-01", "--visits", "40",
+                                      "--manifest", str(tmp_path / "manifest.json")])
+    assert result.exit_code == 0, result.output
+    rows = generate.day_activity(1, date(2001, 5, 1), 40, 0.02).rows()
+    connection = load.connect(mariadb_server.admin_dsn(), "mariadb")
+    try:
+        got = select(connection, "SELECT visit_id FROM his.op_visit")
+    finally:
+        connection.close()
+    assert {r["visit_id"] for r in got} == {r["visit_id"] for r in rows["op_visit"]}
