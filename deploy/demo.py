@@ -104,11 +104,23 @@ class Outcome:
 # --- setup ----------------------------------------------------------------------------------------------------
 
 def demo_settings() -> Settings:
-    """The process's settings with the demo's defaults under them (the environment still wins)."""
+    """The process's settings with the demo's defaults under them (the environment still wins). A demo on
+    another HIS engine gets names of its own (connector, topics, group, staging and front-end databases), so
+    the PostgreSQL and the MariaDB hospital can both be simulated on one stack without meeting."""
     base = load_settings()
     own = {**DEMO_DEFAULTS, "HISBRIDGE_CONNECTOR_NAME": "his-demo",
            "HISBRIDGE_CLOCK_FILE": str(base.paths.var / "demo" / "clock.json"),
            "HISBRIDGE_SM4_KEY_FILE": str(base.paths.secrets / "demo_sm4.key")}
+    kind = base.source.kind
+    if kind != "postgres":
+        c = base.connections
+        own.update({"HISBRIDGE_CONNECTOR_NAME": f"his-demo-{kind}", "HISBRIDGE_TOPIC_PREFIX": f"hisdemo{kind}",
+                    "HISBRIDGE_CORE_PREFIX": f"core{kind}", "HISBRIDGE_WORKER_APP_ID": f"hisbridge-demo-{kind}",
+                    "HISBRIDGE_CLOCK_FILE": str(base.paths.var / "demo" / f"clock-{kind}.json"),
+                    "HISBRIDGE_STAGING_DSN": c.staging_dsn.replace(f"dbname={_dsn_db(c.staging_dsn)}",
+                                                                   f"dbname={_dsn_db(c.staging_dsn)}_{kind}"),
+                    "HISBRIDGE_FRONTEND_DSN": c.frontend_dsn.replace(f"dbname={_dsn_db(c.frontend_dsn)}",
+                                                                     f"dbname={_dsn_db(c.frontend_dsn)}_{kind}")})
     return load_settings({**own, **os.environ})
 
 

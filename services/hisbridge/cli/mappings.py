@@ -43,38 +43,42 @@ def validate(settings: Settings, path: str | None) -> None:
         raise SystemExit(1)
 
 
-def _counts(cur: Any, source: str, column: str) -> dict[Any, int]:
-    from psycopg2 import sql
+def _counts(cur: Any, engine: str, source: str, column: str) -> dict[Any, int]:
+    from hisbridge.sim.dialect import quote
     schema, _, table = source.rpartition(".")
-    target = sql.Identifier(schema, table) if schema else sql.Identifier(table)
-    cur.execute(sql.SQL("SELECT {col}::text, count(*) FROM {tbl} GROUP BY 1").format(
-        col=sql.Identifier(column), tbl=target))
+    target = ".".join(quote(engine, n) for n in (schema, table) if n)
+    as_text = f"{quote(engine, column)}::text" if engine == "postgres" else f"CAST({quote(engine, column)} AS CHAR)"
+    cur.execute(f"SELECT {as_text}, count(*) FROM {target} GROUP BY 1")
     return {value: count for value, count in cur.fetchall()}
 
 
 @cli.command("check")
-@click.option("--dsn", default=None, help="HIS connection (default: HISBRIDGE_HIS_DSN / the local stack)")
+@click.option("--dsn", default=None, help="HIS connection (default: HISBRIDGE_HIS_DSN, or HISBRIDGE_HIS_MARIADB_DSN "
+                                          "for MariaDB/MySQL / the local stack)")
+@click.option("--engine", type=click.Choice(["postgres", "mariadb", "mysql"]), default=None,
+              help="HIS database engine [default: source.kind]")
 @click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per unmapped value")
 @pass_settings
-def check(settings: Settings, dsn: str | None, path: str | None, as_json: bool) -> None:
+def check(settings: Settings, dsn: str | None, engine: str | None, path: str | None, as_json: bool) -> None:
     """Query the HIS: local values in value-mapped columns that have no mapping yet, with row counts.
 
     Exit status 1 when any value is unmapped (usable in a pre-delivery check)."""
-    import psycopg2
+    from hisbridge import hisdb
 
     _, mapping = _load(settings, path)
+    engine = engine or settings.source.kind
     try:
-        conn = psycopg2.connect(dsn or settings.connections.his_dsn)
-    except psycopg2.Error as exc:
+        conn = hisdb.connect(dsn or hisdb.admin_dsn(settings, engine), engine)
+    except hisdb.HisConnectionError as exc:
         raise click.ClickException(f"cannot connect to the HIS: {str(exc).strip()}") from None
     found = 0
     try:
-        with conn, conn.cursor() as cur:
+        with hisdb.transaction(conn) as cur:
             for source, column, valuemap in mapped_columns(mapping):
                 try:
-                    counts = _counts(cur, source, column)
-                except psycopg2.Error as exc:
+                    counts = _counts(cur, engine, source, column)
+                except Exception as exc:  # noqa: BLE001 — the driver's error for an unknown table or column
                     raise click.ClickException(f"{source}.{column} (value map {valuemap.name}): "
                                                f"{str(exc).strip().splitlines()[0]}") from None
                 for value, count in unmapped_counts(valuemap, counts):

@@ -16,7 +16,6 @@ from typing import Callable, Iterable
 
 from hisbridge import hisdb
 from hisbridge.sim import dialect
-from hisbridge.sim.dialect import SCHEMA  # noqa: F401 — the simulated HIS's schema (a database on MariaDB)
 from hisbridge.sim.generate import PRIMARY_KEYS, Event, dictionary_rows
 
 ENGINES = ("postgres", "mariadb", "mysql")

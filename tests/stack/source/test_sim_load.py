@@ -112,3 +112,22 @@ def test_the_sim_command_loads_a_day_into_mariadb(mariadb_server, monkeypatch, t
     finally:
         connection.close()
     assert {r["visit_id"] for r in got} == {r["visit_id"] for r in rows["op_visit"]}
+
+
+def test_mappings_check_finds_the_planted_unmapped_codes_in_mariadb(mariadb_server, monkeypatch):
+    for key, value in engine_env(mariadb_server).items():
+        monkeypatch.setenv(key, value)
+    day = date(2001, 7, 1)
+    activity = generate.day_activity(SEED, day, 200, 0.1)
+    connection = load.connect(mariadb_server.admin_dsn(), "mariadb")
+    try:
+        load.init_schema(connection, seed=SEED)
+        load.load_backdated(connection, activity.events)
+    finally:
+        connection.close()
+    planted = {(f"his.{d['table']}.{d['column']}", str(d["value"])) for e in activity.manifest["entities"]
+               for d in e["defects"] if d["reason"] == generate.UNMAPPED_CODE}
+    result = CliRunner().invoke(cli_main, ["mappings", "check"])
+    assert result.exit_code == 1, result.output
+    listed = {(line.split("\t")[0], line.split("\t")[2]) for line in result.output.splitlines() if "\t" in line}
+    assert planted and planted <= listed
