@@ -57,9 +57,11 @@ class EveningChanges:
         touched = {e.row.get("visit_id") for e in evening.events}
         front = psycopg2.connect(settings.connections.frontend_dsn)
         with front, front.cursor() as cur:
-            cur.execute("SELECT jzlsh, zfy, scsj FROM mjzzlxx WHERE xgbz = '0' ORDER BY jzlsh")
-            boundary = set(generate.batch_window(e2e.DAY)) | {SIX_PM - timedelta(microseconds=1)}
-            untouched = [(k, fee) for k, fee, at in cur.fetchall() if k not in touched and at not in boundary]
+            # batch D's visits (the first run also back-fills D-1), not on a boundary, not changed by the evening
+            start, end = generate.batch_window(e2e.DAY)
+            cur.execute("SELECT jzlsh, zfy FROM mjzzlxx WHERE xgbz = '0' AND scsj > %s AND scsj < %s ORDER BY jzlsh",
+                        (start, end - timedelta(microseconds=1)))
+            untouched = [(k, fee) for k, fee in cur.fetchall() if k not in touched]
         front.close()
         (self.v1, self.fee_before), (self.v2, _) = untouched[1], untouched[2]
         his = hisdb.connect(self.server.admin_dsn(), "mariadb")

@@ -57,13 +57,14 @@ each handled in one place so the stages after decode see one kind of change what
   watermark, never the order.
 - Zero dates (`_zero_date_converter`): MariaDB stores '0000-00-00' where strict mode does not forbid it, and
   Debezium writes it as null in a nullable DATE/DATETIME column, as the epoch (0) in a NOT NULL one, and as
-  "1970-01-01T00:00:00Z" for a TIMESTAMP while streaming (a nullable one is null in the snapshot). Decode turns the two non-null forms into
-  `ZERO_DATE` (catalog.records), which the quality stage quarantines as `zero_date`: a TIMESTAMP cannot hold
-  the epoch itself (its range starts at 1970-01-01 00:00:01 UTC), so that form is exact; a NOT NULL
-  DATE/DATETIME of exactly 1970-01-01 (00:00:00.000000) is byte for byte what Debezium writes for the zero
-  date, and is taken as one — no HIS date of that instant is real enough to be sent unchecked, and a
-  quarantined record can be looked at and re-sent. A zero date in a nullable DATE/DATETIME column arrives
-  as null in every message (no connector setting changes that) and is judged as a missing value.
+  "1970-01-01T00:00:00Z" for a TIMESTAMP while streaming (a nullable TIMESTAMP's is null in the snapshot).
+  Decode turns the two non-null forms into `ZERO_DATE` (catalog.records), which the quality stage
+  quarantines as `zero_date`. For a TIMESTAMP that is exact: its range starts at 1970-01-01 00:00:01 UTC, so
+  the epoch can only be the zero date. In a NOT NULL DATE/DATETIME the message for the zero date and for a
+  real 1970-01-01 (00:00:00.000000) is byte for byte the same; it is taken as the zero date, so a real one
+  is held in quarantine where an operator sees it and can re-send it, never delivered as a wrong date.
+  A zero date in a nullable DATE/DATETIME column arrives as null in every message (no connector setting
+  changes that: the connector's JDBC URL fixes zeroDateTimeBehavior) and is judged as a missing value.
   TINYINT(1)/BOOLEAN arrive as int16 0/1, ENUM/SET as their text, utf8mb4 text exactly: no conversion.
 """
 from __future__ import annotations

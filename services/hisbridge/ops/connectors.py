@@ -366,9 +366,9 @@ def prepare_binlog_tables(settings: Settings, spec: ConnectorSpec) -> None:
                 raise ConnectorError(f"HIS 中没有 CDC 用户 / the HIS has no user {settings.source.user!r}: run "
                                      f"connectors/mariadb-setup.sql there first")
             for table in spec.tables:
-                db, _, name = table.partition(".")
+                target = ".".join("`" + part.replace("`", "``") + "`" for part in table.split(".", 1))
                 for host in hosts:
-                    cur.execute(f"GRANT SELECT ON `{db}`.`{name}` TO %s@%s", (settings.source.user, host))
+                    cur.execute(f"GRANT SELECT ON {target} TO %s@%s", (settings.source.user, host))
     except ConnectorError:
         raise
     except Exception as exc:  # noqa: BLE001 — a driver error (unknown table, no privilege): the operator's
