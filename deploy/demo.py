@@ -117,10 +117,8 @@ def demo_settings() -> Settings:
         own.update({"HISBRIDGE_CONNECTOR_NAME": f"his-demo-{kind}", "HISBRIDGE_TOPIC_PREFIX": f"hisdemo{kind}",
                     "HISBRIDGE_CORE_PREFIX": f"core{kind}", "HISBRIDGE_WORKER_APP_ID": f"hisbridge-demo-{kind}",
                     "HISBRIDGE_CLOCK_FILE": str(base.paths.var / "demo" / f"clock-{kind}.json"),
-                    "HISBRIDGE_STAGING_DSN": c.staging_dsn.replace(f"dbname={_dsn_db(c.staging_dsn)}",
-                                                                   f"dbname={_dsn_db(c.staging_dsn)}_{kind}"),
-                    "HISBRIDGE_FRONTEND_DSN": c.frontend_dsn.replace(f"dbname={_dsn_db(c.frontend_dsn)}",
-                                                                     f"dbname={_dsn_db(c.frontend_dsn)}_{kind}")})
+                    "HISBRIDGE_STAGING_DSN": _db_suffixed(c.staging_dsn, kind),
+                    "HISBRIDGE_FRONTEND_DSN": _db_suffixed(c.frontend_dsn, kind)})
     return load_settings({**own, **os.environ})
 
 
@@ -137,6 +135,11 @@ def ensure_key_file(path: Path) -> None:
 
 def _dsn_db(dsn: str) -> str:
     return dict(part.split("=", 1) for part in dsn.split())["dbname"]
+
+
+def _db_suffixed(dsn: str, suffix: str) -> str:
+    name = _dsn_db(dsn)
+    return dsn.replace(f"dbname={name}", f"dbname={name}_{suffix}")
 
 
 def ensure_database(settings: Settings, dsn: str, his: bool = False) -> None:
