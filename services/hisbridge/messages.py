@@ -1,0 +1,183 @@
+"""Every sentence an operator reads — help texts, errors, refusals, log lines about outages — in one
+catalogue: message id → (Chinese, English) templates with {named} parameters.
+
+`text(id, **params)` renders one in the language of `display.lang` (HISBRIDGE_LANG = zh | en | both;
+both = Chinese first, then English). A datetime parameter is shown in Asia/Shanghai with its offset
+(`clock.local_text`), so no caller can print a UTC moment to a person by accident.
+
+`OperatorError(id, **params)` is the exception an operator must act on (bad usage or configuration, an
+unreachable service, a failed check); the CLI's top-level handler prints it as one line per language and
+exits with its code, never a traceback (`hisbridge --debug …` shows one). Quarantine reasons stay values
+(chain.quality.Reason): they are data about a record, not something a command stops for.
+
+Adding a message: one entry below; `tests/unit/test_messages.py` checks that both templates take the same
+parameters and that every id the code names exists.
+"""
+from __future__ import annotations
+
+import string
+from datetime import date, datetime
+from typing import Any, Mapping, NamedTuple
+
+EXIT_CHECK_FAILED = 1   # the command ran and what it checked is not right (reconcile NOT OK, missing columns)
+EXIT_USAGE = 2          # the command could not do its job: usage, configuration, an unreachable service
+
+Template = tuple[str, str]
+
+CATALOGUE: Mapping[str, Template] = {
+    # --- the command line as a whole -----------------------------------------------------------------
+    "cli.help": ("hisbridge：HIS 变更捕获 → 国家值域 → SM4 → Avro → 前置机。",
+                 "hisbridge: HIS CDC → national value sets → SM4 → Avro → front-end database."),
+    "cli.help_option": ("显示本帮助并退出", "show this message and exit"),
+    "cli.version": ("显示版本并退出", "show the version and exit"),
+    "cli.debug": ("出错时显示调用栈（排查用）", "show the traceback when a command fails (for diagnosis)"),
+    "cli.usage": ("用法错误：{detail}（见 {command} --help）", "usage error: {detail} (see {command} --help)"),
+    "cli.internal": ("内部错误：{kind}: {detail}；加 --debug 查看调用栈并报告此问题",
+                     "internal error: {kind}: {detail}; rerun with --debug for the traceback and report it"),
+    "cli.interrupted": ("已中断", "interrupted"),
+    "settings.invalid": ("设置无效：{detail}", "invalid settings: {detail}"),
+
+    # --- services that cannot be reached -------------------------------------------------------------
+    "reach.kafka": ("无法连接 Kafka {address}（{detail}）：Kafka 是否在运行？地址由 HISBRIDGE_KAFKA_BOOTSTRAP 设置",
+                    "Kafka unreachable at {address} ({detail}): is it running? The address is "
+                    "HISBRIDGE_KAFKA_BOOTSTRAP"),
+    "reach.connect": ("无法连接 Kafka Connect {address}（{detail}）：Connect 是否在运行？地址由 HISBRIDGE_CONNECT_URL 设置",
+                      "Kafka Connect unreachable at {address} ({detail}): is it running? The address is "
+                      "HISBRIDGE_CONNECT_URL"),
+    "reach.postgres": ("无法连接 PostgreSQL {address}（{detail}）：服务是否在运行？地址由 {knob} 设置",
+                       "PostgreSQL unreachable at {address} ({detail}): is it running? The address is {knob}"),
+    "reach.his": ("无法连接 HIS 数据库 {address}（{detail}）：服务是否在运行？地址由 {knob} 设置",
+                  "the HIS database at {address} is unreachable ({detail}): is it running? The address is {knob}"),
+    "log.repeated": ("{message}（过去 {seconds} 秒内另有 {count} 次）",
+                     "{message} ({count} more in the last {seconds} s)"),
+
+    # --- names an operator types ---------------------------------------------------------------------
+    "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",
+                      "the catalog has no table {table!r}{hint_en}; known tables: {known}"),
+    "batch.invalid": ("批次名称 {batch!r} 无效：日批次写 YYYY-MM-DD，月批次 YYYY-MM，年批次 YYYY（例如 {example}）",
+                      "{batch!r} is not a batch name: daily YYYY-MM-DD, monthly YYYY-MM, yearly YYYY "
+                      "(e.g. {example})"),
+    "batch.cadence": ("表 {table} 按{cadence}分批，批次 {batch!r} 不是{cadence}批次（应写 {pattern}）",
+                      "table {table} is batched {cadence}: {batch!r} is not a {cadence} batch (write {pattern})"),
+    "moment.invalid": ("{option} 的时间 {value!r} 无效：请写带时区的 ISO 时间，例如 {example}",
+                       "{option}: {value!r} is not an ISO moment with an offset, e.g. {example}"),
+
+    # --- flush -------------------------------------------------------------------------------------------
+    "window.before": ("拒绝写入：{cadence}批次 {batch} 的上报窗口 {start} 才打开（现在 {now}）；操作员可用 "
+                      "--force --operator 姓名 --reason 原因 强制",
+                      "refused: the delivery window of {cadence} batch {batch} opens {start} (now {now}); an "
+                      "operator may use --force --operator NAME --reason WHY"),
+    "window.closed": ("拒绝写入：现在 {now} 没有打开的上报窗口（{cadence}批次 {batch} 的窗口为 {start} 至 {end}）；"
+                      "操作员可用 --force --operator 姓名 --reason 原因 强制",
+                      "refused: no delivery window is open at {now} ({cadence} batch {batch}: window {start} to "
+                      "{end}); an operator may use --force --operator NAME --reason WHY"),
+    "window.backfill_before": ("拒绝写入：{cadence}批次 {batch} 早于补报起点 {since}",
+                               "refused: {cadence} batch {batch} is before the back-fill start {since}"),
+    "window.open": ("在批次 {window} 的上报窗口内", "inside the delivery window of batch {window}"),
+    "window.backfill": ("在 {carrier} 的{window}窗口内补报", "back-fill in the {window} window of {carrier}"),
+    "window.forced": ("由 {operator} 强制：{reason}", "forced by {operator}: {reason}"),
+    "flush.needs_target": ("请同时给出 --table 和 --batch（或用 --plan 查看可上报的批次）",
+                           "--table and --batch are both required (or use --plan to see what may be flushed)"),
+    "flush.force_needs_who": ("--force 需要 --operator 和 --reason（两者都记入台账）",
+                              "--force needs --operator and --reason (both go into the ledger)"),
+    "flush.nothing_staged": ("表 {table} 批次 {batch} 没有暂存的行，无可上报", "nothing staged for {table} batch {batch}"),
+
+    # --- reconcile ---------------------------------------------------------------------------------------
+    "reconcile.sim_daily": ("--sim-seed 只能核对日批次（YYYY-MM-DD）", "--sim-seed compares daily batches only (YYYY-MM-DD)"),
+    "reconcile.not_ok": ("核对不一致：{tables}", "reconciliation NOT OK: {tables}"),
+
+    # --- SM4 ---------------------------------------------------------------------------------------------
+    "crypto.key": ("SM4 密钥不可用：{detail}", "SM4 key unavailable: {detail}"),
+    "crypto.settings": ("SM4 设置无效：{detail}", "invalid SM4 settings: {detail}"),
+    "crypto.iv": ("--iv 须为 32 个十六进制字符", "--iv must be 32 hexadecimal characters"),
+    "crypto.line": ("第 {line} 行：{detail}", "line {line}: {detail}"),
+
+    # --- catalog, mapping, schedule files ---------------------------------------------------------------
+    "catalog.invalid": ("目录文件有误：{detail}", "the catalog is invalid: {detail}"),
+    "mapping.invalid": ("映射文件有误：{detail}", "the source mapping is invalid: {detail}"),
+    "schedule.invalid": ("上报时间表有误：{detail}", "the delivery schedule is invalid: {detail}"),
+    "mapping.missing_table": ("{where}: HIS 中没有表 {source}", "{where}: the HIS has no table {source}"),
+    "mapping.missing_column": ("{where}: HIS 表 {source} 没有列 {column}{hint}",
+                               "{where}: HIS table {source} has no column {column!r}{hint_en}"),
+    "mapping.type_mismatch": ("{where}: {source}.{column} 的类型 {his_type} 不能填入 {table}.{field}（{field_type}）",
+                              "{where}: {source}.{column} is {his_type}, which cannot feed {table}.{field} "
+                              "({field_type})"),
+    "mapping.his_ok": ("{path}：映射引用的 {tables} 张 HIS 表、{columns} 个列均存在且类型相容",
+                       "{path}: all {tables} HIS tables and {columns} columns the mapping names exist with "
+                       "compatible types"),
+    "mapping.his_problems": ("{path}：{count} 处与 HIS 不符", "{path}: {count} problem(s) against the HIS"),
+
+    # --- connectors --------------------------------------------------------------------------------------
+    "connectors.no_tables": ("没有要捕获的表：映射未列出 HIS 表，请用 --tables schema.table,… 指定",
+                             "no tables to capture: the mapping names none; pass --tables schema.table,…"),
+    "connectors.failed": ("连接器 {name} 未能运行：{detail}", "connector {name} is not running: {detail}"),
+    "connectors.error": ("Kafka Connect 报错：{detail}", "Kafka Connect: {detail}"),
+}
+
+class Both(NamedTuple):
+    """A parameter that exists in both languages (a quality reason, a bilingual settings error)."""
+    zh: str
+    en: str
+
+
+_CADENCE_ZH = {"daily": "日", "monthly": "月", "yearly": "年", "backfill": "补报"}
+
+
+def cadence_name(cadence: str) -> Both:
+    """daily → 日 / daily: a cadence as a message parameter."""
+    return Both(_CADENCE_ZH.get(cadence, cadence), cadence)
+
+
+def _shown(value: Any, lang: str) -> Any:
+    """A parameter as a person reads it in `lang`: moments in Asia/Shanghai with the offset."""
+    if isinstance(value, Both):
+        return value.zh if lang == "zh" else value.en
+    if isinstance(value, datetime):
+        from hisbridge.clock import local_text
+        return local_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def placeholders(template: str) -> set[str]:
+    return {name.split("!")[0].split(".")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def current_language() -> str:
+    from hisbridge.settings import display_language
+    return display_language()
+
+
+def render(message_id: str, params: Mapping[str, Any], lang: str | None = None, joiner: str = "\n") -> str:
+    """One catalogue message in `lang` (default display.lang); `both` joins Chinese and English."""
+    zh, en = CATALOGUE[message_id]
+    lang = lang or current_language()
+    parts = {"zh": [("zh", zh)], "en": [("en", en)], "both": [("zh", zh), ("en", en)]}[lang]
+    return joiner.join(template.format(**{k: _shown(v, part) for k, v in params.items()}) for part, template in parts)
+
+
+def text(message_id: str, /, lang: str | None = None, **params: Any) -> str:
+    return render(message_id, params, lang)
+
+
+def help_text(message_id: str, lang: str | None = None) -> str:
+    """A help text: Chinese / English on one line in `both`."""
+    return render(message_id, {}, lang, joiner=" / ")
+
+
+class OperatorError(Exception):
+    """Something an operator must fix before the command can succeed: a catalogue message and an exit code."""
+
+    def __init__(self, message_id: str, /, exit_code: int = EXIT_USAGE, **params: Any) -> None:
+        if message_id not in CATALOGUE:
+            raise KeyError(f"no message {message_id!r} in hisbridge.messages.CATALOGUE")
+        self.message_id, self.params, self.exit_code = message_id, params, exit_code
+        super().__init__(message_id)
+
+    def text(self, lang: str | None = None) -> str:
+        return render(self.message_id, self.params, lang)
+
+    def __str__(self) -> str:
+        # log lines and foreign handlers get English; the CLI prints `text()` in the operator's language
+        return render(self.message_id, self.params, "en")
