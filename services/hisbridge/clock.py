@@ -32,6 +32,15 @@ def local_text(moment: datetime, timespec: str = "seconds") -> str:
     return moment.astimezone(SHANGHAI).isoformat(" ", timespec)
 
 
+def log_text(moment: datetime | None, timespec: str = "seconds") -> str:
+    """`local_text` for a log line, which must never raise: a naive moment is marked, not refused."""
+    if moment is None:
+        return "none"
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return f"{moment.isoformat(' ', timespec)} (zone unknown)"
+    return local_text(moment, timespec)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current moment, timezone-aware, in UTC."""

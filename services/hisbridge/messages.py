@@ -48,8 +48,17 @@ CATALOGUE: Mapping[str, Template] = {
                        "PostgreSQL unreachable at {address} ({detail}): is it running? The address is {knob}"),
     "reach.his": ("无法连接 HIS 数据库 {address}（{detail}）：服务是否在运行？地址由 {knob} 设置",
                   "the HIS database at {address} is unreachable ({detail}): is it running? The address is {knob}"),
-    "log.repeated": ("{message}（过去 {seconds} 秒内另有 {count} 次）",
-                     "{message} ({count} more in the last {seconds} s)"),
+    "log.repeated": ("过去 {seconds} 秒内另有 {count} 次", "{count} more in the last {seconds} s"),
+
+    # --- worker -----------------------------------------------------------------------------------------
+    "worker.help": ("运行 Faust 工作进程（转换 + 入库），连接本地或设置中的 Kafka",
+                    "run the Faust worker (transform + sink) against the local or configured Kafka"),
+    "worker.loglevel": ("日志级别（默认 display.log_level，即 HISBRIDGE_LOG_LEVEL）",
+                        "log level [default: display.log_level, HISBRIDGE_LOG_LEVEL]"),
+    "worker.background": ("后台运行；日志写入 var/log/worker.log，用 `stack down worker` 停止",
+                          "detach; log to var/log/worker.log, stop with `stack down worker`"),
+    "worker.started": ("工作进程已启动：pid {pid}，日志 {log}", "worker started: pid {pid}, log {log}"),
+    "worker.running": ("工作进程已在运行：pid {pid}，日志 {log}", "worker already running: pid {pid}, log {log}"),
 
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",
@@ -76,11 +85,24 @@ CATALOGUE: Mapping[str, Template] = {
     "window.open": ("在批次 {window} 的上报窗口内", "inside the delivery window of batch {window}"),
     "window.backfill": ("在 {carrier} 的{window}窗口内补报", "back-fill in the {window} window of {carrier}"),
     "window.forced": ("由 {operator} 强制：{reason}", "forced by {operator}: {reason}"),
+    "flush.help": ("在上报窗口内把一个已暂存的批次写入前置机表（--plan：只看现在可上报什么）",
+                   "flush a staged batch into its front-end table inside its delivery window (--plan: only show "
+                   "what may be flushed now)"),
+    "flush.table": ("目录表名，例如 mjzzlxx", "catalog table, e.g. mjzzlxx"),
+    "flush.batch": ("批次：YYYY-MM-DD（日）、YYYY-MM（月）或 YYYY（年）", "batch: YYYY-MM-DD, YYYY-MM or YYYY"),
+    "flush.force": ("绕过上报窗口（仅限操作员；记入日志和台账）",
+                    "bypass the delivery window (operators only; logged and ledgered)"),
+    "flush.operator": ("强制上报的操作员（--force 必填）", "who forces the flush (required with --force)"),
+    "flush.reason": ("强制上报的原因（--force 必填）", "why the flush is forced (required with --force)"),
+    "flush.now": ("用这个带时区的时刻代替时钟（演示/测试），例如 2026-12-01 18:30:00+08:00",
+                  "this moment with an offset instead of the clock (demo/testing), e.g. 2026-12-01 18:30:00+08:00"),
+    "flush.plan": ("只显示现在可上报的批次", "only show what may be flushed now"),
+    "flush.watermark": ("与 --plan 同用：假定所有表的源水位为此时刻", "with --plan: assume this moment as every table's "
+                        "source watermark"),
     "flush.needs_target": ("请同时给出 --table 和 --batch（或用 --plan 查看可上报的批次）",
                            "--table and --batch are both required (or use --plan to see what may be flushed)"),
     "flush.force_needs_who": ("--force 需要 --operator 和 --reason（两者都记入台账）",
                               "--force needs --operator and --reason (both go into the ledger)"),
-    "flush.nothing_staged": ("表 {table} 批次 {batch} 没有暂存的行，无可上报", "nothing staged for {table} batch {batch}"),
 
     # --- reconcile ---------------------------------------------------------------------------------------
     "reconcile.sim_daily": ("--sim-seed 只能核对日批次（YYYY-MM-DD）", "--sim-seed compares daily batches only (YYYY-MM-DD)"),

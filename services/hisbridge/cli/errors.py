@@ -7,6 +7,8 @@ and — last — anything else as an internal error, still in one line.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import click
 from hisbridge.messages import EXIT_CHECK_FAILED, EXIT_USAGE, Both, OperatorError
 
@@ -76,3 +78,18 @@ def operator_error(exc: Exception, prog: str = "hisbridge") -> OperatorError:
         found = None
     return found or OperatorError("cli.internal", exit_code=EXIT_CHECK_FAILED, kind=type(exc).__name__,
                                   detail=_first_line(exc))
+
+
+def run_entry_point(entry: Callable[[], object], debug: bool = False) -> None:
+    """A process started as `python -m hisbridge.cli.x` (the background worker): the same one-or-two-line
+    error and exit code as the `hisbridge` command."""
+    import sys
+    import traceback
+    try:
+        entry()
+    except Exception as exc:  # noqa: BLE001 — the process's last word
+        if debug:
+            traceback.print_exc()
+        error = operator_error(exc)
+        click.echo(error.text(), err=True)
+        sys.exit(error.exit_code)
