@@ -105,10 +105,47 @@ CATALOGUE: Mapping[str, Template] = {
                               "--force needs --operator and --reason (both go into the ledger)"),
 
     # --- reconcile ---------------------------------------------------------------------------------------
+    "reconcile.help": ("按表核对一个批次：应有、暂存、待上报、已上报、隔离（按规则），每次上报与前置机的行；"
+                       "不一致时退出码为 1。不带 --sim-* 时没有 HIS 预期，只比较暂存、台账与前置机",
+                       "per table of a batch: expected, staged, pending, delivered, quarantined (by rule), every "
+                       "flush against the front-end rows; exit 1 unless it reconciles. Without --sim-* there is no "
+                       "HIS expectation: only staging, ledger and front-end are compared"),
+    "reconcile.batch": ("批次：YYYY-MM-DD（日）、YYYY-MM（月）或 YYYY（年）",
+                        "batch name: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY (yearly)"),
+    "reconcile.table": ("目录表（可多次）；默认：该周期的所有表", "catalog table(s); default: every table of that cadence"),
+    "reconcile.sim_seed": ("与该种子的模拟 HIS 比较（演示）：应有的键和植入的缺陷",
+                           "compare with the simulated HIS of this seed (the demo): expected keys and planted defects"),
+    "reconcile.sim_visits": ("模拟 HIS 每天的门诊人次", "the simulated HIS's visits a day"),
+    "reconcile.sim_bad_share": ("模拟 HIS 植入坏数据的比例", "the simulated HIS's share of planted bad data"),
+    "reconcile.sim_until": ("模拟活动在 D 日几点停止（22 = 含演示的晚间）",
+                            "where the simulated activity stopped on day D (22 = the demo's evening included)"),
+    "reconcile.expected_sim": ("应有 = 模拟 HIS（种子 {seed}）", "expected = the simulated HIS (seed {seed})"),
+    "reconcile.expected_none": ("应有 = 已上报 + 已隔离（没有 HIS 预期）",
+                                "expected = delivered + quarantined (no HIS expectation)"),
+    "reconcile.ok": ("核对一致：批次 {batch}，{count} 张表", "reconciliation OK: batch {batch}, {count} table(s)"),
     "reconcile.sim_daily": ("--sim-seed 只能核对日批次（YYYY-MM-DD）", "--sim-seed compares daily batches only (YYYY-MM-DD)"),
-    "reconcile.not_ok": ("核对不一致：{tables}", "reconciliation NOT OK: {tables}"),
+    "reconcile.not_ok": ("核对不一致：批次 {batch} 的 {tables}（见上表）",
+                         "reconciliation NOT OK: {tables} of batch {batch} (see above)"),
 
     # --- SM4 ---------------------------------------------------------------------------------------------
+    "crypto.help": ("SM4（GB/T 32907）字段加解密，使用管道自己的设置（sm4.*）",
+                    "SM4 (GB/T 32907) field encryption with the pipeline's own settings (sm4.*)"),
+    "crypto.encrypt": ("逐行加密标准输入（UTF-8）", "encrypt each stdin line (UTF-8)"),
+    "crypto.decrypt": ("逐行解密标准输入（十六进制大小写均可）", "decrypt each stdin line (hex in either case)"),
+    "crypto.mode": ("分组模式（默认 sm4.mode，即 HISBRIDGE_SM4_MODE）", "block mode [default: sm4.mode, HISBRIDGE_SM4_MODE]"),
+    "crypto.encoding": ("密文编码（默认 sm4.encoding）", "ciphertext encoding [default: sm4.encoding]"),
+    "crypto.iv_option": ("CBC 初始向量，32 个十六进制字符（默认 sm4.iv）",
+                         "CBC initialisation vector, 32 hex characters [default: sm4.iv]"),
+    "crypto.uppercase": ("十六进制密文大写或小写（默认 sm4.uppercase）", "upper- or lowercase hex ciphertext "
+                         "[default: sm4.uppercase]"),
+    "crypto.key_file_option": ("存放 32 位十六进制密钥的文件（默认 HISBRIDGE_SM4_KEY_FILE，其次 HISBRIDGE_SM4_KEY）",
+                               "file holding the 32-hex-character key [default: HISBRIDGE_SM4_KEY_FILE, then "
+                               "HISBRIDGE_SM4_KEY]"),
+    "crypto.no_key": ("没有 SM4 密钥：请设置 HISBRIDGE_SM4_KEY_FILE（密钥文件）或 HISBRIDGE_SM4_KEY（32 个十六进制字符）",
+                      "no SM4 key: set HISBRIDGE_SM4_KEY_FILE (a key file) or HISBRIDGE_SM4_KEY (32 hex characters)"),
+    "crypto.key_file": ("SM4 密钥文件 {path} 不存在或不是文件：检查 HISBRIDGE_SM4_KEY_FILE 或 --key-file",
+                        "SM4 key file {path} does not exist or is not a file: check HISBRIDGE_SM4_KEY_FILE or "
+                        "--key-file"),
     "crypto.key": ("SM4 密钥不可用：{detail}", "SM4 key unavailable: {detail}"),
     "crypto.settings": ("SM4 设置无效：{detail}", "invalid SM4 settings: {detail}"),
     "crypto.iv": ("--iv 须为 32 个十六进制字符", "--iv must be 32 hexadecimal characters"),
@@ -118,7 +155,34 @@ CATALOGUE: Mapping[str, Template] = {
     "catalog.invalid": ("目录文件有误：{detail}", "the catalog is invalid: {detail}"),
     "mapping.invalid": ("映射文件有误：{detail}", "the source mapping is invalid: {detail}"),
     "schedule.invalid": ("上报时间表有误：{detail}", "the delivery schedule is invalid: {detail}"),
-    "mapping.missing_table": ("{where}: HIS 中没有表 {source}", "{where}: the HIS has no table {source}"),
+    "mappings.help": ("医院的源映射（HIS 表 → 目录表）及其值域映射", "the hospital's source mapping (HIS tables → "
+                      "catalog tables) and its value maps"),
+    "mappings.validate": ("按目录加载映射并列出不在国家值域中的映射码；--against-his 再按 HIS 的 information_schema "
+                          "检查每个表和列；有问题时退出码为 1",
+                          "load the mapping against the catalog and list value-map codes outside the national value "
+                          "sets; --against-his also checks every table and column against the HIS's "
+                          "information_schema; exit 1 on any problem"),
+    "mappings.check": ("先按 HIS 检查映射引用的表和列，再查询 HIS 中值域映射未覆盖的本地码及行数；有问题时退出码为 1",
+                       "check the tables and columns the mapping names against the HIS, then query the HIS for "
+                       "local values no value map covers, with row counts; exit 1 on any"),
+    "mappings.mapping": ("映射文件（默认 HISBRIDGE_MAPPING 或 schemas/mapping/demo_hospital.yaml）",
+                         "mapping file [default: HISBRIDGE_MAPPING or schemas/mapping/demo_hospital.yaml]"),
+    "mappings.against_his": ("同时按 HIS 的 information_schema 检查表、列和类型",
+                             "also check tables, columns and types against the HIS's information_schema"),
+    "mappings.dsn": ("HIS 连接（默认 HISBRIDGE_HIS_DSN；MariaDB/MySQL 为 HISBRIDGE_HIS_MARIADB_DSN）",
+                     "HIS connection [default: HISBRIDGE_HIS_DSN, or HISBRIDGE_HIS_MARIADB_DSN for MariaDB/MySQL]"),
+    "mappings.engine": ("HIS 数据库类型（默认 source.kind，即 HISBRIDGE_HIS_KIND）",
+                        "HIS database engine [default: source.kind, HISBRIDGE_HIS_KIND]"),
+    "mappings.json": ("每个未映射的值输出一个 JSON 对象", "one JSON object per unmapped value"),
+    "mappings.summary": ("{path}：映射 {tables} 张表（{names}），{valuemaps} 个值域映射，机构 {org}",
+                         "{path}: {tables} table(s) mapped ({names}), {valuemaps} value map(s), organisation {org}"),
+    "mappings.valuemap_warning": ("警告：{detail}", "warning: {detail}"),
+    "mappings.valuemap_problems": ("{count} 个值域映射码不在国家值域中（见上）",
+                                   "{count} value-map code(s) outside the national value sets (see above)"),
+    "mappings.unmapped": ("HIS 中有 {count} 个本地码没有映射（见上）", "{count} local value(s) in the HIS have no mapping "
+                          "(see above)"),
+    "mappings.all_mapped": ("HIS 中每个本地码都有映射", "every local value in the HIS has a mapping"),
+    "mapping.missing_table": ("{where}: HIS 中没有表 {source}{hint}", "{where}: the HIS has no table {source}{hint_en}"),
     "mapping.missing_column": ("{where}: HIS 表 {source} 没有列 {column}{hint}",
                                "{where}: HIS table {source} has no column {column!r}{hint_en}"),
     "mapping.type_mismatch": ("{where}: {source}.{column} 的类型 {his_type} 不能填入 {table}.{field}（{field_type}）",

@@ -60,9 +60,9 @@ def test_a_bilingual_parameter_follows_the_language():
 
 
 def test_operator_error_carries_id_params_and_exit_code():
-    exc = OperatorError("reconcile.not_ok", exit_code=EXIT_CHECK_FAILED, tables="mjzzlxx")
-    assert (exc.exit_code, str(exc)) == (1, "reconciliation NOT OK: mjzzlxx")
-    assert exc.text("zh") == "核对不一致：mjzzlxx"
+    exc = OperatorError("reconcile.ok", exit_code=EXIT_CHECK_FAILED, batch="2026-12-01", count=3)
+    assert (exc.exit_code, str(exc)) == (1, "reconciliation OK: batch 2026-12-01, 3 table(s)")
+    assert exc.text("zh") == "核对一致：批次 2026-12-01，3 张表"
     assert OperatorError("flush.needs_target").exit_code == EXIT_USAGE == 2
     with pytest.raises(KeyError):
         OperatorError("no.such.message")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Callable
+import sys
+import traceback
+from typing import Any, Callable, Sequence
 
 import click
 from hisbridge.messages import CATALOGUE, OperatorError, cadence_name, help_text
@@ -20,6 +22,16 @@ def current_settings() -> Settings:
     ctx = click.get_current_context(silent=True)
     found = ctx.find_object(Settings) if ctx is not None else None
     return found if found is not None else load_settings()
+
+
+def _debug_requested(args: Sequence[str]) -> bool:
+    """--debug among the group's own options (before the command name): known even when parsing fails."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return False
+        if arg == "--debug":
+            return True
+    return False
 
 
 def _rendered(source: Any) -> Any:
@@ -55,6 +67,24 @@ class Command(_CatalogueHelp, click.Command):
                 help_source = param.help
                 param.__class__ = Option
                 param.help = help_source
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """The top-level handler (this command run as the program): any failure → one line per language on
+        stderr and its exit code; the traceback only after --debug."""
+        from hisbridge.cli.errors import operator_error
+        args = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as exc:  # noqa: BLE001 — every failure ends here, as one or two lines
+            if _debug_requested(args):
+                traceback.print_exc()
+            error = operator_error(exc, prog_name or self.name or "hisbridge")
+            click.echo(error.text(), err=True)
+            code = error.exit_code
+        if standalone_mode:
+            sys.exit(code or 0)
+        return code
 
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         option = super().get_help_option(ctx)

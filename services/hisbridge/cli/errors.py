@@ -45,7 +45,10 @@ def _library_error(exc: Exception) -> OperatorError | None:
     if isinstance(exc, BatchError):
         return OperatorError("schedule.invalid", detail=detail)
     if isinstance(exc, HisConnectionError):
-        return OperatorError("reach.his", address="", detail=detail, knob="HISBRIDGE_HIS_DSN")
+        from hisbridge.cli.common import current_settings
+        from hisbridge.settings import is_binlog_kind
+        knob = "HISBRIDGE_HIS_MARIADB_DSN" if is_binlog_kind(current_settings().source.kind) else "HISBRIDGE_HIS_DSN"
+        return OperatorError("reach.his", address=exc.address, detail=exc.detail, knob=knob)
     return _kafka_error(exc)
 
 
