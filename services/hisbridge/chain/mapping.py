@@ -122,6 +122,7 @@ class Expr:
     refs: frozenset[str]            # aliases it reads
     column: tuple[str, str] | None  # (alias, column) when it is a plain column reference
     text: str
+    columns: frozenset[tuple[str, str]] = frozenset()   # every (alias, column) it reads (the HIS check)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Lookup:
     source: str                     # schema.table
     key: tuple[str, ...]
     member: tuple[str, ...] = ()    # many-lookup: rows grouped by `key`, told apart by `member` columns
+    origin: str = ""                # file:line (the HIS check names it)
 
     @property
     def many(self) -> bool:
@@ -151,6 +153,7 @@ class Each:
     key: tuple[Expr, ...]
     alias: str
     when: Callable[[Row], bool] | None
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class Driver:
     when: Callable[[Row], bool] | None
     origin: str
     each: Each | None = None
+    when_columns: tuple[str, ...] = ()      # columns its `when` reads (the HIS check)
 
     @property
     def bound(self) -> tuple[str, ...]:
@@ -174,6 +178,7 @@ class Join:
     absent: str                     # no row under the key: "wait" (MissingLookup), "null", "skip" (no record)
     origin: str
     when: Callable[[Row], bool] | None = None   # a found row failing it: not reportable yet, no output
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,7 +260,8 @@ def _ref(text: str, where: str) -> Expr:
     if not match:
         raise MappingError(f"{where}: {text!r} is not alias.column (use {{const: ...}} for a literal)")
     alias, column = match.groups()
-    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text)
+    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text,
+                frozenset({(alias, column)}))
 
 
 def _const(value: Any) -> Expr:
@@ -345,22 +351,23 @@ def compile_expr(spec: Any, where: str, settings: Mapping[str, str]) -> Expr:
         return _const(settings[arg])
     if op in _UNARY:
         inner, fn = compile_expr(arg, where, settings), _UNARY[op]
-        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})")
+        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})", inner.columns)
     parts = [compile_expr(a, where, settings) for a in (arg if isinstance(arg, list) else [arg])]
     refs = frozenset().union(*(p.refs for p in parts))
+    cols = frozenset().union(*(p.columns for p in parts))
     text = f"{op}({', '.join(p.text for p in parts)})"
     if op in _BINARY:
         if len(parts) != 2:
             raise MappingError(f"{where}: {op} takes [birth date, moment]")
         fn2, (a, b2) = _BINARY[op], parts
-        return Expr(lambda b: fn2(a.run(b), b2.run(b)), refs, None, text)
+        return Expr(lambda b: fn2(a.run(b), b2.run(b)), refs, None, text, cols)
     if op == "concat":
         sep = str(spec.get("sep", ""))
-        return Expr(lambda b: _concat([p.run(b) for p in parts], sep), refs, None, text)
+        return Expr(lambda b: _concat([p.run(b) for p in parts], sep), refs, None, text, cols)
     if op == "coalesce":
-        return Expr(lambda b: _coalesce(p.run(b) for p in parts), refs, None, text)
+        return Expr(lambda b: _coalesce(p.run(b) for p in parts), refs, None, text, cols)
     if op == "add":
-        return Expr(lambda b: _add([p.run(b) for p in parts]), refs, None, text)
+        return Expr(lambda b: _add([p.run(b) for p in parts]), refs, None, text, cols)
     raise MappingError(f"{where}: unknown expression operator {op!r}")
 
 
@@ -489,7 +496,7 @@ def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
         member = spec.get("member") or []
         member = member if isinstance(member, list) else [member]
         out[str(name)] = Lookup(str(name), str(spec["source"]), tuple(str(k) for k in key),
-                                tuple(str(m) for m in member))
+                                tuple(str(m) for m in member), where)
     return out
 
 
@@ -535,8 +542,13 @@ def _parse_driver(spec: Any, where: str, settings: Mapping[str, str], lookups: M
         compiled = tuple(compile_expr(k, where, settings) for k in keys)
         if any(k.refs - {alias} for k in compiled) or len(keys) != len(lookup.key):
             raise MappingError(f"{where}: `each` key must read only {alias!r} and give {list(lookup.key)}")
-        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where))
-    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each)
+        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where), _columns_of(e.get("when")))
+    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each,
+                  _columns_of(spec.get("when")))
+
+
+def _columns_of(when: Any) -> tuple[str, ...]:
+    return tuple(str(c) for c in when) if isinstance(when, dict) else ()
 
 
 _ABSENT = ("wait", "null", "skip")
@@ -557,7 +569,7 @@ def _parse_join(alias: str, spec: Any, where: str, settings: Mapping[str, str],
     if absent not in _ABSENT:
         raise MappingError(f"{where}: `absent` is one of {', '.join(_ABSENT)}, not {absent!r}")
     return Join(alias, lookup.name, tuple(compile_expr(k, where, settings) for k in keys),
-                absent, where, _compile_when(spec.get("when"), where))
+                absent, where, _compile_when(spec.get("when"), where), _columns_of(spec.get("when")))
 
 
 def _parse_field(table: Table, name: str, spec: Any, where: str, settings: Mapping[str, str],

@@ -235,21 +235,12 @@ def cdc_dsn(settings: Settings) -> str:
 
 
 def read_columns(conn, sources: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
-    """"schema.table" → [(column, data type)] in table order, as information_schema shows them to this role."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    cur = conn.cursor()
-    try:
-        for source in sorted(set(sources)):
-            schema, _, name = source.rpartition(".")
-            cur.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
-                        "AND table_name = %s ORDER BY ordinal_position", (schema, name))
-            found = [(str(c), str(t)) for c, t in cur.fetchall()]
-            if found:
-                out[source] = found
-    finally:
-        cur.close()
-        conn.rollback()
-    return out
+    """"schema.table" → [(column, data type)] of the mapping's sources, as information_schema shows them to
+    this role (a table it cannot read is absent)."""
+    from hisbridge.hisdb import his_columns
+    wanted = set(sources)
+    found = his_columns(conn, {s.rpartition(".")[0] for s in wanted})
+    return {s: list(found[s].items()) for s in sorted(wanted) if found.get(s)}
 
 
 def source_keys(conn, engine: str, mapping: SourceMapping, table: Table, batch: str, start: datetime,

@@ -38,6 +38,7 @@ from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
+from hisbridge.logs import Activity
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 QuarantineEntry, core_topic, heartbeat_topic,
                                 held_topic, mark_value, quarantine_key,
@@ -134,7 +135,7 @@ class TransformIO:
             elif isinstance(out, QuarantineEntry):
                 futures.append(await send(self.quarantine, quarantine_key(out.table, out.key), serialize_entry(out),
                                           None, None, [(KIND_HEADER, QUARANTINE_KIND)]))
-                log.warning("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
+                log.debug("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
         if futures:
             await asyncio.gather(*futures)
 
@@ -157,6 +158,12 @@ class TransformIO:
         return len(futures)
 
 
+def _output_counts(outputs: list[Any]) -> dict[str, int]:
+    core = sum(1 for out in outputs if isinstance(out, CoreRecord))
+    quarantined = sum(1 for out in outputs if isinstance(out, QuarantineEntry))
+    return {"core": core, "quarantined": quarantined}
+
+
 class TransformWorker:
     """The transform stage of one worker: its state, its chain, and the loop that feeds them."""
 
@@ -174,6 +181,7 @@ class TransformWorker:
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
         self.lock = asyncio.Lock()   # the loop and the expiry timer never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
+        self.activity = Activity(log, "transform")
         self.run_chain = functools.partial(
             transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.lookup_rows, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
@@ -232,12 +240,16 @@ class TransformWorker:
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
         """The batch, then the expired held records, each through plan → checkpoint; returns the last offset
         handled per partition."""
+        started = time.monotonic()
         async with self.lock:
             now = _now_ms()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.lookup_rows, pending=self.pending,
                               run=self.run, now_ms=now)
             await self.checkpoint(plan)
-            await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms))
+            expired = plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms)
+            await self.checkpoint(expired)
+        self.activity.add(time.monotonic() - started, raw=len(batch), **_output_counts(plan.outputs + expired.outputs),
+                          waiting=len(self.pending))
         return plan.offsets
 
     @staticmethod
@@ -274,6 +286,10 @@ class TransformWorker:
         finally:
             await consumer.stop()
 
+    async def log_activity(self) -> None:
+        """The activity line also when the topics went quiet after a burst."""
+        self.activity.flush_if_due()
+
     async def expire(self) -> None:
         """Quarantine records whose reference row did not arrive in time, also while the topics are quiet.
         A run that cannot finish stops the process: records it quarantined but could not release would
@@ -296,6 +312,7 @@ def register(app, settings: Settings) -> None:
     worker = TransformWorker(app, settings)
     app.task(worker.loop)
     app.timer(1.0, name="hisbridge.transform.expire_waiting")(worker.expire)
+    app.timer(5.0, name="hisbridge.transform.activity_log")(worker.log_activity)
 
     @app.task
     async def declare_core_topics() -> None:
