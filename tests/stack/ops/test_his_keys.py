@@ -100,4 +100,4 @@ def test_reconcile_without_sim_reads_the_his_as_the_cdc_role_and_lists_what_is_m
     assert line.startswith(f"  mjzzlxx {DAY.isoformat()}: {n} missing e.g. ")
     listed = ast.literal_eval(line.split(" e.g. ", 1)[1])     # the list the report prints
     assert len(listed) == 5 and set(listed) <= want.delivered | {k for k, _ in want.quarantined}
-    assert result.output.rstrip().endswith("reconciliation: NOT OK")
+    assert "reconciliation NOT OK: mjzzlxx of batch" in result.output
