@@ -58,9 +58,26 @@ class FaultRun:
     frontend: ThrowawayPostgres | None = None
     notes: list[str] = field(default_factory=list)
     fired: list[tuple[str, float]] = field(default_factory=list)   # (fault, monotonic time)
+    recovered: list[float] = field(default_factory=list)           # monotonic time each recovery ended
+    worker_held: threading.Event = field(default_factory=threading.Event)   # a fault keeps the worker down
+    restarts: int = 0                                              # restarts the supervisor made
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def supervise(self) -> None:
+        """Restart the worker whenever it is gone and no fault holds it down — what compose's `restart:
+        unless-stopped` does in production (a worker started while Kafka is down exits after one line)."""
+        def loop() -> None:
+            while not self.worker.is_running():           # armed once the demo has started it
+                if self.stopping.wait(1.0):
+                    return
+            while not self.stopping.wait(2.0):
+                if not self.worker_held.is_set() and not self.worker.is_running():
+                    self.restarts += 1
+                    self.worker.start_background(env=environment_for(self.settings))
+        threading.Thread(target=loop, name="worker-supervisor", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -90,16 +107,18 @@ def _kill9(pid: int | None, what: str) -> None:
 
 def _restart_worker(run: FaultRun) -> None:
     run.worker.start_background(env=environment_for(run.settings))
-    wait_for("the worker running again", run.worker.is_running, timeout=30)
+    run.worker_held.clear()
 
 
 def kill_worker(run: FaultRun) -> Recover:
+    run.worker_held.set()
     _kill9(run.worker.pid(), "the worker")
     wait_for("the killed worker gone", lambda: not run.worker.is_running(), timeout=30)
     return _restart_worker
 
 
 def stop_worker(run: FaultRun) -> Recover:
+    run.worker_held.set()
     run.worker.stop()
     return _restart_worker
 
@@ -249,6 +268,7 @@ def _fire(run: FaultRun, fault: Fault) -> None:
     if recover is not None:
         time.sleep(fault.hold)                 # the fault lasts this long (what the scenario is about)
         recover(run)
+    run.recovered.append(time.monotonic())
 
 
 class Injector:
@@ -287,6 +307,7 @@ class Injector:
                 try:
                     time.sleep(fault.hold)
                     recover(self.run)
+                    self.run.recovered.append(time.monotonic())
                 except BaseException as exc:  # noqa: BLE001
                     self.error = exc
                 finally:
@@ -294,6 +315,7 @@ class Injector:
             self.thread = threading.Thread(target=later, daemon=True)
             self.thread.start()
         else:
+            self.run.recovered.append(time.monotonic())
             self.done.set()
 
     def finish(self) -> None:
@@ -309,6 +331,48 @@ class Verdict:
     batches: dict[str, str]          # batch → reconcile output
     seconds: float
     notes: list[str]
+    observed: dict = field(default_factory=dict)     # what the run measured (README's table)
+
+
+def _operator_view(worker_log: Path, fired_at: float | None, recovered_at: float | None) -> dict:
+    """ERROR/WARNING lines of the worker's log and its most frequent ERROR text: what an operator saw."""
+    try:
+        lines = worker_log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [l for l in lines if " ERROR " in l]
+    texts: dict[str, int] = {}
+    for line in errors:
+        key = line.split(" ERROR ", 1)[1].strip()[:90]
+        texts[key] = texts.get(key, 0) + 1
+    top = sorted(texts.items(), key=lambda kv: -kv[1])[:2]
+    return {"worker_errors": len(errors), "worker_warnings": sum(" WARNING " in l for l in lines),
+            "top_errors": top,
+            "fault_seconds": None if fired_at is None or recovered_at is None else round(recovered_at - fired_at, 1)}
+
+
+def _quarantine_counts(run, want: dict) -> dict:
+    got = e2e.quarantine_pairs(run)
+    planted = {(t, k, r) for (t, _), e in want.items() for k, r in e.quarantined}
+    return {"quarantined": len(got), "planted": len(planted)}
+
+
+def _his_counts(outputs: dict[str, str]) -> dict:
+    def count(word: str) -> int:
+        return sum(int(l.split(": ", 1)[1].split()[0]) for o in outputs.values() for l in o.splitlines()
+                   if l.startswith("  ") and f" {word} e.g. " in l)
+    return {"missing": count("missing"), "duplicated": count("duplicated"),
+            "his_keys": sum(int(l.split()[2]) for o in outputs.values() for l in o.splitlines()
+                            if l[:1].isalpha() and len(l.split()) > 3 and l.split()[2].isdigit())}
+
+
+def record(name: str, verdict: Verdict, settings: Settings) -> None:
+    """One JSON line per run under var/faults/ (the figures README.md's table is filled from)."""
+    out = Path(settings.paths.var) / "faults" / "results.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps({"scenario": name, "seconds": round(verdict.seconds), "notes": verdict.notes,
+                            **verdict.observed}, ensure_ascii=False) + "\n")
 
 
 def his_reconcile(settings: Settings, batch: str) -> tuple[int, str]:
@@ -351,16 +415,30 @@ def run_scenario(res: Resources, tmp: Path, scenario: Scenario, speed: float = 4
 
     def on_start(settings: Settings, worker: Worker, connector: str) -> None:
         res.finally_(Worker(settings, worker.name + "-twin").stop)
-        injector.start(FaultRun(settings, worker, connector, frontend))
+        fault_run = FaultRun(settings, worker, connector, frontend)
+        res.finally_(fault_run.stopping.set)
+        fault_run.supervise()
+        injector.start(fault_run)
     began = time.monotonic()
     run = e2e.run_demo(res, tmp, "f" + scenario.name.replace("_", "")[:10], env, evening=True,
                        evening_break=injector.evening_break, on_start=on_start, speed=speed)
     injector.finish()
     want = e2e.expected(datetime.combine(e2e.DAY, datetime.min.time()) + timedelta(hours=22))
+    fr = injector.run
+    observed = {**_operator_view(run_worker_log(run), fr.fired[0][1], fr.recovered[0] if fr.recovered else None),
+                **_quarantine_counts(run, want), "supervisor_restarts": fr.restarts}
     outputs = check_his_side(run.settings, want)
+    observed.update(_his_counts(outputs))
     e2e.check_quarantine_holds_exactly_the_planted_defects(run, want)
     e2e.check_every_batch_reconciles_exactly(run, want)
-    return Verdict(outputs, time.monotonic() - began, injector.run.notes)
+    verdict = Verdict(outputs, time.monotonic() - began, fr.notes, observed)
+    record(scenario.name, verdict, res.settings)
+    return verdict
+
+
+def run_worker_log(run) -> Path:
+    name = next(l for l in run.lines if l.startswith("worker: pid")).split(", log ")[-1].strip()
+    return Path(name)
 
 
 # --- a chaos day --------------------------------------------------------------------------------------------
@@ -426,12 +504,22 @@ def run_chaos(res: Resources, tmp: Path, seed: int, count: int = 20) -> Verdict:
     injector = ChaosInjector(plan)
 
     def on_start(settings: Settings, worker: Worker, connector: str) -> None:
-        injector.start(FaultRun(settings, worker, connector))
+        fault_run = FaultRun(settings, worker, connector)
+        res.finally_(fault_run.stopping.set)
+        fault_run.supervise()
+        injector.start(fault_run)
     began = time.monotonic()
     run = e2e.run_demo(res, tmp, "chaos", _own_his(res), evening=True, on_start=on_start, speed=chaos_speed(plan),
                        say=injector.say)
     injector.finish()
     want = e2e.expected(datetime.combine(e2e.DAY, datetime.min.time()) + timedelta(hours=22))
+    fr = injector.run
+    observed = {**_operator_view(run_worker_log(run), fr.fired[0][1], fr.recovered[-1]),
+                **_quarantine_counts(run, want), "supervisor_restarts": fr.restarts}
     outputs = check_his_side(run.settings, want)
+    observed.update(_his_counts(outputs))
     e2e.check_quarantine_holds_exactly_the_planted_defects(run, want)
-    return Verdict(outputs, time.monotonic() - began, [f"{n} after {p:.1f}s for {h:.1f}s" for n, p, h in plan.faults])
+    verdict = Verdict(outputs, time.monotonic() - began, [f"{n} after {p:.1f}s for {h:.1f}s" for n, p, h in plan.faults],
+                      observed)
+    record(f"chaos seed {seed}", verdict, res.settings)
+    return verdict
