@@ -20,7 +20,7 @@ _COMMAND_MODULES = ("config", "stack", "connectors", "worker", "catalog", "crypt
                     "reconcile", "status")
 
 
-@click.group(cls=Group, help="cli.help")
+@click.group("hisbridge", cls=Group, help="cli.help")
 @click.version_option(package_name="hisbridge", help="cli.version")
 @click.option("--debug", is_flag=True, help="cli.debug")
 @click.pass_context

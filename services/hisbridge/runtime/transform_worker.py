@@ -284,6 +284,7 @@ class TransformWorker:
                     raise
                 await self.commit(consumer, handled)
         finally:
+            self.activity.flush()
             await consumer.stop()
 
     async def log_activity(self) -> None:
