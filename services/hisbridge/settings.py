@@ -110,6 +110,23 @@ def _source_kind(text: str) -> str:
     return kind
 
 
+LANGUAGES = ("zh", "en", "both")
+
+
+def _language(text: str) -> str:
+    lang = str(text).strip().lower()
+    if lang not in LANGUAGES:
+        raise ValueError(f"{text!r} is not one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def _log_format(text: str) -> str:
+    kind = str(text).strip().lower()
+    if kind not in ("text", "json"):
+        raise ValueError(f"{text!r} is not text or json")
+    return kind
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(str(text)) if str(text) else None
 
@@ -242,6 +259,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("clock.start", "HISBRIDGE_CLOCK_START", _str, "", doc="ISO moment with offset; empty = real time"),
     Knob("clock.speed", "HISBRIDGE_CLOCK_SPEED", _float, 1.0),
     Knob("clock.file", "HISBRIDGE_CLOCK_FILE", _optional_path, None, doc="JSON {now, speed} steering the clock"),
+
+    Knob("display.lang", "HISBRIDGE_LANG", _language, "both",
+         doc="operator messages and help: zh | en | both (Chinese first)"),
+    Knob("display.log_format", "HISBRIDGE_LOG_FORMAT", _log_format, "text", doc="text | json (one JSON object a line)"),
+    Knob("display.log_level", "HISBRIDGE_LOG_LEVEL", lambda t: str(t).strip().upper(), "INFO",
+         doc="DEBUG shows watermark marks and per-partition detail"),
 )
 
 SETTINGS_FILE_ENV = "HISBRIDGE_SETTINGS"
@@ -362,6 +385,13 @@ class ClockSettings:
 
 
 @dataclass(frozen=True)
+class Display:
+    lang: str
+    log_format: str
+    log_level: str
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: Paths
     stack: Stack
@@ -371,6 +401,7 @@ class Settings:
     worker: Worker
     sm4: Sm4
     clock: ClockSettings
+    display: Display
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)   # key → env|file|default
 
     def with_values(self, **changes: Mapping[str, Any]) -> "Settings":
@@ -380,7 +411,8 @@ class Settings:
 
 
 _SECTIONS = {"paths": Paths, "stack": Stack, "connections": Connections, "source": Source, "org": Org,
-             "worker": Worker, "sm4": Sm4, "clock": ClockSettings}
+             "worker": Worker, "sm4": Sm4, "clock": ClockSettings,
+             "display": Display}
 
 
 # --- resolution -----------------------------------------------------------------------------------------
@@ -467,6 +499,19 @@ def defaults() -> Settings:
     caller passes no path (tests, tools); entry points always pass their settings' paths."""
     values, origin = resolve({}, {}, None)
     return build(values, origin)
+
+
+def display_language(environ: Mapping[str, str] | None = None) -> str:
+    """The language of operator messages even when the rest of the settings cannot be resolved (the message
+    saying so must be readable): display.lang, else the environment's HISBRIDGE_LANG, else both."""
+    env = os.environ if environ is None else environ
+    try:
+        return load_settings(env).display.lang
+    except SettingsError:
+        try:
+            return _language(env.get("HISBRIDGE_LANG") or "both")
+        except ValueError:
+            return "both"
 
 
 def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -122,7 +122,7 @@ class Expr:
     refs: frozenset[str]            # aliases it reads
     column: tuple[str, str] | None  # (alias, column) when it is a plain column reference
     text: str
-    cols: frozenset[tuple[str, str]] = frozenset()   # every (alias, column) it reads
+    columns: frozenset[tuple[str, str]] = frozenset()   # every (alias, column) it reads (the HIS check)
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,7 @@ class Lookup:
     source: str                     # schema.table
     key: tuple[str, ...]
     member: tuple[str, ...] = ()    # many-lookup: rows grouped by `key`, told apart by `member` columns
+    origin: str = ""                # file:line (the HIS check names it)
 
     @property
     def many(self) -> bool:
@@ -151,16 +152,18 @@ class Each:
     lookup: str
     key: tuple[Expr, ...]
     alias: str
-    when: When | None
+    when: Callable[[Row], bool] | None
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Driver:
     source: str
     alias: str
-    when: When | None
+    when: Callable[[Row], bool] | None
     origin: str
     each: Each | None = None
+    when_columns: tuple[str, ...] = ()      # columns its `when` reads (the HIS check)
 
     @property
     def bound(self) -> tuple[str, ...]:
@@ -174,7 +177,8 @@ class Join:
     key: tuple[Expr, ...]
     absent: str                     # no row under the key: "wait" (MissingLookup), "null", "skip" (no record)
     origin: str
-    when: When | None = None   # a found row failing it: not reportable yet, no output
+    when: Callable[[Row], bool] | None = None   # a found row failing it: not reportable yet, no output
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -349,10 +353,10 @@ def compile_expr(spec: Any, where: str, settings: Mapping[str, str]) -> Expr:
         return _const(settings[arg])
     if op in _UNARY:
         inner, fn = compile_expr(arg, where, settings), _UNARY[op]
-        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})", inner.cols)
+        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})", inner.columns)
     parts = [compile_expr(a, where, settings) for a in (arg if isinstance(arg, list) else [arg])]
     refs = frozenset().union(*(p.refs for p in parts))
-    cols = frozenset().union(*(p.cols for p in parts))
+    cols = frozenset().union(*(p.columns for p in parts))
     text = f"{op}({', '.join(p.text for p in parts)})"
     if op in _BINARY:
         if len(parts) != 2:
@@ -369,23 +373,15 @@ def compile_expr(spec: Any, where: str, settings: Mapping[str, str]) -> Expr:
     raise MappingError(f"{where}: unknown expression operator {op!r}")
 
 
-@dataclass(frozen=True)
-class When:
-    """A compiled `when`: all conditions hold on the row; `columns` are the ones it reads."""
-    tests: tuple[Callable[[Row], bool], ...]
-    columns: frozenset[str]
-
-    def __call__(self, row: Row) -> bool:
-        return all(t(row) for t in self.tests)
-
-
-def _compile_when(spec: Any, where: str) -> When | None:
+def _compile_when(spec: Any, where: str) -> Callable[[Row], bool] | None:
     if spec is None:
         return None
     if not isinstance(spec, dict) or not spec:
         raise MappingError(f"{where}: `when` is a mapping of column → condition")
-    return When(tuple(_condition(str(column), cond, where) for column, cond in spec.items()),
-                frozenset(str(c) for c in spec))
+    tests: list[Callable[[Row], bool]] = []
+    for column, cond in spec.items():
+        tests.append(_condition(str(column), cond, where))
+    return lambda row: all(t(row) for t in tests)
 
 
 def _condition(column: str, cond: Any, where: str) -> Callable[[Row], bool]:
@@ -503,7 +499,7 @@ def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
         member = spec.get("member") or []
         member = member if isinstance(member, list) else [member]
         out[str(name)] = Lookup(str(name), str(spec["source"]), tuple(str(k) for k in key),
-                                tuple(str(m) for m in member))
+                                tuple(str(m) for m in member), where)
     return out
 
 
@@ -549,8 +545,13 @@ def _parse_driver(spec: Any, where: str, settings: Mapping[str, str], lookups: M
         compiled = tuple(compile_expr(k, where, settings) for k in keys)
         if any(k.refs - {alias} for k in compiled) or len(keys) != len(lookup.key):
             raise MappingError(f"{where}: `each` key must read only {alias!r} and give {list(lookup.key)}")
-        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where))
-    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each)
+        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where), _columns_of(e.get("when")))
+    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each,
+                  _columns_of(spec.get("when")))
+
+
+def _columns_of(when: Any) -> tuple[str, ...]:
+    return tuple(str(c) for c in when) if isinstance(when, dict) else ()
 
 
 _ABSENT = ("wait", "null", "skip")
@@ -571,7 +572,7 @@ def _parse_join(alias: str, spec: Any, where: str, settings: Mapping[str, str],
     if absent not in _ABSENT:
         raise MappingError(f"{where}: `absent` is one of {', '.join(_ABSENT)}, not {absent!r}")
     return Join(alias, lookup.name, tuple(compile_expr(k, where, settings) for k in keys),
-                absent, where, _compile_when(spec.get("when"), where))
+                absent, where, _compile_when(spec.get("when"), where), _columns_of(spec.get("when")))
 
 
 def _parse_field(table: Table, name: str, spec: Any, where: str, settings: Mapping[str, str],
@@ -641,7 +642,7 @@ def _alias_reads(table: TableMapping) -> dict[str, set[str]]:
     exprs += [k for d in table.drivers if d.each for k in d.each.key]
     out: dict[str, set[str]] = {}
     for expr in exprs:
-        for alias, column in expr.cols:
+        for alias, column in expr.columns:
             out.setdefault(alias, set()).add(column)
     return out
 
@@ -653,9 +654,9 @@ def lookup_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
     for table in mapping.tables.values():
         reads = _alias_reads(table)
         for alias, join in table.joins.items():
-            out[join.lookup] |= reads.get(alias, set()) | (join.when.columns if join.when else set())
+            out[join.lookup] |= reads.get(alias, set()) | set(join.when_columns)
         for d in (d for d in table.drivers if d.each):
-            out[d.each.lookup] |= reads.get(d.each.alias, set()) | (d.each.when.columns if d.each.when else set())
+            out[d.each.lookup] |= reads.get(d.each.alias, set()) | set(d.each.when_columns)
     return {name: frozenset(cols) for name, cols in out.items()}
 
 
@@ -668,7 +669,7 @@ def source_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
     for table in mapping.tables.values():
         reads = _alias_reads(table)
         for d in table.drivers:
-            out.setdefault(d.source, set()).update(reads.get(d.alias, set()) | (d.when.columns if d.when else set()))
+            out.setdefault(d.source, set()).update(reads.get(d.alias, set()) | set(d.when_columns))
     return {source: frozenset(cols) for source, cols in out.items()}
 
 
@@ -720,8 +721,6 @@ def lookup_updates(mapping: SourceMapping, change: Change) -> list[LookupUpdate]
 def source_name(change: Change) -> str:
     """The HIS table of a change, "schema.table" as the mapping names it."""
     return f"{change.source.schema}.{change.source.table}" if change.source.schema else change.source.table
-
-
 
 
 _NATIVE = {"string": str, "int": int, "decimal": Decimal, "datetime": datetime, "date": date}

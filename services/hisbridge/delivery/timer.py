@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Protocol
 
+from hisbridge.clock import local_text, log_text
 from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (FlushResult, PlannedFlush, WindowClosed,
                                       open_window, plan_flushes,
@@ -70,12 +71,12 @@ def _frontend_down(state: LoopState, alerts: list[str], now: datetime, window_en
         state.attempt += 1
         state.wait_until = now + decision.delay
         log.warning("front-end database unreachable (%s); retry %d in %s", exc, state.attempt, decision.delay)
-        return f"front-end unreachable, retry at {state.wait_until.isoformat()}"
+        return f"front-end unreachable, retry at {local_text(state.wait_until)}"
     _alert(state, alerts, ("frontend_unreachable", window_end.isoformat()), "frontend_unreachable",
            decision.alert or "front-end database unreachable")
     state.attempt = 0
     state.wait_until = window_end
-    return f"front-end unreachable, gave up until {window_end.isoformat()}"
+    return f"front-end unreachable, gave up until {local_text(window_end)}"
 
 
 def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> TickReport:
@@ -84,7 +85,7 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
     flushed: list[FlushResult] = []
     alerts: list[str] = []
     if state.wait_until is not None and now < state.wait_until:
-        return TickReport(waiting=f"backing off until {state.wait_until.isoformat()}")
+        return TickReport(waiting=f"backing off until {local_text(state.wait_until)}")
     state.wait_until = None
     plans, stalled = plan_flushes(now, io.staged_batches(), io.watermarks(), schedule)
     for a in stalled:
@@ -94,7 +95,8 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
     try:
         if not state.recovered:   # a flush the previous run committed but did not mark (kill -9)
             for done in io.recover():
-                log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch, done.report_datetime)
+                log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch,
+                         log_text(done.report_datetime, "microseconds"))
                 flushed.append(done)
             state.recovered = True
         for current in plans:
@@ -108,7 +110,9 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
                 state.count("flushes")
                 state.count("rows_flushed", result.row_count)
                 log.info("flushed %s batch %s: %s %d rows, report_datetime=%s (%s)", result.table, result.batch,
-                         result.kind, result.row_count, result.report_datetime, current.reason)
+                         result.kind, result.row_count,
+                         log_text(result.report_datetime, "microseconds"),
+                         current.reason)
             flushed.append(result)
     except FrontendUnavailable as exc:
         pending = [current] if current is not None else plans

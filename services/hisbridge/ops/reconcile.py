@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Iterable, Mapping
 
 from hisbridge.catalog.model import Catalog, Table
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, log_text
 from hisbridge.contract import (QuarantineEntry, QuarantineFormatError,
                                 parse_entry)
 from hisbridge.delivery import staging
@@ -222,6 +222,9 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
                             + ([f"{len(resub)} resub {sum(f.ledger_count for f in resub)}"] if resub else [])) or "-"
         lines.append(f"{r.table:<10} {r.batch:<10} {r.expected:>8} {r.staged:>6} {r.pending:>7} {r.delivered:>9} "
                      f"{r.quarantined_keys:>8}  {flushes:<22} {'OK' if r.ok else 'MISMATCH'}")
+        if r.quarantined:
+            problems.append(f"  {r.table} {r.batch}: quarantined by rule: "
+                            + ", ".join(f"{rule} {n}" for rule, n in r.quarantined.items()))
         for name in ("missing", "unexpected", "wrong_rule", "both"):
             keys = getattr(r, name)
             if keys:
@@ -230,6 +233,7 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
             problems.append(f"  {r.table} {r.batch}: {r.orphans} front-end rows under a report_datetime without ledger row")
         for f in r.flushes:
             if not f.ok:
-                problems.append(f"  {r.table} {r.batch}: ledger {f.report_datetime} {f.kind} counts {f.ledger_count}, "
+                problems.append(f"  {r.table} {r.batch}: ledger {log_text(f.report_datetime, 'microseconds')} "
+                                f"{f.kind} counts {f.ledger_count}, "
                                 f"front-end shows {f.frontend_count}")
     return lines + problems

@@ -48,20 +48,6 @@ def not_compacted(bootstrap: str, names: Iterable[str], client_id: str = "hisbri
     return [t for t in existing if "compact" not in policy[t]]
 
 
-def committed_offsets(bootstrap: str, group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
-    from kafka.admin import KafkaAdminClient
-
-    wanted = set(names)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-offsets")
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-    finally:
-        admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
-            if tp.topic in wanted and meta.offset >= 0}
-
-
 def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """Every message of every partition of `topic` up to its end now (read_from_start); none if it is absent."""
     from kafka import KafkaConsumer

@@ -49,6 +49,7 @@ from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
 from hisbridge.clock import SHANGHAI
+from hisbridge.logs import Activity
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 QuarantineEntry, core_topic, heartbeat_topic,
                                 held_topic, mark_value, quarantine_key,
@@ -162,7 +163,7 @@ class TransformIO:
         value = serialize_entry(out)
         if len(value) > self.limit and out.record is not None:    # the entry must fit where it goes
             value = serialize_entry(replace(out, record=None))
-        log.warning("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
+        log.debug("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
         return await self.app.producer.send(self.quarantine, quarantine_key(out.table, out.key), value,
                                             None, None, [(KIND_HEADER, QUARANTINE_KIND)])
 
@@ -207,6 +208,12 @@ class TransformIO:
         return len(futures)
 
 
+def _output_counts(outputs: list[Any]) -> dict[str, int]:
+    core = sum(1 for out in outputs if isinstance(out, CoreRecord))
+    quarantined = sum(1 for out in outputs if isinstance(out, QuarantineEntry))
+    return {"core": core, "quarantined": quarantined}
+
+
 class TransformWorker:
     """The transform stage of one worker: its state, its chain, and the loop that feeds them."""
 
@@ -228,6 +235,7 @@ class TransformWorker:
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
         self.lock = asyncio.Lock()   # the loop, the timer and rebalances never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
+        self.activity = Activity(log, "transform")
         self.run_chain = functools.partial(
             transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.store, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
@@ -334,6 +342,7 @@ class TransformWorker:
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
         """The reference store caught up to the reference topics' end now, then the batch, then the expired
         held records, each through plan → checkpoint; returns the last offset handled per partition."""
+        started = time.monotonic()
         async with self.lock:
             await self.catch_up()
             now = _now_ms()
@@ -343,7 +352,10 @@ class TransformWorker:
             skipped = {k: n for k, n in plan.counts.items() if k.startswith("skip:") and k != "skip:heartbeat"}
             if skipped:
                 log.debug("batch of %d: skipped %s", len(batch), skipped)
-            await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms))
+            expired = plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms)
+            await self.checkpoint(expired)
+        self.activity.add(time.monotonic() - started, raw=len(batch), **_output_counts(plan.outputs + expired.outputs),
+                          waiting=len(self.pending))
         return plan.offsets
 
     @staticmethod
@@ -382,6 +394,10 @@ class TransformWorker:
             await self.refs.stop()
             self.store.close()
 
+    async def log_activity(self) -> None:
+        """The activity line also when the topics went quiet after a burst."""
+        self.activity.flush_if_due()
+
     async def expire(self) -> None:
         """Keep the reference store current and quarantine records whose reference row did not arrive in
         time, also while the driver topics are quiet. A run that cannot finish stops the process: records it
@@ -407,6 +423,7 @@ def register(app, settings: Settings) -> None:
     worker = TransformWorker(app, settings)
     app.task(worker.loop)
     app.timer(1.0, name="hisbridge.transform.expire_waiting")(worker.expire)
+    app.timer(5.0, name="hisbridge.transform.activity_log")(worker.log_activity)
 
     @app.task
     async def declare_core_topics() -> None:
