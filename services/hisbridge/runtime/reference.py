@@ -4,10 +4,12 @@ so N workers of one app id each hold every reference row whichever driver partit
 Kafka only; what the messages do to the store is runtime.batch_plan.plan_references."""
 from __future__ import annotations
 
+import asyncio
 from typing import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from hisbridge.runtime.ordering import RawEvent
+from hisbridge.runtime.topics import partitions_of
 
 
 class ReferenceFeed:
@@ -18,11 +20,11 @@ class ReferenceFeed:
 
     async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Every partition of the reference topics, from the store's offsets (the beginning where it has none)."""
+        parts = await asyncio.to_thread(partitions_of, self.bootstrap, self.topics, self.client_id)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None,
                                          enable_auto_commit=False, auto_offset_reset="earliest")
         await self.consumer.start()
-        await self.consumer.topics()          # metadata of every topic, so partitions_for_topic knows them
-        self.parts = [TopicPartition(t, p) for t in self.topics for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+        self.parts = [TopicPartition(t, p) for t, p in parts]
         self.consumer.assign(self.parts)
         for tp in self.parts:
             if (tp.topic, tp.partition) in offsets:

@@ -48,6 +48,17 @@ def not_compacted(bootstrap: str, names: Iterable[str], client_id: str = "hisbri
     return [t for t in existing if "compact" not in policy[t]]
 
 
+def partitions_of(bootstrap: str, topics: Iterable[str], client_id: str = "hisbridge-setup") -> list[tuple[str, int]]:
+    """(topic, partition) of every partition of the named topics that exist."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None, enable_auto_commit=False)
+    try:
+        return [(t, p) for t in sorted(topics) for p in sorted(consumer.partitions_for_topic(t) or ())]
+    finally:
+        consumer.close()
+
+
 def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """Every message of every partition of `topic` up to its end now (read_from_start); none if it is absent."""
     from kafka import KafkaConsumer
