@@ -178,10 +178,19 @@ CATALOGUE: Mapping[str, Template] = {
 
     # --- reconcile ---------------------------------------------------------------------------------------
     "reconcile.help": ("按表核对一个批次：应有、暂存、待上报、已上报、隔离（按规则），每次上报与前置机的行；"
-                       "不一致时退出码为 1。不带 --sim-* 时没有 HIS 预期，只比较暂存、台账与前置机",
+                       "不一致时退出码为 1。不带 --sim-* 时应有键取自 HIS 本身（按源映射推导的查询，以 CDC 账号读取），"
+                       "HIS 有而下游各处都没有的键为 missing",
                        "per table of a batch: expected, staged, pending, delivered, quarantined (by rule), every "
-                       "flush against the front-end rows; exit 1 unless it reconciles. Without --sim-* there is no "
-                       "HIS expectation: only staging, ledger and front-end are compared"),
+                       "flush against the front-end rows; exit 1 unless it reconciles. Without --sim-* the expected "
+                       "keys come from the HIS itself (a query derived from the source mapping, read as the CDC "
+                       "role): a key in the HIS and nowhere downstream is missing"),
+    "reconcile.show": ("每张表列出的 missing / unexpected 键的个数", "missing / unexpected keys listed per table"),
+    "reconcile.expected_his": ("应有 = HIS 本身（{kind} {address}，以 {user} 读取）",
+                               "expected = the HIS ({kind} {address} as {user})"),
+    "reconcile.unmatched": ("注意：{count} 条隔离记录没有目录表或业务键，无法与 HIS 键对应，例如 {where}",
+                            "note: {count} quarantine entries without a catalog table or key (not matched to a HIS "
+                            "key), e.g. {where}"),
+    "reconcile.no_his_query": ("无法由源映射推导 HIS 查询：{detail}", "cannot derive the HIS query from the mapping: {detail}"),
     "reconcile.batch": ("批次：YYYY-MM-DD（日）、YYYY-MM（月）或 YYYY（年）",
                         "batch name: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY (yearly)"),
     "reconcile.table": ("目录表（可多次）；默认：该周期的所有表", "catalog table(s); default: every table of that cadence"),
@@ -192,8 +201,6 @@ CATALOGUE: Mapping[str, Template] = {
     "reconcile.sim_until": ("模拟活动在 D 日几点停止（22 = 含演示的晚间）",
                             "where the simulated activity stopped on day D (22 = the demo's evening included)"),
     "reconcile.expected_sim": ("应有 = 模拟 HIS（种子 {seed}）", "expected = the simulated HIS (seed {seed})"),
-    "reconcile.expected_none": ("应有 = 已上报 + 已隔离（没有 HIS 预期）",
-                                "expected = delivered + quarantined (no HIS expectation)"),
     "reconcile.ok": ("核对一致：批次 {batch}，{count} 张表", "reconciliation OK: batch {batch}, {count} table(s)"),
     "reconcile.sim_daily": ("--sim-seed 只能核对日批次（YYYY-MM-DD）", "--sim-seed compares daily batches only (YYYY-MM-DD)"),
     "reconcile.not_ok": ("核对不一致：批次 {batch} 的 {tables}（见上表）",

@@ -48,10 +48,13 @@ class DemoRun:
 
 
 def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: bool = False,
-             evening_break: Callable[[Settings], None] | None = None) -> DemoRun:
+             evening_break: Callable[[Settings], None] | None = None,
+             on_start: Callable[[Settings, Worker, str], None] | None = None,
+             speed: float = 4000.0, say: Callable[[str], None] | None = None) -> DemoRun:
     """demo.run with this run's own databases, connector, topics, group, clock file and throwaway SM4 key
     (`env` adds the engine's settings); everything registered in `res` for removal. `evening_break` gets the
-    run's settings at D 20:00 of the evening."""
+    run's settings at D 20:00 of the evening; `on_start` the settings, worker and connector name before the
+    demo starts (the fault suite); `say` sees every progress line as it is said."""
     key_text = os.urandom(16).hex()                     # throwaway test key, never a deployment key
     (tmp / "sm4.key").write_text(key_text + "\n")
     env = {
@@ -71,9 +74,16 @@ def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: 
     worker = Worker(run_settings, f"worker-{tag}-{res.id}")
     res.finally_(worker.stop)
     lines: list[str] = []
+
+    def said(line: str) -> None:
+        lines.append(line)
+        if say is not None:
+            say(line)
+    if on_start is not None:
+        on_start(run_settings, worker, connector)
     cfg = demo.DemoConfig(settings=run_settings, day=DAY, window_start=generate.batch_window(DAY)[0], visits=VISITS,
-                          seed=SEED, bad_share=BAD_SHARE, speed=4000.0, connector=connector,
-                          worker_name=worker.name, evening=evening, first_run=True, say=lines.append,
+                          seed=SEED, bad_share=BAD_SHARE, speed=speed, connector=connector,
+                          worker_name=worker.name, evening=evening, first_run=True, say=said,
                           evening_break=(lambda: evening_break(run_settings)) if evening_break else None)
     began = time.monotonic()
     try:
