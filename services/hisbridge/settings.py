@@ -236,6 +236,10 @@ KNOBS: tuple[Knob, ...] = (
          # 500 gave ~4,200 raw messages/s, 2,000 ~6,100 (bench/RESULTS.md)
          doc="raw messages per batch"),
     Knob("worker.transform_within", "HISBRIDGE_TRANSFORM_WITHIN", _float, 1.0),
+    Knob("worker.state_dir", "HISBRIDGE_STATE_DIR", _path, lambda r: r["paths.var"] / "state",
+         doc="the transform's disk state (the reference store, RocksDB): one folder per worker process"),
+    Knob("worker.produce_limit", "HISBRIDGE_PRODUCE_LIMIT", _int, 900_000,
+         doc="bytes: a core record over it is quarantined as oversize (below the broker's message.max.bytes)"),
     Knob("worker.mark_every", "HISBRIDGE_MARK_EVERY", _float, 1.0, doc="seconds between two watermark marks"),
     Knob("worker.sink_take", "HISBRIDGE_SINK_TAKE", _int, 500),
     Knob("worker.sink_within", "HISBRIDGE_SINK_WITHIN", _float, 1.0),
@@ -353,6 +357,8 @@ class Worker:
     lookup_wait: float
     transform_take: int
     transform_within: float
+    state_dir: Path
+    produce_limit: int
     mark_every: float
     sink_take: int
     sink_within: float

@@ -51,7 +51,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -211,6 +211,8 @@ class SourceMapping:
     tables: Mapping[str, TableMapping]
     valuemaps: Mapping[str, ValueMap]
     by_source: Mapping[str, tuple[tuple[TableMapping, Driver], ...]]
+    lookup_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # lookup_columns(self)
+    source_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # source_columns(self)
 
     @property
     def lookup_sources(self) -> frozenset[str]:
@@ -482,8 +484,9 @@ def parse_mapping(data: Any, catalog: Catalog, path: str, base: Path, org_overri
     for table in tables.values():
         for driver in table.drivers:
             by_source.setdefault(driver.source, []).append((table, driver))
-    return SourceMapping(path, org_code, org_name, lookups, tables, valuemaps,
-                         {k: tuple(v) for k, v in by_source.items()})
+    parsed = SourceMapping(path, org_code, org_name, lookups, tables, valuemaps,
+                           {k: tuple(v) for k, v in by_source.items()})
+    return replace(parsed, lookup_reads=lookup_columns(parsed), source_reads=source_columns(parsed))
 
 
 def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
@@ -631,6 +634,50 @@ def check_valuemaps(mapping: SourceMapping, catalog: Catalog) -> list[str]:
     return problems
 
 
+# --- what the mapping reads --------------------------------------------------------------------------------
+
+def _alias_reads(table: TableMapping) -> dict[str, set[str]]:
+    """alias → the columns the table's fields, join keys and `each` keys read from it."""
+    exprs = [f.expr for f in table.fields] + [k for j in table.joins.values() for k in j.key]
+    exprs += [k for d in table.drivers if d.each for k in d.each.key]
+    out: dict[str, set[str]] = {}
+    for expr in exprs:
+        for alias, column in expr.columns:
+            out.setdefault(alias, set()).add(column)
+    return out
+
+
+def lookup_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
+    """Per lookup, every column a record can read from its rows (fields, keys, `when`s, its own key and
+    member columns): all a reference store needs to keep."""
+    out = {name: set(l.key) | set(l.member) for name, l in mapping.lookups.items()}
+    for table in mapping.tables.values():
+        reads = _alias_reads(table)
+        for alias, join in table.joins.items():
+            out[join.lookup] |= reads.get(alias, set()) | set(join.when_columns)
+        for d in (d for d in table.drivers if d.each):
+            out[d.each.lookup] |= reads.get(d.each.alias, set()) | set(d.each.when_columns)
+    return {name: frozenset(cols) for name, cols in out.items()}
+
+
+def source_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
+    """Per HIS table ("schema.table"), every column the mapping reads from it, as driver or as lookup:
+    what a change of its schema may not take away (schema drift)."""
+    out: dict[str, set[str]] = {}
+    for name, cols in lookup_columns(mapping).items():
+        out.setdefault(mapping.lookups[name].source, set()).update(cols)
+    for table in mapping.tables.values():
+        reads = _alias_reads(table)
+        for d in table.drivers:
+            out.setdefault(d.source, set()).update(reads.get(d.alias, set()) | set(d.when_columns))
+    return {source: frozenset(cols) for source, cols in out.items()}
+
+
+def project(row: Row, columns: frozenset[str]) -> dict[str, Any]:
+    """The row with only `columns` (those it has)."""
+    return {c: row[c] for c in columns if c in row}
+
+
 # --- lookups ----------------------------------------------------------------------------------------------
 
 def lookup_key(values: Iterable[Any]) -> str:
@@ -646,12 +693,14 @@ class LookupUpdate:
     key: str
     member: str | None
     row: Row | None
+    position: int | None = None     # the change's source position (LSN, binlog order): newer replaces older
 
 
 def lookup_updates(mapping: SourceMapping, change: Change) -> list[LookupUpdate]:
-    """What the wiring writes into its lookup tables for a change on a reference table. An update that
-    changes a key column first removes the row under its old key."""
-    source = _source_name(change)
+    """What the wiring writes into its lookup tables for a change on a reference table: rows keep only the
+    columns the mapping reads from that lookup, and the change's source position. An update that changes a
+    key column first removes the row under its old key."""
+    source, position = source_name(change), change.source.lsn
     out: list[LookupUpdate] = []
     for l in (l for l in mapping.lookups.values() if l.source == source):
         def place(row: Row) -> tuple[str, str | None]:
@@ -659,15 +708,18 @@ def lookup_updates(mapping: SourceMapping, change: Change) -> list[LookupUpdate]
                     lookup_key(row.get(c) for c in l.member) if l.many else None)
         if change.before is not None and (change.op == "d" or change.after is None
                                           or place(change.before) != place(change.after)):
-            out.append(LookupUpdate(l.name, *place(change.before), None))
+            out.append(LookupUpdate(l.name, *place(change.before), None, position))
         if change.op != "d" and change.after is not None:
-            out.append(LookupUpdate(l.name, *place(change.after), change.after))
+            columns = mapping.lookup_reads.get(l.name)
+            row = project(change.after, columns) if columns else change.after
+            out.append(LookupUpdate(l.name, *place(change.after), row, position))
     return out
 
 
 # --- mapping a change -------------------------------------------------------------------------------------
 
-def _source_name(change: Change) -> str:
+def source_name(change: Change) -> str:
+    """The HIS table of a change, "schema.table" as the mapping names it."""
     return f"{change.source.schema}.{change.source.table}" if change.source.schema else change.source.table
 
 
@@ -779,7 +831,7 @@ def map_change(mapping: SourceMapping, change: Change, lookups: Lookups) -> list
     """Every catalog record this change feeds: one per driver whose `when` holds (a fan-out driver, one
     per member of its group). Records not reportable yet (Skipped) are left out."""
     results: list[MapResult] = []
-    for table, driver in mapping.by_source.get(_source_name(change), ()):
+    for table, driver in mapping.by_source.get(source_name(change), ()):
         if change.op == "t":
             results.append(Unmappable(table.table, "source_truncated",
                                       f"source table {driver.source} was truncated: revoke by hand"))
@@ -795,5 +847,5 @@ def map_change(mapping: SourceMapping, change: Change, lookups: Lookups) -> list
 
 
 def is_known_source(mapping: SourceMapping, change: Change) -> bool:
-    name = _source_name(change)
+    name = source_name(change)
     return name in mapping.by_source or name in mapping.lookup_sources

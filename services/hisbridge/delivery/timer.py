@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Protocol
 
-from hisbridge.clock import local_text, log_text
+from hisbridge.clock import local_text, wall_text
 from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (FlushResult, PlannedFlush, WindowClosed,
                                       open_window, plan_flushes,
@@ -103,7 +103,7 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
         if not state.recovered:   # a flush the previous run committed but did not mark (kill -9)
             for done in io.recover():
                 log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch,
-                         log_text(done.report_datetime, "microseconds"))
+                         wall_text(done.report_datetime, "microseconds"))
                 flushed.append(done)
             state.recovered = True
         for current in plans:
@@ -118,7 +118,7 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
                 state.count("rows_flushed", result.row_count)
                 log.info("flushed %s batch %s: %s %d rows, report_datetime=%s (%s)", result.table, result.batch,
                          result.kind, result.row_count,
-                         log_text(result.report_datetime, "microseconds"),
+                         wall_text(result.report_datetime, "microseconds") if result.report_datetime else None,
                          current.reason)
             flushed.append(result)
     except FrontendUnavailable as exc:

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Iterable, Mapping
 
 from hisbridge.catalog.model import Catalog, Table
-from hisbridge.clock import SHANGHAI, log_text
+from hisbridge.clock import SHANGHAI, wall_text
 from hisbridge.contract import (QuarantineEntry, QuarantineFormatError,
                                 parse_entry)
 from hisbridge.delivery import staging
@@ -301,7 +301,7 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
             problems.append(f"  {r.table} {r.batch}: {r.orphans} front-end rows under a report_datetime without ledger row")
         for f in r.flushes:
             if not f.ok:
-                problems.append(f"  {r.table} {r.batch}: ledger {log_text(f.report_datetime, 'microseconds')} "
+                problems.append(f"  {r.table} {r.batch}: ledger {wall_text(f.report_datetime, 'microseconds')} "
                                 f"{f.kind} counts {f.ledger_count}, "
                                 f"front-end shows {f.frontend_count}")
     return lines + problems
