@@ -195,7 +195,10 @@ def duplicate_raw(run: FaultRun, count: int = 60) -> Recover | None:
 def second_worker(run: FaultRun) -> Recover:
     """A second worker with the same app id (a double start, a container scaled to 2)."""
     twin = Worker(run.settings, run.worker.name + "-twin")
-    twin.start_background(env=environment_for(run.settings))
+    state = Path(run.settings.worker.state_dir)
+    twin.start_background(env={**environment_for(run.settings),       # a container of its own: own disk state
+                               "HISBRIDGE_STATE_DIR": str(state.with_name(state.name + "-twin"))})
+    run.note("a second worker with the same app id started")
     return lambda r: None      # both keep running to the end; the twin is stopped at cleanup
 
 
@@ -398,13 +401,15 @@ def check_his_side(settings: Settings, want: dict) -> dict[str, str]:
     return outputs
 
 
-def _own_his(res: Resources) -> dict[str, str]:
-    """On PostgreSQL the run's HIS is a database of its own (the demo creates and prepares it)."""
-    return {"HISBRIDGE_HIS_DSN": res.database("his", f"his_fault_{res.id}", create=False)}
+def _own_his(res: Resources, tmp: Path) -> dict[str, str]:
+    """On PostgreSQL the run's HIS is a database of its own (the demo creates and prepares it); the worker's
+    disk state (the reference store) is the run's own too."""
+    return {"HISBRIDGE_HIS_DSN": res.database("his", f"his_fault_{res.id}", create=False),
+            "HISBRIDGE_STATE_DIR": str(tmp / "state")}
 
 
 def run_scenario(res: Resources, tmp: Path, scenario: Scenario, speed: float = 4000.0) -> Verdict:
-    env = _own_his(res)
+    env = _own_his(res, tmp)
     frontend = None
     if scenario.own_frontend:
         frontend = ThrowawayPostgres(res.settings)
@@ -509,7 +514,7 @@ def run_chaos(res: Resources, tmp: Path, seed: int, count: int = 20) -> Verdict:
         fault_run.supervise()
         injector.start(fault_run)
     began = time.monotonic()
-    run = e2e.run_demo(res, tmp, "chaos", _own_his(res), evening=True, on_start=on_start, speed=chaos_speed(plan),
+    run = e2e.run_demo(res, tmp, "chaos", _own_his(res, tmp), evening=True, on_start=on_start, speed=chaos_speed(plan),
                        say=injector.say)
     injector.finish()
     want = e2e.expected(datetime.combine(e2e.DAY, datetime.min.time()) + timedelta(hours=22))

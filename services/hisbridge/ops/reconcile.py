@@ -26,7 +26,7 @@ in quarantine entries.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Iterable, Mapping
 
@@ -76,6 +76,7 @@ class TableReport:
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
     duplicated: list[str] = field(default_factory=list)    # keys on more than one front-end row of the batch
     unkeyed: int = 0                                       # HIS records of the batch without a business key
+    elsewhere: dict[str, str] = field(default_factory=dict)  # missing key → the batch it is staged under instead
 
     @property
     def ok(self) -> bool:
@@ -197,6 +198,16 @@ def frontend_live_keys(conn, table: Table, batch: str) -> tuple[set[str], list[s
     return {k for k, _, live in rows if live}, [k for k, n, _ in rows if n > 1]
 
 
+def staged_batches_of(conn, table: str, keys: Iterable[str]) -> dict[str, str]:
+    """key → the batch it is staged under (any batch): where a key missing from its HIS batch went."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT bkey, batch FROM hisbridge.staged WHERE tbl = %s AND bkey = ANY(%s)", (table, keys))
+        return dict(cur.fetchall())
+
+
 def staged_live_keys(conn, table: str, batch: str) -> set[str]:
     """Keys staged for (table, batch) that still stand (not revoked, not superseded)."""
     with conn, conn.cursor() as cur:
@@ -264,8 +275,11 @@ def reconcile_with_source(table: Table, batch: str, source: SourceKeys, frontend
     delivered, duplicated = frontend_live_keys(frontend_conn, table, batch)
     checks, orphans = check_flushes(ledger_rows, frontend_by_report_datetime(frontend_conn, table, batch))
     staged, pending = staged_counts(staging_conn, table.name, batch)
-    return compare_with_source(table.name, batch, source, staged_live_keys(staging_conn, table.name, batch),
-                               delivered, quarantine, staged, pending, checks, orphans, duplicated)
+    report = compare_with_source(table.name, batch, source, staged_live_keys(staging_conn, table.name, batch),
+                                 delivered, quarantine, staged, pending, checks, orphans, duplicated)
+    if not report.missing:
+        return report
+    return replace(report, elsewhere=staged_batches_of(staging_conn, table.name, report.missing))
 
 
 def reconcile_table(table: Table, batch: str, expected: Expected, frontend_conn, staging_conn,
@@ -294,6 +308,10 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
             keys = getattr(r, name)
             if keys:
                 problems.append(f"  {r.table} {r.batch}: {len(keys)} {name.replace('_', ' ')} e.g. {keys[:show]}")
+        if r.elsewhere:
+            moved = ", ".join(f"{k} → {b}" for k, b in sorted(r.elsewhere.items())[:show])
+            problems.append(f"  {r.table} {r.batch}: {len(r.elsewhere)} missing key(s) staged under another batch "
+                            f"(one business key from two HIS rows, or a changed batch time): {moved}")
         if r.unkeyed:
             problems.append(f"  {r.table} {r.batch}: note: {r.unkeyed} HIS record(s) without a business key "
                             f"(cannot be matched key by key)")

@@ -96,3 +96,16 @@ def test_a_delivered_key_the_his_no_longer_has_is_unexpected_and_a_doubled_row_i
     his = source_keys.SourceKeys(frozenset({"a"}), frozenset(), 0)
     report = compare_with_source("t", "b", his, set(), {"a", "x"}, set(), duplicated=["a"])
     assert report.unexpected == ["x"] and report.duplicated == ["a"] and not report.ok
+
+
+def test_a_missing_key_staged_under_another_batch_says_where_it_went():
+    from dataclasses import replace
+
+    from hisbridge.ops.reconcile import format_report
+    his = source_keys.SourceKeys(frozenset({"M0000000773775|5"}), frozenset(), 0)
+    report = replace(compare_with_source("basy", "2026-11-02", his, set(), set(), set()),
+                     elsewhere={"M0000000773775|5": "2026-11-04"})
+    lines = format_report([report])
+    assert not report.ok
+    assert any("1 missing key(s) staged under another batch" in l and "M0000000773775|5 → 2026-11-04" in l
+               for l in lines)
