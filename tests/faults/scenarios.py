@@ -6,6 +6,8 @@ from __future__ import annotations
 from fault_harness import FAULTS, Scenario
 
 SCENARIOS = [
+    # rel-core item 2 (reference rows as a global store) has landed: enabled
+    Scenario("second_worker_same_app_id", FAULTS["second_worker"], "stream"),
     Scenario("worker_kill9_mid_stream", FAULTS["worker_kill9"], "stream", fast=True),
     Scenario("worker_stop_mid_stream", FAULTS["worker_stop"], "stream"),
     Scenario("worker_kill9_mid_flush", FAULTS["worker_kill9"], "flush"),
@@ -19,8 +21,6 @@ SCENARIOS = [
     Scenario("frontend_down_at_window_open", FAULTS["frontend_down"], "window_open", own_frontend=True),
     Scenario("connector_paused", FAULTS["connector_paused"], "evening"),
     Scenario("duplicate_raw_messages", FAULTS["duplicate_raw"], "evening", fast=True),
-    # rel-core item 2 (reference rows as a global store) has landed: enabled
-    Scenario("second_worker_same_app_id", FAULTS["second_worker"], "stream"),
 ]
 
 # Scenarios whose data differs from the demo day (an older version replayed, a 1.5 MB value, a dropped
