@@ -123,14 +123,21 @@ def stop_worker(run: FaultRun) -> Recover:
     return _restart_worker
 
 
-def _component_fault(make: Callable[[Settings], object], kill: bool) -> Callable[[FaultRun], Recover]:
-    def inject(run: FaultRun) -> Recover:
+def _component_fault(make: Callable[[Settings], object], kill: bool, hold_inside: float = 0.0
+                     ) -> Callable[[FaultRun], Recover]:
+    """kill -9 or stop a stack component; restarted by the returned recovery — or, with `hold_inside`, held down
+    that long and restarted before returning (the broker: the demo's own drain check needs it)."""
+    def inject(run: FaultRun) -> Recover | None:
         component = make(run.settings)
         if kill:
             _kill9(component.pid(), component.name)
             wait_for(f"{component.name} gone", lambda: not component.is_running(), timeout=30)
         else:
             component.stop()
+        if hold_inside:
+            time.sleep(hold_inside)
+            component.start()
+            return None
 
         def recover(r: FaultRun) -> None:
             component.start()
@@ -157,7 +164,15 @@ def stop_his(run: FaultRun) -> Recover:
 def frontend_down(run: FaultRun) -> Recover:
     assert run.frontend is not None, "the scenario needs own_frontend=True"
     run.frontend.crash()
-    return lambda r: r.frontend.start()
+
+    def recover(r: FaultRun) -> None:
+        r.frontend.start()
+        # the demo holds the sink's clock at D 18:00:01 while it waits for the flush; the sink's back-off is on
+        # that clock, so time must pass on it for the retry to come (as it would in a real window)
+        from hisbridge.clock import SHANGHAI, write_clock_file
+        write_clock_file(Path(r.settings.clock.file),
+                         datetime.combine(e2e.DAY, datetime.min.time(), SHANGHAI) + timedelta(hours=18, minutes=30))
+    return recover
 
 
 def pause_connector(run: FaultRun) -> Recover:
@@ -207,8 +222,8 @@ FAULTS = {f.name: f for f in [
     Fault("worker_stop", stop_worker, hold=5),
     Fault("connect_kill9", _component_fault(Connect, kill=True), hold=10),
     Fault("connect_stop", _component_fault(Connect, kill=False), hold=10),
-    Fault("broker_kill9", _component_fault(Kafka, kill=True), hold=10),
-    Fault("broker_stop", _component_fault(Kafka, kill=False), hold=10),
+    Fault("broker_kill9", _component_fault(Kafka, kill=True, hold_inside=10), hold=0),
+    Fault("broker_stop", _component_fault(Kafka, kill=False, hold_inside=10), hold=0),
     Fault("his_crash", crash_his, hold=0),
     Fault("his_stop", stop_his, hold=0),
     Fault("frontend_down", frontend_down, hold=20),
