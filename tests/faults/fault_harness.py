@@ -137,12 +137,29 @@ def _component_fault(make: Callable[[Settings], object], kill: bool, hold_inside
         if hold_inside:
             time.sleep(hold_inside)
             component.start()
+            wait_for("the group coordinator answering", lambda: _coordinator_ready(run.settings), timeout=60, every=1)
             return None
 
         def recover(r: FaultRun) -> None:
             component.start()
         return recover
     return inject
+
+
+def _coordinator_ready(settings: Settings) -> bool:
+    """After a broker restart its group coordinator loads the offsets topic first (CoordinatorLoadInProgress)."""
+    from kafka.admin import KafkaAdminClient
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.connections.kafka_bootstrap, client_id="fault-probe")
+    except Exception:  # noqa: BLE001 — not up yet
+        return False
+    try:
+        admin.list_groups()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        admin.close()
 
 
 def crash_his(run: FaultRun) -> Recover:
