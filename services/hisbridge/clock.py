@@ -32,6 +32,12 @@ def local_text(moment: datetime, timespec: str = "seconds") -> str:
     return moment.astimezone(SHANGHAI).isoformat(" ", timespec)
 
 
+def wall_text(moment: datetime, timespec: str = "seconds") -> str:
+    """A front-end or HIS wall-clock value (report_datetime: `timestamp without time zone`, Asia/Shanghai by
+    design) shown like every other moment, with its offset."""
+    return local_text(moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI), timespec)
+
+
 def log_text(moment: datetime | None, timespec: str = "seconds") -> str:
     """`local_text` for a log line, which must never raise: a naive moment is marked, not refused."""
     if moment is None:

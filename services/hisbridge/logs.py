@@ -25,7 +25,7 @@ from typing import IO, Any, Callable
 from hisbridge.clock import local_text
 
 REPEAT_WINDOW = 60.0
-ACTIVITY_EVERY = 30.0
+ACTIVITY_EVERY = 15.0
 # third-party loggers that narrate every connection and rebalance at INFO: their warnings still pass
 QUIET = {"aiokafka": "WARNING", "kafka": "WARNING", "faust.transport.drivers.aiokafka": "WARNING"}
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

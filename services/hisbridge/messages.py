@@ -15,6 +15,7 @@ parameters and that every id the code names exists.
 """
 from __future__ import annotations
 
+import re
 import string
 from datetime import date, datetime
 from typing import Any, Mapping, NamedTuple
@@ -59,6 +60,77 @@ CATALOGUE: Mapping[str, Template] = {
                           "detach; log to var/log/worker.log, stop with `stack down worker`"),
     "worker.started": ("工作进程已启动：pid {pid}，日志 {log}", "worker started: pid {pid}, log {log}"),
     "worker.running": ("工作进程已在运行：pid {pid}，日志 {log}", "worker already running: pid {pid}, log {log}"),
+
+    # --- config, stack, catalog, sim ------------------------------------------------------------------
+    "config.help": ("解析后的设置（环境变量优先于设置文件，设置文件优先于默认值）",
+                    "the resolved settings (environment over the settings file over defaults)"),
+    "config.show": ("打印每个设置的值（密钥隐藏）及其来源", "print every setting, its value (secrets masked) and its source"),
+    "config.json": ("每个设置输出一个 JSON 对象", "one JSON object per setting"),
+    "stack.help": ("启动、停止和查看本地栈（状态在 var/ 下）", "start, stop and inspect the local stack (state under var/)"),
+    "stack.up": ("启动全部（或指定的）组件；已运行的不动", "start all (or the named) components; running ones are left alone"),
+    "stack.down": ("停止全部（或指定的）组件，包括后台工作进程",
+                   "stop all (or the named) components, the background worker included"),
+    "stack.status": ("运行了什么、端口、pid、启动时间；有组件停止时退出码为 1",
+                     "what runs, on which port, with which pid, since when; exit 1 when a stack component is down"),
+    "stack.rss": ("同时显示常驻内存（进程树）", "also show resident memory (process tree)"),
+    "stack.started": ("栈已启动：{count} 个组件，用时 {seconds} 秒", "stack up: {count} started in {seconds}s"),
+    "stack.already": ("栈已启动：全部组件都在运行", "stack up: everything was already running"),
+    "stack.failed": ("本地栈出错：{detail}", "local stack: {detail}"),
+    "catalog.help": ("目录：表、字段、值域、质控规则及由其生成的文件",
+                     "the catalog: tables, fields, value sets, quality rules and what is generated from them"),
+    "catalog.show": ("打印目录（或一张表）", "print the catalog (or one TABLE)"),
+    "catalog.json": ("机器可读的 JSON", "machine-readable JSON"),
+    "catalog.sample": ("TABLE 的 N 条合法明文记录（JSON 行）", "N valid plain records of TABLE as JSON lines"),
+    "catalog.count": ("记录条数", "how many records"),
+    "catalog.seed": ("随机种子", "random seed"),
+    "catalog.validate": ("检查标准输入中的明文记录（JSON 行），每条输出一行 {{ok, reasons}}；退出码 0",
+                         "check plain records (JSON lines on stdin); one {{ok, reasons}} line per record; exit 0"),
+    "catalog.report_time": ("记录的上报时刻（带时区的 ISO 时间，默认现在）",
+                            "the moment the records are reported at (ISO with an offset; default now)"),
+    "catalog.build": ("由目录生成 schemas/avro/<table>.avsc 和 schemas/frontend/frontend.sql",
+                      "write schemas/avro/<table>.avsc and schemas/frontend/frontend.sql from the catalog"),
+    "catalog.check": ("不写文件；生成文件过期时退出码为 1", "write nothing; exit 1 if generated files are out of date"),
+    "catalog.diff": ("目录 NEW 相对 OLD 的改动（目录或单个文件）", "what catalog NEW changes relative to OLD "
+                     "(folders or single files)"),
+    "catalog.batch": ("批次时间为 MOMENT 的 TABLE 记录属于哪个批次", "the batch a record of TABLE with batch-time MOMENT "
+                      "belongs to"),
+    "catalog.batch_error": ("无法分批：{detail}", "cannot assign a batch: {detail}"),
+    "catalog.stale": ("已过期：{path}", "stale {path}"),
+    "catalog.wrote": ("已写入：{path}", "wrote {path}"),
+    "catalog.up_to_date": ("生成的文件都是最新的", "generated files are up to date"),
+    "catalog.out_of_date": ("{count} 个生成文件已过期：运行 hisbridge catalog build",
+                            "{count} generated file(s) out of date: run hisbridge catalog build"),
+    "sim.help": ("模拟医院 HIS：PostgreSQL（schema his）或 MariaDB/MySQL（数据库 his）",
+                 "the simulated hospital HIS in PostgreSQL (schema his) or MariaDB/MySQL (database his)"),
+    "sim.init": ("创建 schema his 及其字典（可重复执行）", "create schema his with its dictionaries (idempotent)"),
+    "sim.seed": ("随机种子", "random seed"),
+    "sim.reset": ("先删除 schema his（模拟数据全部丢失）", "drop schema his first (all simulated data is lost)"),
+    "sim.ready": ("schema his 就绪（{tables} 张表，{full}）", "schema his ready ({tables} tables, {full})"),
+    "sim.day": ("为一个或多个上报日生成并载入活动", "generate and load activity for one or more report days"),
+    "sim.date": ("上报日 D：活动在 [D-1 18:00, D 18:00)", "report day D: activity in [D-1 18:00, D 18:00)"),
+    "sim.days": ("模拟 D、D+1、……", "simulate D, D+1, …"),
+    "sim.visits": ("每天门诊人次（入院 = 人次/25）", "outpatient visits a day (admissions = visits/25)"),
+    "sim.bad_share": ("植入坏数据的比例", "share of planted bad data"),
+    "sim.start": ("改写窗口起点（本地时间）", "override the window start (local time)"),
+    "sim.end": ("改写窗口终点（例如 D 22:00，跨过 18:00 进入上报窗口）",
+                "override the window end (e.g. D 22:00 to run across 18:00 into the delivery window)"),
+    "sim.live": ("按加速时钟实时插入，而不是一次性回填", "insert on an accelerated clock instead of back-dating at once"),
+    "sim.speed": ("每真实秒的模拟秒数（--live）", "simulated seconds per real second (--live)"),
+    "sim.manifest": ("清单（实体、缺陷）写到这里；默认 var/sim/manifest-<start>.json",
+                     "write the manifest (entities, defects) here; default var/sim/manifest-<start>.json"),
+    "sim.end_before_start": ("--end 必须晚于 --start", "--end must be after --start"),
+    "sim.window": ("窗口 [{start}, {end})：{events} 个事件，{entities} 个实体（{bad} 个植入缺陷）；清单 {manifest}",
+                   "window [{start}, {end}): {events} events, {entities} entities ({bad} with a planted defect); "
+                   "manifest {manifest}"),
+    "sim.progress": ("  模拟时钟 {at}：已应用 {count} 个变更", "  sim clock {at}: {count} changes applied"),
+    "sim.live_done": ("已实时应用 {count} 个变更", "applied {count} changes live"),
+    "sim.backdated": ("已回填 {count} 个变更，用时 {seconds} 秒", "back-dated {count} changes in {seconds}s"),
+    "sim.indicators": ("回填月度（12 月还有年度）评审指标", "back-fill monthly (and, for December, yearly) evaluation "
+                       "indicators"),
+    "sim.from": ("起始月份 YYYY-MM（通知要求从 2022-01 回填）", "first month YYYY-MM (the notice back-fills from 2022-01)"),
+    "sim.to": ("结束月份 YYYY-MM", "last month YYYY-MM"),
+    "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
+                            "periods kept)"),
 
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",
@@ -106,10 +178,19 @@ CATALOGUE: Mapping[str, Template] = {
 
     # --- reconcile ---------------------------------------------------------------------------------------
     "reconcile.help": ("按表核对一个批次：应有、暂存、待上报、已上报、隔离（按规则），每次上报与前置机的行；"
-                       "不一致时退出码为 1。不带 --sim-* 时没有 HIS 预期，只比较暂存、台账与前置机",
+                       "不一致时退出码为 1。不带 --sim-* 时应有键取自 HIS 本身（按源映射推导的查询，以 CDC 账号读取），"
+                       "HIS 有而下游各处都没有的键为 missing",
                        "per table of a batch: expected, staged, pending, delivered, quarantined (by rule), every "
-                       "flush against the front-end rows; exit 1 unless it reconciles. Without --sim-* there is no "
-                       "HIS expectation: only staging, ledger and front-end are compared"),
+                       "flush against the front-end rows; exit 1 unless it reconciles. Without --sim-* the expected "
+                       "keys come from the HIS itself (a query derived from the source mapping, read as the CDC "
+                       "role): a key in the HIS and nowhere downstream is missing"),
+    "reconcile.show": ("每张表列出的 missing / unexpected 键的个数", "missing / unexpected keys listed per table"),
+    "reconcile.expected_his": ("应有 = HIS 本身（{kind} {address}，以 {user} 读取）",
+                               "expected = the HIS ({kind} {address} as {user})"),
+    "reconcile.unmatched": ("注意：{count} 条隔离记录没有目录表或业务键，无法与 HIS 键对应，例如 {where}",
+                            "note: {count} quarantine entries without a catalog table or key (not matched to a HIS "
+                            "key), e.g. {where}"),
+    "reconcile.no_his_query": ("无法由源映射推导 HIS 查询：{detail}", "cannot derive the HIS query from the mapping: {detail}"),
     "reconcile.batch": ("批次：YYYY-MM-DD（日）、YYYY-MM（月）或 YYYY（年）",
                         "batch name: YYYY-MM-DD (daily), YYYY-MM (monthly), YYYY (yearly)"),
     "reconcile.table": ("目录表（可多次）；默认：该周期的所有表", "catalog table(s); default: every table of that cadence"),
@@ -120,8 +201,6 @@ CATALOGUE: Mapping[str, Template] = {
     "reconcile.sim_until": ("模拟活动在 D 日几点停止（22 = 含演示的晚间）",
                             "where the simulated activity stopped on day D (22 = the demo's evening included)"),
     "reconcile.expected_sim": ("应有 = 模拟 HIS（种子 {seed}）", "expected = the simulated HIS (seed {seed})"),
-    "reconcile.expected_none": ("应有 = 已上报 + 已隔离（没有 HIS 预期）",
-                                "expected = delivered + quarantined (no HIS expectation)"),
     "reconcile.ok": ("核对一致：批次 {batch}，{count} 张表", "reconciliation OK: batch {batch}, {count} table(s)"),
     "reconcile.sim_daily": ("--sim-seed 只能核对日批次（YYYY-MM-DD）", "--sim-seed compares daily batches only (YYYY-MM-DD)"),
     "reconcile.not_ok": ("核对不一致：批次 {batch} 的 {tables}（见上表）",
@@ -194,6 +273,34 @@ CATALOGUE: Mapping[str, Template] = {
     "mapping.his_problems": ("{path}：{count} 处与 HIS 不符", "{path}: {count} problem(s) against the HIS"),
 
     # --- connectors --------------------------------------------------------------------------------------
+    "connectors.help": ("Kafka Connect 上的 Debezium 源连接器", "Debezium source connectors on Kafka Connect"),
+    "connectors.apply": ("创建或更新连接器，等待连接器和任务都为 RUNNING；捕获的表默认取自源映射（含参考表）",
+                         "create or update the connector and wait until connector and task are RUNNING; the "
+                         "tables captured are the source mapping's (reference tables included) by default"),
+    "connectors.status": ("显示一个或全部连接器的状态", "show the state of one or all connectors"),
+    "connectors.delete": ("删除连接器（复制槽保留；停用时在 HIS 中删除）",
+                          "delete a connector (its replication slot stays; drop it in the HIS when retiring it)"),
+    "connectors.render": ("打印 apply 将提交的配置（密码为文件引用）",
+                          "print the configuration `apply` would PUT (the password is a file reference)"),
+    "connectors.name": ("连接器名称（也用于复制槽和发布）[默认：source.connector，即 HISBRIDGE_CONNECTOR_NAME]",
+                        "connector name (also names slot and publication) [default: source.connector, "
+                        "HISBRIDGE_CONNECTOR_NAME]"),
+    "connectors.kind": ("HIS 数据库类型 = 模板 connectors/his-<kind>.json [默认：source.kind]",
+                        "HIS database kind = template connectors/his-<kind>.json [default: source.kind]"),
+    "connectors.tables": ("要捕获的 schema.table 列表（逗号分隔）[默认：HISBRIDGE_CAPTURE_TABLES，否则源映射读取的全部表]",
+                          "comma-separated schema.table list to capture [default: HISBRIDGE_CAPTURE_TABLES, else "
+                          "every table the source mapping reads]"),
+    "connectors.heartbeat": ("心跳间隔毫秒 [默认：source.heartbeat_ms]", "heartbeat interval, ms [default: "
+                             "source.heartbeat_ms]"),
+    "connectors.prepare": ("先准备 HIS：PostgreSQL 把表交给捕获组并设 REPLICA IDENTITY FULL；MariaDB/MySQL 检查时区并授予 SELECT",
+                           "prepare the HIS first: PostgreSQL hands the tables to the capture group and sets REPLICA "
+                           "IDENTITY FULL; MariaDB/MySQL checks the server time zone and grants SELECT on the tables"),
+    "connectors.timeout": ("等待 RUNNING 的秒数", "seconds to wait for RUNNING"),
+    "connectors.applied": ("连接器 {name}：{outcome}，RUNNING，捕获 {count} 张表；新增 {added}；移除 {removed}",
+                           "connector {name}: {outcome}, RUNNING, {count} tables captured; added {added}; "
+                           "removed {removed}"),
+    "connectors.deleted": ("连接器 {name} 已删除", "connector {name}: deleted"),
+    "connectors.absent": ("连接器 {name} 不存在", "connector {name}: did not exist"),
     "connectors.no_tables": ("没有要捕获的表：映射未列出 HIS 表，请用 --tables schema.table,… 指定",
                              "no tables to capture: the mapping names none; pass --tables schema.table,…"),
     "connectors.failed": ("连接器 {name} 未能运行：{detail}", "connector {name} is not running: {detail}"),
@@ -247,9 +354,18 @@ def text(message_id: str, /, lang: str | None = None, **params: Any) -> str:
     return render(message_id, params, lang)
 
 
-def help_text(message_id: str, lang: str | None = None) -> str:
-    """A help text: Chinese / English on one line in `both`."""
-    return render(message_id, {}, lang, joiner=" / ")
+def _first_clause(text: str) -> str:
+    return re.split(r"；|; ", text, maxsplit=1)[0]
+
+
+def help_text(message_id: str, lang: str | None = None, clause: bool = False) -> str:
+    """A help text: Chinese / English on one line in `both`; `clause`: each language's first clause only
+    (a command list)."""
+    if not clause:
+        return render(message_id, {}, lang, joiner=" / ")
+    lang = lang or current_language()
+    return " / ".join(_first_clause(render(message_id, {}, part)) for part in
+                      {"zh": ["zh"], "en": ["en"], "both": ["zh", "en"]}[lang])
 
 
 class OperatorError(Exception):

@@ -217,6 +217,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _optional_int, None,
          doc="MySQL/MariaDB replica id of the connector (default: derived from the connector name)"),
     Knob("source.heartbeat_ms", "HISBRIDGE_HEARTBEAT_MS", _int, 10000),
+    Knob("source.max_record_bytes", "HISBRIDGE_MAX_RECORD_BYTES", _int, 16 * 1024 * 1024,
+         doc="largest change event Connect may produce and its raw topics accept (connectors/README.md)"),
     Knob("source.capture_tables", "HISBRIDGE_CAPTURE_TABLES", _names, (),
          doc="schema.table list the connector captures (default: what the mapping reads)"),
     # organisation (overrides the mapping's)
@@ -335,6 +337,7 @@ class Source:
     password: Secret | None
     server_id: int | None
     heartbeat_ms: int
+    max_record_bytes: int
     capture_tables: tuple[str, ...]
 
 

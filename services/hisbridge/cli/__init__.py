@@ -20,7 +20,28 @@ _COMMAND_MODULES = ("config", "stack", "connectors", "worker", "catalog", "crypt
                     "reconcile", "status")
 
 
-@click.group(cls=Group, help="cli.help")
+class Main(Group):
+    """The program's group: a command's module is imported when the command is used (or listed), so a module
+    run as a process (`python -m hisbridge.cli.worker`) is never imported twice through this package."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending = list(_COMMAND_MODULES)
+
+    @property
+    def commands(self) -> dict:
+        pending = getattr(self, "_pending", [])
+        while pending:
+            command = importlib.import_module(f"hisbridge.cli.{pending.pop(0)}").cli
+            self._commands[command.name] = command
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: dict) -> None:
+        self._commands = value
+
+
+@click.group("hisbridge", cls=Main, help="cli.help")
 @click.version_option(package_name="hisbridge", help="cli.version")
 @click.option("--debug", is_flag=True, help="cli.debug")
 @click.pass_context
@@ -28,7 +49,5 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = load_settings()
 
 
-for _name in _COMMAND_MODULES:
-    main.add_command(importlib.import_module(f"hisbridge.cli.{_name}").cli)
 
 __all__ = ["main", "current_settings", "OperatorError"]

@@ -94,9 +94,12 @@ class Command(_CatalogueHelp, click.Command):
         return option
 
     def get_short_help_str(self, limit: int = 150) -> str:
-        # click would cut the help at 45 characters; both languages need the whole line
-        text = self.short_help or self.help or ""
-        return text.splitlines()[0] if text else ""
+        """The command list's line: each language's first clause (click would cut both at 45 characters)."""
+        source = self.__dict__.get("_help_source")
+        if self.short_help or not (isinstance(source, str) and source in CATALOGUE):
+            text = self.short_help or self.help or ""
+            return text.splitlines()[0] if text else ""
+        return help_text(source, clause=True)
 
 
 class Group(Command, click.Group):

@@ -15,7 +15,7 @@ import click
 from hisbridge import logs
 from hisbridge.catalog import catalog_for
 from hisbridge.cli.common import batch_name, catalog_table, command, pass_settings
-from hisbridge.clock import clock_for, local_text
+from hisbridge.clock import clock_for, local_text, wall_text
 from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (Forced, WindowClosed, ensure_frontend,
                                       flush_batch, plan_flushes, recover)
@@ -78,7 +78,7 @@ def cli(settings: Settings, table_name, batch, force, operator, reason, now, sho
     logs.configure(settings.display, click.get_text_stream("stderr"))
     for done in recover(stage, front):
         click.echo(json.dumps({"recovered": done.table, "batch": done.batch,
-                               "report_datetime": local_text(done.report_datetime, "microseconds")}))
+                               "report_datetime": wall_text(done.report_datetime, "microseconds")}))
     try:
         result = flush_batch(stage, front, table, batch, moment, schedule,
                              forced=Forced(operator, reason) if force else None)
@@ -86,5 +86,5 @@ def cli(settings: Settings, table_name, batch, force, operator, reason, now, sho
         raise OperatorError(exc.decision.message_id, exit_code=EXIT_CHECK_FAILED, **exc.decision.params) from None
     click.echo(json.dumps({"table": result.table, "batch": result.batch, "outcome": result.outcome,
                            "kind": result.kind, "rows": result.row_count,
-                           "report_datetime": local_text(result.report_datetime, "microseconds")
+                           "report_datetime": wall_text(result.report_datetime, "microseconds")
                            if result.report_datetime else None}, ensure_ascii=False))

@@ -1,6 +1,7 @@
 """The flush timer's step, pure over the SinkIO interface (runtime.sink_io.PgSinkIO is the real adapter):
 recover unfinished flushes once, plan (delivery.flush.plan_flushes), flush every (table, batch) closed by
-the watermark and inside its window; front-end down → back off until the window ends, then alert."""
+the watermark and inside its window; front-end down while a flush is due → alert at once, back off and
+retry until the window ends."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Protocol
 
-from hisbridge.clock import local_text, log_text
+from hisbridge.clock import local_text, wall_text
 from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (FlushResult, PlannedFlush, WindowClosed,
                                       open_window, plan_flushes,
@@ -65,15 +66,21 @@ def _window_end(plan: PlannedFlush, now: datetime, schedule: Schedule) -> dateti
 
 
 def _frontend_down(state: LoopState, alerts: list[str], now: datetime, window_end: datetime, exc: Exception,
-                   schedule: Schedule) -> str:
+                   schedule: Schedule, due: list[PlannedFlush]) -> str:
+    """A flush is due inside an open window and the front-end cannot be reached: alert at once (once per
+    window — the operator has the rest of the window to act, not after it), then back off and retry; at
+    the window's end give up until the next one."""
+    _alert(state, alerts, ("frontend_unreachable", window_end.isoformat()), "frontend_unreachable",
+           f"front-end database unreachable while {', '.join(sorted({f'{p.table} {p.batch}' for p in due}))} "
+           f"is due; retrying until the window ends {local_text(window_end)}")
     decision = retry_decision(now, window_end, state.attempt, schedule)
     if decision.retry:
         state.attempt += 1
         state.wait_until = now + decision.delay
         log.warning("front-end database unreachable (%s); retry %d in %s", exc, state.attempt, decision.delay)
         return f"front-end unreachable, retry at {local_text(state.wait_until)}"
-    _alert(state, alerts, ("frontend_unreachable", window_end.isoformat()), "frontend_unreachable",
-           decision.alert or "front-end database unreachable")
+    state.count("frontend_window_missed")
+    log.error("%s", decision.alert)
     state.attempt = 0
     state.wait_until = window_end
     return f"front-end unreachable, gave up until {local_text(window_end)}"
@@ -81,7 +88,7 @@ def _frontend_down(state: LoopState, alerts: list[str], now: datetime, window_en
 
 def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> TickReport:
     """One timer step: recover unfinished flushes once, then flush every (table, batch) that is closed by the
-    watermark and inside its window; front-end down → back off until the window ends, then alert."""
+    watermark and inside its window; front-end down → alert once, back off until the window ends."""
     flushed: list[FlushResult] = []
     alerts: list[str] = []
     if state.wait_until is not None and now < state.wait_until:
@@ -96,7 +103,7 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
         if not state.recovered:   # a flush the previous run committed but did not mark (kill -9)
             for done in io.recover():
                 log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch,
-                         log_text(done.report_datetime, "microseconds"))
+                         wall_text(done.report_datetime, "microseconds"))
                 flushed.append(done)
             state.recovered = True
         for current in plans:
@@ -111,7 +118,7 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
                 state.count("rows_flushed", result.row_count)
                 log.info("flushed %s batch %s: %s %d rows, report_datetime=%s (%s)", result.table, result.batch,
                          result.kind, result.row_count,
-                         log_text(result.report_datetime, "microseconds"),
+                         wall_text(result.report_datetime, "microseconds") if result.report_datetime else None,
                          current.reason)
             flushed.append(result)
     except FrontendUnavailable as exc:
@@ -120,5 +127,5 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
             state.wait_until = now + schedule.retry_base
             return TickReport(flushed, alerts, f"front-end unreachable ({exc}); nothing due")
         end = min(_window_end(p, now, schedule) for p in pending)
-        return TickReport(flushed, alerts, _frontend_down(state, alerts, now, end, exc, schedule))
+        return TickReport(flushed, alerts, _frontend_down(state, alerts, now, end, exc, schedule, pending))
     return TickReport(flushed, alerts)

@@ -105,23 +105,26 @@ def register(app, config: Settings) -> None:
         ack would be a loss.
         """
         writer = StagingWriter(c.staging_dsn)
-        async for events in stream.take_events(w.sink_take, within=w.sink_within):
-            committed, started = False, time.monotonic()
-            try:
-                chunk = stage_chunk([_event(e) for e in events], topics, schemas)
-                for problem in chunk.problems:
-                    counters["unstageable"] = counters.get("unstageable", 0) + 1
-                    log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
-                staged = await writer.commit(chunk.rows, chunk.progress)
-                committed = True
-                activity.add(time.monotonic() - started, events=len(events), rows=len(chunk.rows),
-                             staged=staged or 0, unstageable=len(chunk.problems))
-            finally:
-                if not committed:
-                    log.critical("staging commit not done for %d events: exiting before Faust acks them",
-                                 len(events))
-                    logging.shutdown()
-                    os._exit(70)
+        try:
+            async for events in stream.take_events(w.sink_take, within=w.sink_within):
+                committed, started = False, time.monotonic()
+                try:
+                    chunk = stage_chunk([_event(e) for e in events], topics, schemas)
+                    for problem in chunk.problems:
+                        counters["unstageable"] = counters.get("unstageable", 0) + 1
+                        log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
+                    staged = await writer.commit(chunk.rows, chunk.progress)
+                    committed = True
+                    activity.add(time.monotonic() - started, events=len(events), rows=len(chunk.rows),
+                                 staged=staged or 0, unstageable=len(chunk.problems))
+                finally:
+                    if not committed:
+                        log.critical("staging commit not done for %d events: exiting before Faust acks them",
+                                     len(events))
+                        logging.shutdown()
+                        os._exit(70)
+        finally:
+            activity.flush()        # what the last interval did, also at shutdown
 
     state = LoopState()
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick

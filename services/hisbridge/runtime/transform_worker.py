@@ -390,6 +390,7 @@ class TransformWorker:
                     raise
                 await self.commit(consumer, handled)
         finally:
+            self.activity.flush()
             await consumer.stop()
             await self.refs.stop()
             self.store.close()
