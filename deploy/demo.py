@@ -54,6 +54,7 @@ from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
                                 transform_group)
 from hisbridge.delivery import ledger, staging
 from hisbridge.ops import connectors, reconcile
+from hisbridge.messages import OperatorError
 from hisbridge.ops.lag import lag_by_topic, partition_lags
 from hisbridge.runtime.topics import ensure_topics
 from hisbridge.settings import Settings, environment_for, load_settings
@@ -426,8 +427,7 @@ def next_config(settings: Settings) -> DemoConfig:
     else:
         day, start, first = date.fromisoformat(state["day"]) + timedelta(days=1), datetime.fromisoformat(state["end"]), False
     if day >= today:
-        raise SystemExit(f"the demo has simulated every past day up to {day - timedelta(days=1)}; "
-                         "`make clean` starts the simulated hospital afresh")
+        raise OperatorError("demo.no_past_day", last=(day - timedelta(days=1)).isoformat())
     return DemoConfig(settings=settings, day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
                       seed=int(os.environ.get("DEMO_SEED", 1)),
                       bad_share=float(os.environ.get("DEMO_BAD_SHARE", 0.02)),
@@ -452,4 +452,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hisbridge.cli.errors import run_entry_point
+    run_entry_point(main)

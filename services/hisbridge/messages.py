@@ -132,6 +132,11 @@ CATALOGUE: Mapping[str, Template] = {
     "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
                             "periods kept)"),
 
+    "demo.no_past_day": ("演示已模拟到 {last} 为止的每一天：演示只模拟过去的日子；`make clean` 重新开始，"
+                         "或首次运行时用 DEMO_DAY=YYYY-MM-DD 从更早的一天开始",
+                         "the demo has simulated every past day up to {last}: it simulates past days only; "
+                         "`make clean` starts afresh, or DEMO_DAY=YYYY-MM-DD on a first run starts further back"),
+
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",
                       "the catalog has no table {table!r}{hint_en}; known tables: {known}"),
