@@ -16,7 +16,8 @@ from devstack.worker import Worker
 from hisbridge.settings import load_settings
 from support import wait_for
 
-pytestmark = [pytest.mark.stack, pytest.mark.stack_restart]
+# a minute of real outage and a broker restart: `make faults` (faults_full), not `make test`
+pytestmark = [pytest.mark.stack, pytest.mark.stack_restart, pytest.mark.faults_full]
 OUTAGE_SECONDS = 65.0
 # one line per kind of failure and minute: the aiokafka clients of the transform consumer, the Faust
 # consumer/producer and the admin client each report a few kinds (connect failed, metadata, coordinator)
