@@ -391,9 +391,11 @@ class TransformWorker:
                 await self.commit(consumer, handled)
         finally:
             self.activity.flush()
-            await consumer.stop()
-            await self.refs.stop()
-            self.store.close()
+            self.batches = None          # the timer leaves the store alone from now on
+            async with self.lock:
+                await consumer.stop()
+                await self.refs.stop()
+                self.store.close()
 
     async def log_activity(self) -> None:
         """The activity line also when the topics went quiet after a burst."""
@@ -407,11 +409,18 @@ class TransformWorker:
         if self.batches is None:
             return
         async with self.lock:
+            if self.batches is None:      # stopped while this tick waited
+                return
             try:
                 await self.catch_up()
-                if self.pending:     # (len(pending) builds its index)
-                    await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=_now_ms(),
-                                                      wait_ms=self.wait_ms))
+            except Exception:   # noqa: BLE001 — the next tick (or batch) catches up again; nothing is lost
+                log.warning("reference store catch-up failed: retried in a second", exc_info=True)
+                return
+            if not self.pending:     # (len(pending) builds its index)
+                return
+            try:
+                await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=_now_ms(),
+                                                  wait_ms=self.wait_ms))
             except BaseException:
                 log.critical("expiry of %d waiting records not finished: exiting (a restart retries them)",
                              len(self.pending), exc_info=True)
