@@ -44,6 +44,7 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 quarantine_topic, raw_topics, serialize_entry,
                                 transform_group)
 from hisbridge.runtime.batch_plan import BatchPlan, plan_batch, plan_expiry
+from hisbridge.runtime.monitor import monitor_of
 from hisbridge.runtime.ordering import Merge, Partition, RawEvent
 from hisbridge.runtime.topics import (committed_offsets, ensure_topics,
                                       not_compacted, read_from_start)
@@ -119,8 +120,8 @@ class TransformIO:
     """What the worker writes: outputs to core and quarantine topics, held-record changes, marks — each send
     awaited until the broker acknowledged it (producer acks=all, Faust's default)."""
 
-    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str) -> None:
-        self.app, self.core_prefix, self.held = app, core_prefix, held
+    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str, metrics=None) -> None:
+        self.app, self.core_prefix, self.held, self.metrics = app, core_prefix, held, metrics
         self.core_topics = [core_topic(core_prefix, t) for t in sorted(tables)]
         self.quarantine = quarantine_topic(core_prefix)
 
@@ -137,6 +138,17 @@ class TransformIO:
                 log.warning("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
         if futures:
             await asyncio.gather(*futures)
+        self.count(outputs)
+
+    def count(self, outputs: list[Any]) -> None:
+        """Records out per table and outcome (hisbridge_records_total{stage="transform"}), once acknowledged."""
+        if self.metrics is None:
+            return
+        for out in outputs:
+            if isinstance(out, CoreRecord):
+                self.metrics.count("transform", out.table, "core")
+            elif isinstance(out, QuarantineEntry):
+                self.metrics.count("transform", out.table, "quarantine")
 
     async def save_held(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Held-record writes (None: a release) to their compacted topic, in order."""
@@ -164,13 +176,17 @@ class TransformWorker:
         catalog = catalog_for(settings.paths)
         self.settings, self.mapping = settings, load_mapping(catalog, settings.paths.mapping, settings.org)
         self.catalog, self.prefix = catalog, settings.source.topic_prefix
-        self.topics = raw_topics(self.prefix, self.mapping.sources) + [heartbeat_topic(self.prefix)]
+        self.heartbeats = heartbeat_topic(self.prefix)
+        self.topics = raw_topics(self.prefix, self.mapping.sources) + [self.heartbeats]
         self.group, self.held = transform_group(app.conf.id), held_topic(app.conf.id)
         self.held_rows = LoggedStore()
         self.pending = HeldRecords(CodedStore(self.held_rows))
         self.lookup_rows: dict[str, Any] = {}
-        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held)
-        self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000)))
+        self.monitor = monitor_of(app)
+        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held, self.monitor.metrics)
+        self.monitor.held = self.held_state
+        self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000),
+                                                           int(settings.worker.idle_mark_every * 1000)))
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
         self.lock = asyncio.Lock()   # the loop and the expiry timer never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
@@ -178,6 +194,13 @@ class TransformWorker:
             transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.lookup_rows, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
             schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro))
+
+    def held_state(self) -> tuple[int, float | None] | None:
+        """(records held, seconds the oldest has waited) once restored, for the metrics."""
+        if self.batches is None:
+            return None
+        since = self.pending.oldest_since()
+        return len(self.pending), (None if since is None else max(0.0, (_now_ms() - since) / 1000))
 
     def run(self, message, give_up: bool) -> list[Any]:
         """batch_plan's Run: the chain, leaving a batch's records to be finished together (defer=True)."""
@@ -216,7 +239,8 @@ class TransformWorker:
         await self.io.produce(plan.outputs)
         self.pending.release(plan.release)
         await self.io.save_held(self.held_rows.drain())
-        self.marks.observe(plan.commits, plan.heartbeats)
+        data = bool(plan.outputs) or any(topic != self.heartbeats for topic, _ in plan.offsets)
+        self.marks.observe(plan.commits, plan.heartbeats, produced=data)
         await self._mark()
 
     async def _mark(self) -> None:
@@ -226,12 +250,17 @@ class TransformWorker:
         value = self.marks.due(now, await self.batches.positions(set(self.topics)), self.pending.oldest_commit())
         if value is not None:
             sent = await self.io.send_marks(self.prefix, value)
-            self.marks.throttle.sent(now, value)
+            self.marks.sent(now, value)
             log.debug("watermark mark %s commit_time_ms=%d on %d partitions", self.prefix, value, sent)
 
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
         """The batch, then the expired held records, each through plan → checkpoint; returns the last offset
         handled per partition."""
+        consumed: dict[str, int] = {}
+        for event in batch:
+            consumed[event.topic] = consumed.get(event.topic, 0) + 1
+        for topic, n in consumed.items():
+            self.monitor.metrics.count("transform", topic, "consumed", n)
         async with self.lock:
             now = _now_ms()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.lookup_rows, pending=self.pending,
