@@ -211,6 +211,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _optional_int, None,
          doc="MySQL/MariaDB replica id of the connector (default: derived from the connector name)"),
     Knob("source.heartbeat_ms", "HISBRIDGE_HEARTBEAT_MS", _int, 10000),
+    Knob("source.max_retries", "HISBRIDGE_CONNECTOR_MAX_RETRIES", _int, 30,
+         doc="Debezium errors.max.retries: retries of a connection-class error before the task is FAILED "
+             "(and the worker's supervisor restarts it with back-off and raises the alert); -1 retries silently forever"),
     Knob("source.capture_tables", "HISBRIDGE_CAPTURE_TABLES", _names, (),
          doc="schema.table list the connector captures (default: what the mapping reads)"),
     # organisation (overrides the mapping's)
@@ -339,6 +342,7 @@ class Source:
     password: Secret | None
     server_id: int | None
     heartbeat_ms: int
+    max_retries: int
     capture_tables: tuple[str, ...]
 
 
