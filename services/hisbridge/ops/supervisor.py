@@ -64,12 +64,12 @@ class Supervisor:
         if state != "FAILED":
             h.failed_since = None
             if state == "RUNNING":
-                h.running_since = h.running_since or now
+                h.running_since = now if h.running_since is None else h.running_since
                 if h.consecutive and now - h.running_since >= self.policy.reset:
                     h.consecutive = 0
             return None
         h.running_since = None
-        h.failed_since = h.failed_since or now
+        h.failed_since = now if h.failed_since is None else h.failed_since
         h.reason = reason
         since = h.last_restart if h.last_restart is not None and h.consecutive else h.failed_since
         if now - since < self.policy.delay(h.consecutive):
@@ -80,9 +80,13 @@ class Supervisor:
         return h
 
     def consecutive(self) -> dict[tuple[str, str], int]:
-        """(connector, task label) → consecutive restarts, for the metric."""
-        return {(c, "connector" if t == CONNECTOR_TASK else str(t)): h.consecutive
-                for (c, t), h in self.history.items() if h.total}
+        """(connector, task label) → consecutive restarts of every task seen (0 too, so the series exist)."""
+        return {(c, task_label(t)): h.consecutive for (c, t), h in self.history.items()
+                if t != CONNECTOR_TASK or h.total}
+
+
+def task_label(task: int) -> str:
+    return "connector" if task == CONNECTOR_TASK else str(task)
 
 
 def restart(client, r: Restart) -> None:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from hisbridge.ops import observe
 from hisbridge.ops.metrics import CONTENT_TYPE, Metrics, Snapshot
-from hisbridge.ops.supervisor import CONNECTOR_TASK, Policy, Supervisor, restart
+from hisbridge.ops.supervisor import Policy, Supervisor, restart, task_label
 from hisbridge.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,12 @@ def register(app, settings: Settings) -> None:
         except observe.Unreachable:
             return    # the refresh timer reports Connect down (hisbridge_source_up{source="connect"})
         client = ConnectClient(c.connect_url)
-        for r in supervisor.step([v for v in views if v.name in o.connectors], time.time()):
-            task = "connector" if r.task == CONNECTOR_TASK else str(r.task)
+        watched = [v for v in views if v.name in o.connectors]
+        for v in watched:
+            for t in v.tasks:     # a task never restarted still shows its counter, at 0
+                monitor.metrics.restarts.labels(v.name, str(t.id))
+        for r in supervisor.step(watched, time.time()):
+            task = task_label(r.task)
             try:
                 await asyncio.to_thread(restart, client, r)
             except Exception as exc:  # noqa: BLE001 — Connect refused or went away: the next step retries
