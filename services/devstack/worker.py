@@ -70,10 +70,10 @@ class Worker:
                 return
             if not procs.is_running_pid(self.pid()):
                 procs.reap(self.pid() or 0)
-                raise StackError(f"worker 启动失败 / the worker exited during start-up: {failure_reason(self.log, since)}")
+                raise StackError(f"exited during start-up: {failure_reason(self.log, since)}")
             time.sleep(0.5)
-        raise StackError(f"worker {timeout:.0f} 秒内未就绪 / the worker did not answer /health on port {self.port} "
-                         f"within {timeout:.0f}s: {failure_reason(self.log, since) or 'see ' + str(self.log)}")
+        raise StackError(f"no answer on /health (port {self.port}) within {timeout:.0f}s: "
+                         f"{failure_reason(self.log, since) or 'see the log'}")
 
     def start(self) -> bool:
         raise StackError("the worker is not part of `stack up`: run `hisbridge worker` (or --background)")
