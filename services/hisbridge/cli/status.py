@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import click
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import command, pass_settings
 from hisbridge.clock import SHANGHAI
+from hisbridge.messages import render
 from hisbridge.ops import observe
 from hisbridge.settings import Settings
 
-UNREACHABLE = "不可达 / unreachable"
 
 
 def _local(moment: datetime | None) -> str:
@@ -159,7 +159,7 @@ def _lines(name: str, data: Any, limit: int) -> list[str]:
         return [f"{s['name']}: {'active' if s['active'] else 'inactive'}, wal_status {s['wal_status']}, "
                 f"retained WAL {(s['retained_bytes'] or 0) / 1048576:.1f} MiB"
                 + (f", {s['safe_wal_size'] / 1048576:.0f} MiB before invalidation" if s["safe_wal_size"] is not None else "")
-                + (" — 已失效，需重新快照 / LOST: re-snapshot (connectors/README.md)" if s["wal_status"] == "lost" else "")
+                + (" — " + _line("status.slot_lost") if s["wal_status"] == "lost" else "")
                 for s in data]
     if name == "lag":
         out = []
@@ -191,31 +191,31 @@ def _lines(name: str, data: Any, limit: int) -> list[str]:
     return [str(data)]
 
 
-TITLES = {"stack": "stack", "connectors": "connectors", "slots": "replication slots (HIS)",
-          "lag": "consumer lag", "worker": "worker", "delivery": "delivery: watermark, sink clock, batches",
-          "ledger": "front-end ledger: last flushes", "quarantine": "quarantine (open, by rule)"}
+def _line(message_id: str, **params: Any) -> str:
+    """A catalogue message on one line (both languages: Chinese / English)."""
+    return render(message_id, params, joiner=" / ")
 
 
-def render(sections: dict[str, dict[str, Any]], limit: int) -> list[str]:
+def screen(sections: dict[str, dict[str, Any]], limit: int) -> list[str]:
     out = []
     for name, result in sections.items():
-        out.append(f"== {TITLES[name]}")
-        lines = _lines(name, result["data"], limit) if result["ok"] else [f"{UNREACHABLE}: {result['error']}"]
+        out.append(f"== {_line('status.' + name)}")
+        lines = _lines(name, result["data"], limit) if result["ok"] else [_line("status.unreachable",
+                                                                               detail=result["error"])]
         out += [f"  {line}" for line in lines or ["(nothing)"]]
     return out
 
 
-@click.command("status")
-@click.option("--batches", default=40, show_default=True, help="batches to show")
-@click.option("--ledger", "ledger_rows", default=10, show_default=True, help="last ledger rows to show")
-@click.option("--all-topics", is_flag=True, help="list idle groups and topics with zero lag too")
-@click.option("--json", "as_json", is_flag=True, help="the same sections as JSON")
+@command("status", help="status.help")
+@click.option("--batches", default=40, show_default=True, help="status.batches")
+@click.option("--ledger", "ledger_rows", default=10, show_default=True, help="status.ledger_rows")
+@click.option("--all-topics", is_flag=True, help="status.all_topics")
+@click.option("--json", "as_json", is_flag=True, help="status.json")
 @pass_settings
 def cli(settings: Settings, batches: int, ledger_rows: int, all_topics: bool, as_json: bool) -> None:
-    """Operator view: connectors, slots, lag, watermark, batches and windows, ledger, quarantine."""
     sections = collect(settings, batches, ledger_rows, all_topics)
     if as_json:
         click.echo(json.dumps(sections, ensure_ascii=False, indent=2, default=str))
         return
-    for line in render(sections, batches):
+    for line in screen(sections, batches):
         click.echo(line)
