@@ -51,6 +51,24 @@ CATALOGUE: Mapping[str, Template] = {
                   "the HIS database at {address} is unreachable ({detail}): is it running? The address is {knob}"),
     "log.repeated": ("过去 {seconds} 秒内另有 {count} 次", "{count} more in the last {seconds} s"),
 
+    # --- status -----------------------------------------------------------------------------------------
+    "status.help": ("运维总览：连接器、复制槽、积压、水位线、批次与窗口、台账、隔离区",
+                    "operator view: connectors, slots, lag, watermark, batches and windows, ledger, quarantine"),
+    "status.batches": ("显示的批次数", "batches to show"),
+    "status.ledger_rows": ("显示的最近台账行数", "last ledger rows to show"),
+    "status.all_topics": ("也列出空闲的消费组和积压为 0 的主题", "list idle groups and topics with zero lag too"),
+    "status.json": ("以 JSON 输出同样的各部分", "the same sections as JSON"),
+    "status.stack": ("本地栈", "stack"),
+    "status.connectors": ("连接器", "connectors"),
+    "status.slots": ("复制槽（HIS）", "replication slots (HIS)"),
+    "status.lag": ("消费积压", "consumer lag"),
+    "status.worker": ("工作进程", "worker"),
+    "status.delivery": ("上报：水位线、入库时钟、批次", "delivery: watermark, sink clock, batches"),
+    "status.ledger": ("前置机台账：最近上报", "front-end ledger: last flushes"),
+    "status.quarantine": ("隔离区（未处理，按规则）", "quarantine (open, by rule)"),
+    "status.unreachable": ("不可达：{detail}", "unreachable: {detail}"),
+    "status.slot_lost": ("已失效，需重新快照（见 connectors/README.md）", "LOST: re-snapshot (connectors/README.md)"),
+
     # --- worker -----------------------------------------------------------------------------------------
     "worker.help": ("运行 Faust 工作进程（转换 + 入库），连接本地或设置中的 Kafka",
                     "run the Faust worker (transform + sink) against the local or configured Kafka"),
@@ -60,6 +78,10 @@ CATALOGUE: Mapping[str, Template] = {
                           "detach; log to var/log/worker.log, stop with `stack down worker`"),
     "worker.started": ("工作进程已启动：pid {pid}，日志 {log}", "worker started: pid {pid}, log {log}"),
     "worker.running": ("工作进程已在运行：pid {pid}，日志 {log}", "worker already running: pid {pid}, log {log}"),
+    "worker.wait": ("--background 等待工作进程 /health 应答的秒数", "seconds --background waits for the worker's /health"),
+    "worker.spawned_unconfirmed": ("工作进程已派生：pid {pid}，日志 {log}（web 端口为 0，无 /health 可确认）",
+                                   "worker spawned: pid {pid}, log {log} (web port 0: no /health to confirm it)"),
+    "worker.start_failed": ("工作进程未能启动：{reason}；日志 {log}", "the worker did not start: {reason}; log {log}"),
 
     # --- config, stack, catalog, sim ------------------------------------------------------------------
     "config.help": ("解析后的设置（环境变量优先于设置文件，设置文件优先于默认值）",
@@ -131,6 +153,11 @@ CATALOGUE: Mapping[str, Template] = {
     "sim.to": ("结束月份 YYYY-MM", "last month YYYY-MM"),
     "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
                             "periods kept)"),
+
+    "demo.no_past_day": ("演示已模拟到 {last} 为止的每一天：演示只模拟过去的日子；`make clean` 重新开始，"
+                         "或首次运行时用 DEMO_DAY=YYYY-MM-DD 从更早的一天开始",
+                         "the demo has simulated every past day up to {last}: it simulates past days only; "
+                         "`make clean` starts afresh, or DEMO_DAY=YYYY-MM-DD on a first run starts further back"),
 
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",

@@ -120,6 +120,11 @@ class HeldRecords:
         times = [commit for _, _, commit in self._meta.values() if commit is not None]
         return min(times) if times else None
 
+    def oldest_since(self) -> int | None:
+        """When the longest-waiting record started to wait (ms), or None."""
+        self._index()
+        return min((since for _, since, _ in self._meta.values()), default=None)
+
     def __len__(self) -> int:
         self._index()
         return len(self._meta)
