@@ -37,16 +37,13 @@ def cli(settings: Settings, batch: str, tables: tuple[str, ...], sim_seed: int |
     names = list(tables) or sorted(n for n, t in catalog.tables.items() if t.cadence == cadence)
     expected = _sim_expected(settings, catalog, batch, sim_seed, sim_visits, sim_bad_share, int(sim_until)) \
         if sim_seed is not None else None
-    from hisbridge.contract import quarantine_topic
-    entries = reconcile.read_quarantine(settings.connections.kafka_bootstrap,
-                                        quarantine_topic(settings.worker.core_prefix))
     front = psycopg2.connect(settings.connections.frontend_dsn, connect_timeout=5)
     stage = psycopg2.connect(settings.connections.staging_dsn, connect_timeout=5)
     reports = []
     try:
         for name in names:
             table = catalog.table(name)
-            quarantined = reconcile.quarantine_pairs(entries, name, {batch})
+            quarantined = reconcile.open_quarantine(stage, name, batch)
             want = (expected or {}).get((name, batch))
             if want is None:
                 want = reconcile.Expected(frozenset(reconcile.frontend_keys(front, table, batch)),

@@ -128,6 +128,23 @@ def quarantine_lines(bootstrap: str) -> list[str]:
         admin.close()
 
 
+def workbench_lines(settings: Settings) -> list[str]:
+    """Open quarantine by rule and table, records held for a reference row (and the oldest), replays in flight."""
+    from hisbridge.clock import SHANGHAI
+    from hisbridge.delivery import quarantine, replay
+    from hisbridge.ops.replay import held_waiting
+    from hisbridge.runtime.watermark import from_ms
+    found = _read(settings.connections.staging_dsn, "hisbridge.quarantine", quarantine.counts, replay.in_flight)
+    counts, flying = found if found is not None else ([], [])
+    out = [f"open {rule} {table}: {n}" for rule, table, _, n in counts] or ["no open quarantine entries"]
+    held, given_up, oldest = held_waiting(settings.connections.kafka_bootstrap, settings.worker.app_id)
+    since = from_ms(oldest).astimezone(SHANGHAI).isoformat(timespec="seconds") if oldest else "-"
+    out.append(f"held for a reference row: {held} ({given_up} already quarantined), oldest since {since}")
+    out += [f"replay {r.id} {r.kind} by {r.operator}: {r.sent} sent, requested "
+            f"{r.requested_at.astimezone(SHANGHAI).isoformat(timespec='seconds')} ({r.reason})" for r in flying]
+    return out
+
+
 @click.command("status")
 @click.option("--batches", default=20, show_default=True, help="staging rows to show (newest batches first)")
 @click.option("--ledger", "ledger_rows", default=10, show_default=True, help="last ledger rows to show")
@@ -142,3 +159,4 @@ def cli(settings: Settings, batches: int, ledger_rows: int, all_topics: bool) ->
     _section("staging (hospital side): rows per table and batch", lambda: staging_lines(c.staging_dsn, batches))
     _section("front-end ledger: last flushes", lambda: ledger_lines(c.frontend_dsn, ledger_rows))
     _section("quarantine", lambda: quarantine_lines(c.kafka_bootstrap))
+    _section("quarantine entries, held records, replays", lambda: workbench_lines(settings))

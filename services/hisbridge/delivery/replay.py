@@ -50,8 +50,10 @@ def request(conn, kind: str, operator: str, reason: str, args: Mapping[str, Any]
 
 
 def record_sent(conn, rid: str, sent: int) -> None:
+    """How many messages the replay sent; one that sent nothing is done at once."""
     with conn, conn.cursor() as cur:
-        cur.execute("UPDATE hisbridge.replays SET sent = %s WHERE id = %s", (sent, rid))
+        cur.execute("""UPDATE hisbridge.replays SET sent = %s, delivered_at = CASE WHEN %s = 0 THEN now() END
+                       WHERE id = %s""", (sent, sent, rid))
 
 
 def apply_batch_requests(cur, requests: Iterable[tuple[str, str, str]]) -> int:

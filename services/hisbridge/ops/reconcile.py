@@ -9,7 +9,8 @@ Pure comparison first (plain sets and counts in, a verdict out), thin readers af
   staged       distinct keys held in staging for the batch (pending + flushed)
   delivered    distinct keys of the front-end table whose batch-time field falls in the batch
   ledger       the flushes of the batch (first, resubmission, forced): row counts and key checksums
-  quarantined  distinct (key, rule) pairs on the quarantine topic for the table (and batch)
+  quarantined  distinct (key, rule) pairs of the table's OPEN quarantine entries (delivery.quarantine: a
+               released, replayed, superseded or dismissed entry no longer counts)
 
 A batch is OK when delivered + quarantined == expected (as key sets: nothing missing, nothing extra, no key
 both delivered and quarantined) and the front-end agrees with the ledger. The ledger check knows two facts
@@ -30,12 +31,10 @@ from typing import Iterable, Mapping
 
 from hisbridge.catalog.model import Catalog, Table
 from hisbridge.clock import SHANGHAI
-from hisbridge.contract import (QuarantineEntry, QuarantineFormatError,
-                                parse_entry)
+from hisbridge.delivery import quarantine as quarantine_state
 from hisbridge.delivery import staging
 from hisbridge.delivery.ledger import LedgerRow, key_checksum_sql
 from hisbridge.delivery.schedule import batch_by_name
-from hisbridge.runtime.topics import read_topic
 
 # --- pure: the verdict ----------------------------------------------------------------------------------------
 
@@ -71,6 +70,7 @@ class TableReport:
     wrong_rule: list[str] = field(default_factory=list)    # quarantined for another reason than expected
     both: list[str] = field(default_factory=list)          # delivered AND quarantined
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
+    quarantined_keys_by_rule: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -122,7 +122,8 @@ def compare(table: str, batch: str, expected: Expected, delivered: Iterable[str]
     for _, rule in quarantined:
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
-                       list(flushes), missing, unexpected, wrong_rule, both, orphans)
+                       list(flushes), missing, unexpected, wrong_rule, both, orphans,
+                       quarantine_state.keys_by_rule(quarantined))
 
 
 # --- thin readers --------------------------------------------------------------------------------------------
@@ -186,21 +187,11 @@ def staged_counts(conn, table: str, batch: str) -> tuple[int, int]:
     return (counts[0].staged, counts[0].pending) if counts else (0, 0)
 
 
-def read_quarantine(bootstrap: str, topic: str) -> list[QuarantineEntry]:
-    """Every entry on the quarantine topic, from the beginning (no consumer group)."""
-    entries = []
-    for _, _, value in read_topic(bootstrap, topic):
-        try:
-            entries.append(parse_entry(value))
-        except QuarantineFormatError:
-            continue
-    return entries
-
-
-def quarantine_pairs(entries: Iterable, table: str, batches: set[str] | None = None) -> set[tuple[str, str]]:
-    """Distinct (key, rule) of a table's entries (optionally only those assigned to `batches`)."""
-    return {(e.key, rule) for e in entries if e.table == table and (batches is None or e.batch in batches)
-            for rule in e.rules}
+def open_quarantine(staging_conn, table: str, batch: str) -> set[tuple[str, str]]:
+    """Distinct (key, rule) of the table's open entries in the batch: what reconcile counts."""
+    if not quarantine_state.exists(staging_conn):
+        return set()
+    return quarantine_state.open_pairs(staging_conn, table, batch)
 
 
 def reconcile_table(table: Table, batch: str, expected: Expected, frontend_conn, staging_conn,
@@ -226,6 +217,9 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
             keys = getattr(r, name)
             if keys:
                 problems.append(f"  {r.table} {r.batch}: {len(keys)} {name.replace('_', ' ')} e.g. {keys[:3]}")
+        for rule, keys in r.quarantined_keys_by_rule.items():
+            problems.append(f"  {r.table} {r.batch}: quarantined {rule} ({len(keys)}): {', '.join(keys[:20])}"
+                            + (" …" if len(keys) > 20 else ""))
         if r.orphans:
             problems.append(f"  {r.table} {r.batch}: {r.orphans} front-end rows under a report_datetime without ledger row")
         for f in r.flushes:

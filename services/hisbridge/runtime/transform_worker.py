@@ -16,8 +16,10 @@ still runs the worker: this task, the expiry timer, the producer, the sink agent
 State (hisbridge.state): reference rows in memory, rebuilt at start from the reference tables' compacted raw
 topics up to the group's committed offsets (where the consumer resumes); held records in memory, written
 through to the compacted held-records topic before a batch's offsets are committed, read back whole at
-start. A record still waiting after worker.lookup_wait seconds is quarantined with the missing key (a 1 s
-timer and after every batch).
+start. A record waits for its reference row until its batch closes (the schedule's period end + grace) by
+the watermark of everything else — so it never delays the close — or worker.lookup_wait seconds when an
+operator set that bound; then it is quarantined with the missing key and stays held, released (and its
+entry resolved by the sink) whenever the row arrives (a 1 s timer and after every batch).
 
 Limits: marks name one connector, the topic prefix (all raw topics of this worker); with several transform
 workers in one group each would mark only its own partitions, so run one transform worker per connector.
@@ -43,7 +45,10 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 held_topic, mark_value, quarantine_key,
                                 quarantine_topic, raw_topics, serialize_entry,
                                 transform_group)
-from hisbridge.runtime.batch_plan import BatchPlan, plan_batch, plan_expiry
+from hisbridge.delivery.schedule import load_schedule
+from hisbridge.runtime.batch_plan import (BatchPlan, batch_close_ms,
+                                          plan_batch, plan_expiry,
+                                          release_all)
 from hisbridge.runtime.ordering import Merge, Partition, RawEvent
 from hisbridge.runtime.topics import (committed_offsets, ensure_topics,
                                       not_compacted, read_from_start)
@@ -172,6 +177,8 @@ class TransformWorker:
         self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held)
         self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000)))
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
+        grace = load_schedule(settings.paths.schedule, settings.worker.schedule_mode).grace
+        self.close_of = functools.partial(batch_close_ms, catalog.tables, int(grace.total_seconds() * 1000))
         self.lock = asyncio.Lock()   # the loop and the expiry timer never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
         self.run_chain = functools.partial(
@@ -214,7 +221,7 @@ class TransformWorker:
         """Produce the plan's outputs, then release the held records that went out (only now: a crash before
         this retries them), then write the held-record changes, then the mark — all acknowledged."""
         await self.io.produce(plan.outputs)
-        self.pending.release(plan.release)
+        release_all(self.pending, plan)
         await self.io.save_held(self.held_rows.drain())
         self.marks.observe(plan.commits, plan.heartbeats)
         await self._mark()
@@ -229,15 +236,20 @@ class TransformWorker:
             self.marks.throttle.sent(now, value)
             log.debug("watermark mark %s commit_time_ms=%d on %d partitions", self.prefix, value, sent)
 
+    async def _expiry(self, now: int) -> BatchPlan:
+        """Held records to give up on: their batch closed by the mark of everything else (or the bound)."""
+        free = None if self.batches is None else self.marks.free(await self.batches.positions(set(self.topics)))
+        return plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms, free_mark_ms=free)
+
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
         """The batch, then the expired held records, each through plan → checkpoint; returns the last offset
         handled per partition."""
         async with self.lock:
             now = _now_ms()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.lookup_rows, pending=self.pending,
-                              run=self.run, now_ms=now)
+                              run=self.run, now_ms=now, close_of=self.close_of)
             await self.checkpoint(plan)
-            await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms))
+            await self.checkpoint(await self._expiry(now))
         return plan.offsets
 
     @staticmethod
@@ -282,8 +294,7 @@ class TransformWorker:
             return
         async with self.lock:
             try:
-                await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=_now_ms(),
-                                                  wait_ms=self.wait_ms))
+                await self.checkpoint(await self._expiry(_now_ms()))
             except BaseException:
                 log.critical("expiry of %d waiting records not finished: exiting (a restart retries them)",
                              len(self.pending), exc_info=True)

@@ -89,6 +89,14 @@ class MarkTracker:
         value = connector_mark_ms(last, caught_up(positions), self.heartbeat_ms, held_commit_ms)
         return value if self.throttle.due(now_ms, value) else None
 
+    def free(self, positions: Mapping[Partition, tuple[int | None, int]]) -> int | None:
+        """The mark of everything but the held records: how far every other change has been produced (a
+        held record whose batch closed before it is given up, so it never holds the close back)."""
+        if not positions:
+            return None
+        return connector_mark_ms({p: self.commits.get(p) for p in positions}, caught_up(positions),
+                                 self.heartbeat_ms)
+
 
 # --- sink side ------------------------------------------------------------------------------------------
 
