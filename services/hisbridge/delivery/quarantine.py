@@ -92,7 +92,7 @@ def distinct_rows(entries: Iterable[QuarantineEntry]) -> list[tuple]:
 
 # a clean row of the key at this version or later is staged already (the entry came after its fix)
 _STAGED_CLEAN = """EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.tbl = v.tbl AND s.bkey = v.bkey AND v.bkey <> ''
-                          AND (s.lsn, s.commit_ms) >= (COALESCE(v.lsn, 0), COALESCE(v.commit_ms, 0)))"""
+                          AND (s.lsn, s.commit_ms) {op} (COALESCE(v.lsn, 0), COALESCE(v.commit_ms, 0)))"""
 
 
 def record_entries(cur, entries: Iterable[QuarantineEntry]) -> int:
@@ -104,8 +104,9 @@ def record_entries(cur, entries: Iterable[QuarantineEntry]) -> int:
     psycopg2.extras.execute_values(cur, """
         INSERT INTO hisbridge.quarantine AS q (tbl, bkey, version, lsn, commit_ms, batch, rules, entry, state, note)
         SELECT v.tbl, v.bkey, v.version, v.lsn, v.commit_ms, v.batch, v.rules, v.entry,
-               CASE WHEN """ + _STAGED_CLEAN + """ THEN 'resolved' ELSE 'open' END,
-               CASE WHEN """ + _STAGED_CLEAN + """ THEN 'superseded' END
+               CASE WHEN """ + _STAGED_CLEAN.format(op=">=") + """ THEN 'resolved' ELSE 'open' END,
+               CASE WHEN """ + _STAGED_CLEAN.format(op="=") + """ THEN 'released'
+                    WHEN """ + _STAGED_CLEAN.format(op=">") + """ THEN 'superseded' END
         FROM (VALUES %s) AS v (tbl, bkey, version, lsn, commit_ms, batch, rules, entry)
         ON CONFLICT (tbl, bkey, version) DO UPDATE SET
             rules = excluded.rules, entry = excluded.entry, batch = excluded.batch, changed_at = now()
