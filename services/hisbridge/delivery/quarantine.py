@@ -7,8 +7,10 @@ state, and an operator's dismissal is one durable UPDATE. The quarantine topic s
 transform; this table is its state (the sink consumes the topic under its own group, offsets after commit).
 
 Record version: the source position of the change (`<lsn>:<commit_ms>`; the raw position for an envelope
-that could not be decoded). The same fact quarantined twice (a batch re-read after a crash, a held record
-given up again) is one entry; a replay that still fails updates the open entry's reasons.
+that could not be decoded). A key has at most one open entry: the same fact quarantined twice (a batch
+re-read after a crash, the same record from two driver tables — a visit and its diagnosis — a replay that
+still fails) is that entry, taking the newest version and reasons; an older version arriving late changes
+nothing. Resolved and dismissed entries are history and stay as they are.
 Resolved: `released` (the reference row arrived, same version staged), `replayed` (staged by a replay),
 `superseded` (a newer clean version of the key staged). Dismissed: an operator, with who and why.
 """
@@ -34,7 +36,8 @@ CREATE TABLE IF NOT EXISTS hisbridge.quarantine (
     first_seen timestamptz NOT NULL DEFAULT now(), changed_at timestamptz NOT NULL DEFAULT now(),
     actor text, note text,                          -- resolved: how; dismissed: the operator and why
     UNIQUE (tbl, bkey, version));
-CREATE INDEX IF NOT EXISTS quarantine_open ON hisbridge.quarantine (tbl, bkey) WHERE state = 'open';
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_one_open ON hisbridge.quarantine (tbl, bkey)
+    WHERE state = 'open' AND bkey <> '';
 """
 
 
@@ -79,40 +82,62 @@ def entry_row(entry: QuarantineEntry) -> tuple:
             _int_or_none(s.get("commit_time_ms")), entry.batch, sorted(set(entry.rules)), doc)
 
 
+def _order(row: tuple) -> tuple[int, int]:
+    return (row[3] or 0, row[4] or 0)
+
+
 def distinct_rows(entries: Iterable[QuarantineEntry]) -> list[tuple]:
-    """One row per (table, key, version): the latest entry of a consumed batch wins (its reasons are newest)."""
+    """One row per (table, key) — per version when there is no key — the newest version winning (the later
+    entry among equal ones: its reasons are newest)."""
     rows: dict[tuple, tuple] = {}
     for entry in entries:
         row = entry_row(entry)
-        rows[row[:3]] = row
+        slot = row[:2] if row[1] else row[:3]
+        if slot not in rows or _order(row) >= _order(rows[slot]):
+            rows[slot] = row
     return list(rows.values())
 
 
 # --- writes (inside the sink's staging transaction) -------------------------------------------------------
 
-# a clean row of the key at this version or later is staged already (the entry came after its fix)
+# a clean row of the key at this version ({op} "=") or a later one (">") is staged already
 _STAGED_CLEAN = """EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.tbl = v.tbl AND s.bkey = v.bkey AND v.bkey <> ''
                           AND (s.lsn, s.commit_ms) {op} (COALESCE(v.lsn, 0), COALESCE(v.commit_ms, 0)))"""
+_VERSION = "(COALESCE({t}.lsn, 0), COALESCE({t}.commit_ms, 0))"
 
 
 def record_entries(cur, entries: Iterable[QuarantineEntry]) -> int:
-    """Entries from the quarantine topic: new ones open (or resolved at once when a clean version is already
-    staged); an open one seen again takes the new reasons; resolved and dismissed ones stay as they are."""
+    """Entries from the quarantine topic: the key's open entry takes a version at least as new (and its
+    reasons); otherwise a new entry, open — or resolved at once when a clean version is staged already —
+    unless the key has an entry of that version or a newer one (a late or redelivered fact)."""
     rows = distinct_rows(entries)
     if not rows:
         return 0
-    psycopg2.extras.execute_values(cur, """
-        INSERT INTO hisbridge.quarantine AS q (tbl, bkey, version, lsn, commit_ms, batch, rules, entry, state, note)
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS quarantine_in (tbl text, bkey text, version text, lsn bigint,
+                       commit_ms bigint, batch text, rules text[], entry jsonb) ON COMMIT DELETE ROWS""")
+    psycopg2.extras.execute_values(cur, "INSERT INTO quarantine_in VALUES %s", rows,
+                                   template="(%s, %s, %s, %s::bigint, %s::bigint, %s, %s::text[], %s::jsonb)")
+    cur.execute("""
+        UPDATE hisbridge.quarantine q SET version = v.version, lsn = v.lsn, commit_ms = v.commit_ms, batch = v.batch,
+               rules = v.rules, entry = v.entry, changed_at = now()
+        FROM quarantine_in v
+        WHERE q.state = 'open' AND q.bkey <> '' AND q.tbl = v.tbl AND q.bkey = v.bkey
+          AND """ + _VERSION.format(t="v") + " >= " + _VERSION.format(t="q") + """
+          AND NOT EXISTS (SELECT 1 FROM hisbridge.quarantine d WHERE d.tbl = v.tbl AND d.bkey = v.bkey
+                          AND d.version = v.version AND d.id <> q.id)""")
+    updated = cur.rowcount
+    cur.execute("""
+        INSERT INTO hisbridge.quarantine (tbl, bkey, version, lsn, commit_ms, batch, rules, entry, state, note)
         SELECT v.tbl, v.bkey, v.version, v.lsn, v.commit_ms, v.batch, v.rules, v.entry,
                CASE WHEN """ + _STAGED_CLEAN.format(op=">=") + """ THEN 'resolved' ELSE 'open' END,
                CASE WHEN """ + _STAGED_CLEAN.format(op="=") + """ THEN 'released'
                     WHEN """ + _STAGED_CLEAN.format(op=">") + """ THEN 'superseded' END
-        FROM (VALUES %s) AS v (tbl, bkey, version, lsn, commit_ms, batch, rules, entry)
-        ON CONFLICT (tbl, bkey, version) DO UPDATE SET
-            rules = excluded.rules, entry = excluded.entry, batch = excluded.batch, changed_at = now()
-        WHERE q.state = 'open'""", rows,
-        template="(%s, %s, %s, %s::bigint, %s::bigint, %s, %s::text[], %s::jsonb)")
-    return cur.rowcount
+        FROM quarantine_in v
+        WHERE NOT EXISTS (SELECT 1 FROM hisbridge.quarantine q WHERE q.tbl = v.tbl AND q.bkey = v.bkey AND (
+                  q.version = v.version OR (v.bkey <> '' AND (q.state = 'open' OR """
+                  + _VERSION.format(t="q") + " >= " + _VERSION.format(t="v") + """))))
+        ON CONFLICT DO NOTHING""")
+    return updated + cur.rowcount
 
 
 def resolve_staged(cur) -> int:

@@ -68,9 +68,11 @@ def test_the_same_fact_twice_is_one_entry_and_a_clean_newer_version_resolves_it(
     stage, _ = dbs
     org, day, n = case
     key = f"K{n}A"
-    staging.upsert_rows(stage, [], entries=[entry(key, 100), entry(key, 100)])
+    staging.upsert_rows(stage, [], entries=[entry(key, 90), entry(key, 100)])   # two drivers, one record
     staging.upsert_rows(stage, [], entries=[entry(key, 100)])                 # a batch consumed again
+    staging.upsert_rows(stage, [], entries=[entry(key, 90, rule="required")])  # an older version, late
     assert state_of(stage, key) == [("open", None, None)]
+    assert [(e.version, e.rules) for e in quarantine.entries(stage) if e.key == key] == [("100:1000", ["unmapped_code"])]
     staging.upsert_rows(stage, [row(org, key, day, 200)])
     assert state_of(stage, key) == [("resolved", "superseded", None)]
     staging.upsert_rows(stage, [], entries=[entry(key, 100)])                 # redelivered: stays resolved
