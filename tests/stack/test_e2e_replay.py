@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import signal
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -29,9 +30,11 @@ from hisbridge import hisdb
 from hisbridge.cli import quarantine as quarantine_cli
 from hisbridge.cli import replay as replay_cli
 from hisbridge.contract import quarantine_topic, replay_topic
-from hisbridge.delivery import ledger, quarantine
+from hisbridge.clock import SHANGHAI
+from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.ops import reconcile
-from hisbridge.ops.replay import Replayer, ReplaySender, replay_entries
+from hisbridge.ops.replay import (Replayer, ReplaySender, held_waiting,
+                                 replay_entries)
 from hisbridge.runtime.topics import read_topic
 from hisbridge.settings import environment_for
 from support import e2e, wait_for
@@ -51,12 +54,12 @@ def run(tmp_path_factory, module_resources):
     return demo_run
 
 
-def staging(run):
+def staging_conn(run):
     return psycopg2.connect(run.settings.connections.staging_dsn)
 
 
 def entries(run, **filters) -> list[quarantine.Entry]:
-    conn = staging(run)
+    conn = staging_conn(run)
     try:
         return quarantine.entries(conn, **filters)
     finally:
@@ -84,7 +87,7 @@ def reconciles(run, table=TABLE) -> reconcile.TableReport:
     added, fixed, dismissed = (getattr(run, name, frozenset()) for name in ("added", "fixed", "dismissed"))
     want = reconcile.Expected(want.delivered | added | fixed,
                               frozenset((k, r) for k, r in want.quarantined if k not in fixed | dismissed))
-    front, stage = e2e.frontend(run), staging(run)
+    front, stage = e2e.frontend(run), staging_conn(run)
     try:
         return reconcile.reconcile_table(table, D, want, front, stage, ledger.rows(front, table.name, D),
                                          reconcile.open_quarantine(stage, table.name, D))
@@ -114,18 +117,9 @@ def his_insert(conn, table: str, row: dict) -> None:
 def test_a_patient_row_arriving_after_the_flush_releases_its_visit_as_a_resubmission(run):
     """A delivered visit of batch D cloned under new ids, its patient row held back until the visit is an
     open missing_lookup entry (batch D long closed): then the row comes and the visit goes out by itself."""
-    delivered = sorted(e2e.expected()[(TABLE.name, D)].delivered)
     his = his_conn(run)
     try:
-        visit = next(v for key in delivered for v in his_rows(his, "op_visit", "visit_id", key)
-                     if his_rows(his, "op_diagnosis", "visit_id", key))
-        vid, pid, rid = visit["visit_id"] + "L", visit["patient_id"] + "L", visit["reg_id"] + "L"
-        patient = {**his_rows(his, "pat_master", "patient_id", visit["patient_id"])[0], "patient_id": pid}
-        register = {**his_rows(his, "op_register", "reg_id", visit["reg_id"])[0], "reg_id": rid, "patient_id": pid}
-        his_insert(his, "op_register", register)
-        his_insert(his, "op_visit", {**visit, "visit_id": vid, "reg_id": rid, "patient_id": pid})
-        for diagnosis in his_rows(his, "op_diagnosis", "visit_id", visit["visit_id"]):
-            his_insert(his, "op_diagnosis", {**diagnosis, "visit_id": vid})
+        vid, patient = clone_visit(his, run, "L")
         wait_for("the visit quarantined as missing_lookup while held", lambda: [
             e for e in entries(run, table=TABLE.name, rule="missing_lookup", state="open") if e.key == vid],
             timeout=180)
@@ -212,7 +206,7 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
 
 
 def sink_ticks(run) -> int:
-    conn = staging(run)
+    conn = staging_conn(run)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT coalesce(max(ticks), 0) FROM hisbridge.sink_ticks")
@@ -254,6 +248,54 @@ def test_replay_batch_survives_a_kill_and_resends_every_row_once_dismissals_stay
     assert (after.state, after.actor, after.note) == ("dismissed", "tester", "test data")
     report = reconciles(run)
     assert report.ok, reconcile.format_report([report])
+
+
+def clone_visit(his, run, suffix: str, shift=None) -> tuple[str, dict]:
+    """A delivered visit of batch D inserted again under new ids (every time moved by `shift`), without its
+    patient row; returns the new visit id and the patient row to insert later."""
+    def moved(row: dict) -> dict:
+        return {k: (v + shift if shift is not None and isinstance(v, datetime) and k != "updated_at" else v)
+                for k, v in row.items()}
+    delivered = sorted(e2e.expected()[(TABLE.name, D)].delivered)
+    visit = next(v for key in delivered for v in his_rows(his, "op_visit", "visit_id", key)
+                 if his_rows(his, "op_diagnosis", "visit_id", key))
+    vid, pid, rid = (visit[c] + suffix for c in ("visit_id", "patient_id", "reg_id"))
+    patient = {**his_rows(his, "pat_master", "patient_id", visit["patient_id"])[0], "patient_id": pid}
+    register = {**his_rows(his, "op_register", "reg_id", visit["reg_id"])[0], "reg_id": rid, "patient_id": pid}
+    his_insert(his, "op_register", moved(register))
+    his_insert(his, "op_visit", moved({**visit, "visit_id": vid, "reg_id": rid, "patient_id": pid}))
+    for diagnosis in his_rows(his, "op_diagnosis", "visit_id", visit["visit_id"]):
+        his_insert(his, "op_diagnosis", moved({**diagnosis, "visit_id": vid}))
+    return vid, patient
+
+
+def test_a_late_patient_row_inside_its_open_batch_is_waited_for_without_quarantine(run):
+    """No operator bound (HISBRIDGE_LOOKUP_WAIT=0): a visit of a batch the watermark has not closed (its day
+    is ahead of the source's commit times) waits for its patient row however long it takes, is never
+    quarantined, and is staged in its batch when the row comes."""
+    run.worker.start_background(env={**environment_for(run.settings), "HISBRIDGE_LOOKUP_WAIT": "0"}, restart=True)
+    bootstrap, app = run.settings.connections.kafka_bootstrap, run.settings.worker.app_id
+    held_before = held_waiting(bootstrap, app)[0]
+    his = his_conn(run)
+    try:
+        today = datetime.now(SHANGHAI).replace(tzinfo=None)
+        shift = timedelta(days=(today.date() - e2e.DAY).days + 1)       # tomorrow: its batch closes later
+        vid, patient = clone_visit(his, run, "W", shift)
+        wait_for("the visit held for its patient", lambda: held_waiting(bootstrap, app)[0] > held_before, timeout=180)
+        ticks = sink_ticks(run)
+        wait_for("the pipeline running on for a while", lambda: sink_ticks(run) >= ticks + 20, timeout=120)
+        assert not [e for e in entries(run) if e.key == vid]
+        his_insert(his, "pat_master", patient)
+    finally:
+        his.close()
+    conn = staging_conn(run)
+    try:
+        wait_for("the visit staged once its patient came", lambda: [
+            k for (_, k) in staging.row_states(conn, TABLE.name) if k == vid], timeout=120)
+    finally:
+        conn.close()
+    assert not [e for e in entries(run) if e.key == vid]
+    wait_for("nothing held any more", lambda: held_waiting(bootstrap, app)[0] == held_before, timeout=60)
 
 
 def test_identity_fields_are_ciphertext_on_the_quarantine_and_replay_topics(run):
