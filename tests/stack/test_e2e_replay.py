@@ -51,6 +51,7 @@ def run(tmp_path_factory, module_resources):
     his = {"HISBRIDGE_HIS_DSN": res.database("his", f"his_rp_{res.id}", create=False)}
     demo_run = e2e.run_demo(res, tmp_path_factory.mktemp("replay"), "rp", his)
     demo_run.worker = Worker(demo_run.settings, f"worker-rp-{res.id}")
+    demo_run.connector = f"his-rp-{res.id}"          # support.e2e names the run's connector so
     return demo_run
 
 
@@ -204,6 +205,40 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
     report = reconciles(run)
     assert report.ok, reconcile.format_report([report])
 
+    # raw changes re-run through the fixed mapping: whatever changed goes out once; run again, nothing more
+    raw = ["--from-raw", "--connector", run.connector, "--since", "2000-01-01T00:00:00+08:00",
+           "--operator", "tester", "--reason", "mapping fixed"]
+    invoke(run, replay_cli.cli, raw, settings)
+    wait_for("the raw replay staged", lambda: replay_lag(run) == 0, timeout=120)
+    seq, flushes = staged_seq(run), {t: len(ledger_rows(run, t)) for t in e2e.CATALOG.tables}
+    assert "records to the replay topic" in invoke(run, replay_cli.cli, raw, settings)
+    wait_for("the second raw replay consumed", lambda: replay_lag(run) == 0, timeout=120)
+    ticks = sink_ticks(run)
+    wait_for("a few more sink ticks", lambda: sink_ticks(run) >= ticks + 3, timeout=60)
+    assert staged_seq(run) == seq and {t: len(ledger_rows(run, t)) for t in e2e.CATALOG.tables} == flushes
+
+
+def replay_lag(run) -> int:
+    """The sink's lag on the replay topic (a partition it has not committed on counts whole)."""
+    from hisbridge.ops.lag import partition_lags
+    from kafka.admin import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=run.settings.connections.kafka_bootstrap)
+    try:
+        return sum(p.lag for p in partition_lags(admin, [run.settings.worker.app_id],
+                                                 [replay_topic(run.settings.worker.core_prefix)]))
+    finally:
+        admin.close()
+
+
+def staged_seq(run) -> int:
+    conn = staging_conn(run)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT coalesce(max(seq), 0) FROM hisbridge.staged")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
 
 def sink_ticks(run) -> int:
     conn = staging_conn(run)
@@ -250,37 +285,43 @@ def test_replay_batch_survives_a_kill_and_resends_every_row_once_dismissals_stay
     assert report.ok, reconcile.format_report([report])
 
 
-def clone_visit(his, run, suffix: str, shift=None) -> tuple[str, dict]:
-    """A delivered visit of batch D inserted again under new ids (every time moved by `shift`), without its
-    patient row; returns the new visit id and the patient row to insert later."""
-    def moved(row: dict) -> dict:
-        return {k: (v + shift if shift is not None and isinstance(v, datetime) and k != "updated_at" else v)
-                for k, v in row.items()}
+def clone_visit(his, run, suffix: str, start: datetime | None = None) -> tuple[str, dict]:
+    """A delivered visit of batch D inserted again under new ids (its registration moved to `start`, the other
+    times with it), without its patient row; returns the new visit id and the patient row to insert later."""
     delivered = sorted(e2e.expected()[(TABLE.name, D)].delivered)
     visit = next(v for key in delivered for v in his_rows(his, "op_visit", "visit_id", key)
                  if his_rows(his, "op_diagnosis", "visit_id", key))
+    register = his_rows(his, "op_register", "reg_id", visit["reg_id"])[0]
+    shift = start - register["reg_time"] if start is not None else None
+
+    def moved(row: dict) -> dict:
+        return {k: (v + shift if shift is not None and isinstance(v, datetime) and k != "updated_at" else v)
+                for k, v in row.items()}
     vid, pid, rid = (visit[c] + suffix for c in ("visit_id", "patient_id", "reg_id"))
     patient = {**his_rows(his, "pat_master", "patient_id", visit["patient_id"])[0], "patient_id": pid}
-    register = {**his_rows(his, "op_register", "reg_id", visit["reg_id"])[0], "reg_id": rid, "patient_id": pid}
-    his_insert(his, "op_register", moved(register))
+    his_insert(his, "op_register", moved({**register, "reg_id": rid, "patient_id": pid}))
     his_insert(his, "op_visit", moved({**visit, "visit_id": vid, "reg_id": rid, "patient_id": pid}))
     for diagnosis in his_rows(his, "op_diagnosis", "visit_id", visit["visit_id"]):
         his_insert(his, "op_diagnosis", moved({**diagnosis, "visit_id": vid}))
     return vid, patient
 
 
-def test_a_late_patient_row_inside_its_open_batch_is_waited_for_without_quarantine(run):
-    """No operator bound (HISBRIDGE_LOOKUP_WAIT=0): a visit of a batch the watermark has not closed (its day
-    is ahead of the source's commit times) waits for its patient row however long it takes, is never
-    quarantined, and is staged in its batch when the row comes."""
-    run.worker.start_background(env={**environment_for(run.settings), "HISBRIDGE_LOOKUP_WAIT": "0"}, restart=True)
+def test_a_late_patient_row_inside_its_open_batch_is_waited_for_without_quarantine(run, tmp_path):
+    """No operator bound (HISBRIDGE_LOOKUP_WAIT=0): a visit of a batch the watermark has not closed waits for
+    its patient row however long it takes, is never quarantined, and is staged in its batch when the row
+    comes. The visit happened half an hour ago (real time: the watermark is the HIS's real commit times) and
+    the schedule's grace is two days, so its batch stays open whatever the time of day."""
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(re.sub(r"(?m)^grace: \S+", "grace: 2d", run.settings.paths.schedule.read_text("utf-8")),
+                        encoding="utf-8")
+    env = {**environment_for(run.settings), "HISBRIDGE_LOOKUP_WAIT": "0", "HISBRIDGE_SCHEDULE": str(schedule)}
+    run.worker.start_background(env=env, restart=True)
     bootstrap, app = run.settings.connections.kafka_bootstrap, run.settings.worker.app_id
     held_before = held_waiting(bootstrap, app)[0]
     his = his_conn(run)
     try:
-        today = datetime.now(SHANGHAI).replace(tzinfo=None)
-        shift = timedelta(days=(today.date() - e2e.DAY).days + 1)       # tomorrow: its batch closes later
-        vid, patient = clone_visit(his, run, "W", shift)
+        start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0) - timedelta(minutes=30)
+        vid, patient = clone_visit(his, run, "W", start)
         wait_for("the visit held for its patient", lambda: held_waiting(bootstrap, app)[0] > held_before, timeout=180)
         ticks = sink_ticks(run)
         wait_for("the pipeline running on for a while", lambda: sink_ticks(run) >= ticks + 20, timeout=120)
