@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 HB     := $(VENV)/bin/hisbridge
 JARS_STAMP := deploy/lib/.fetched
 
-.PHONY: install jars mariadb up down status test demo bench clean distclean
+.PHONY: install jars mariadb up down status test faults chaos demo bench clean distclean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,20 @@ test: install jars mariadb
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning
+
+# Every fault scenario of tests/faults (≤ 40 min; the fast ones also run in `make test`), each ending with the
+# HIS-side reconcile; the stack is stopped afterwards.
+faults: install jars mariadb
+	@trap '$(HB) stack down' EXIT; \
+	$(HB) stack up && \
+	$(VENV)/bin/pytest tests/faults -q -s -p no:cacheprovider -W ignore::DeprecationWarning -m 'faults_full or not faults_full'
+
+# One simulated day with 20 faults drawn at random (seeded; the seed is printed), reconciled against the HIS.
+SEED ?= 1
+chaos: install jars mariadb
+	@trap '$(HB) stack down' EXIT; \
+	$(HB) stack up && \
+	$(PY) tests/faults/chaos.py --seed $(SEED)
 
 # One simulated hospital day D across 18:00 into the front-end tables, reconciled (deploy/demo.py says how).
 # A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day.

@@ -6,7 +6,7 @@
 set -euo pipefail
 mariadbd=${HISBRIDGE_MARIADBD:-/usr/sbin/mariadbd}
 bin=$(dirname "$(dirname "$mariadbd")")/bin
-have() { [ -x "$mariadbd" ] && for t in mariadb mariadb-admin mariadb-install-db mariadb-tzinfo-to-sql; do
+have() { [ -x "$mariadbd" ] || return 1; for t in mariadb mariadb-admin mariadb-install-db mariadb-tzinfo-to-sql; do
            [ -x "$bin/$t" ] || return 1; done; [ -d /usr/share/zoneinfo/Asia ]; }
 need_user() { [ "$(id -u)" = 0 ] && ! getent passwd mysql >/dev/null; }
 if have && ! need_user; then exit 0; fi

@@ -40,6 +40,8 @@ def worker_properties(settings: Settings) -> str:
         "topic.creation.enable": "true",
         # Connector passwords stay out of Connect's config topic and REST answers: a connector config holds
         # ${file:<secrets>/connectors/<name>.properties:password}, resolved by the worker at start-up.
+        # connectors set their own producer limits (producer.override.max.request.size in connectors/)
+        "connector.client.config.override.policy": "All",
         "config.providers": "file",
         "config.providers.file.class": "org.apache.kafka.common.config.provider.FileConfigProvider",
         "config.providers.file.param.allowed.paths": str(settings.paths.secrets),

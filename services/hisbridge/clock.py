@@ -24,6 +24,29 @@ log = logging.getLogger(__name__)
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+def local_text(moment: datetime, timespec: str = "seconds") -> str:
+    """A moment as a person reads it: Asia/Shanghai with its offset, `2026-12-02 02:26:15+08:00`.
+    A naive moment is refused: it would be shown in whatever zone it happened to mean."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"cannot show naive moment {moment.isoformat()}: its zone is unknown")
+    return moment.astimezone(SHANGHAI).isoformat(" ", timespec)
+
+
+def wall_text(moment: datetime, timespec: str = "seconds") -> str:
+    """A front-end or HIS wall-clock value (report_datetime: `timestamp without time zone`, Asia/Shanghai by
+    design) shown like every other moment, with its offset."""
+    return local_text(moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI), timespec)
+
+
+def log_text(moment: datetime | None, timespec: str = "seconds") -> str:
+    """`local_text` for a log line, which must never raise: a naive moment is marked, not refused."""
+    if moment is None:
+        return "none"
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return f"{moment.isoformat(' ', timespec)} (zone unknown)"
+    return local_text(moment, timespec)
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current moment, timezone-aware, in UTC."""

@@ -12,13 +12,24 @@ Both are DB-API connections with %s parameters, explicit transactions (`transact
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from hisbridge.settings import Settings, dsn_fields, is_binlog_kind
 
 
 class HisConnectionError(RuntimeError):
-    """The HIS database cannot be reached: an operator must act (the message names where)."""
+    """The HIS database cannot be reached: an operator must act (the message names where, never the password)."""
+
+    def __init__(self, address: str, detail: str) -> None:
+        super().__init__(f"cannot connect to the HIS database at {address}: {detail}")
+        self.address, self.detail = address, detail
+
+
+def _address(dsn: str) -> str:
+    fields = dsn_fields(dsn)
+    if "unix_socket" in fields:
+        return f"unix_socket={fields['unix_socket']}"
+    return f"{fields.get('host', 'localhost')}:{fields.get('port', '')}/{fields.get('dbname', '')}".replace(":/", "/")
 
 
 def admin_dsn(settings: Settings, engine: str | None = None) -> str:
@@ -32,9 +43,10 @@ def _mysql_parameters(dsn: str) -> dict[str, Any]:
     known = {"host", "port", "user", "password", "unix_socket", "dbname"}
     unknown = set(fields) - known
     if unknown:
-        raise HisConnectionError(f"MariaDB DSN has unknown key(s) {sorted(unknown)} (known: {sorted(known)})")
+        raise HisConnectionError(_address(dsn), f"MariaDB DSN has unknown key(s) {sorted(unknown)} "
+                                                f"(known: {sorted(known)})")
     params: dict[str, Any] = {"user": fields.get("user", "root"), "charset": "utf8mb4", "autocommit": False,
-                              "connect_timeout": 10}
+                              "connect_timeout": 5}
     if "unix_socket" in fields:
         params["unix_socket"] = fields["unix_socket"]
     else:
@@ -51,13 +63,28 @@ def connect(dsn: str, engine: str = "postgres"):
         try:
             return pymysql.connect(**_mysql_parameters(dsn))
         except pymysql.Error as exc:
-            where = {k: v for k, v in dsn_fields(dsn).items() if k != "password"}
-            raise HisConnectionError(f"cannot connect to the MariaDB HIS ({where}): {exc}") from exc
+            raise HisConnectionError(_address(dsn), str(exc.args[-1] if exc.args else exc)) from exc
     import psycopg2
     try:
-        return psycopg2.connect(dsn)
+        return psycopg2.connect(dsn, connect_timeout=5)
     except psycopg2.OperationalError as exc:
-        raise HisConnectionError(f"cannot connect to the HIS database ({dsn}): {exc}".strip()) from exc
+        lines = str(exc).strip().splitlines()
+        raise HisConnectionError(_address(dsn), lines[0] if lines else "connection failed") from exc
+
+
+def his_columns(conn: Any, schemas: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{"schema.table": {column: data_type}} of every table in `schemas`, from information_schema (on
+    MariaDB/MySQL a schema is a database) — what `mappings validate --against-his` compares with."""
+    names = sorted(set(schemas))
+    if not names:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    with transaction(conn) as cur:
+        cur.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                    f"WHERE table_schema IN ({', '.join(['%s'] * len(names))})", names)
+        for schema, table, column, data_type in cur.fetchall():
+            out.setdefault(f"{schema}.{table}", {})[column] = data_type
+    return out
 
 
 def engine_of(conn: Any) -> str:

@@ -110,6 +110,23 @@ def _source_kind(text: str) -> str:
     return kind
 
 
+LANGUAGES = ("zh", "en", "both")
+
+
+def _language(text: str) -> str:
+    lang = str(text).strip().lower()
+    if lang not in LANGUAGES:
+        raise ValueError(f"{text!r} is not one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+def _log_format(text: str) -> str:
+    kind = str(text).strip().lower()
+    if kind not in ("text", "json"):
+        raise ValueError(f"{text!r} is not text or json")
+    return kind
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(str(text)) if str(text) else None
 
@@ -200,6 +217,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _optional_int, None,
          doc="MySQL/MariaDB replica id of the connector (default: derived from the connector name)"),
     Knob("source.heartbeat_ms", "HISBRIDGE_HEARTBEAT_MS", _int, 10000),
+    Knob("source.max_record_bytes", "HISBRIDGE_MAX_RECORD_BYTES", _int, 16 * 1024 * 1024,
+         doc="largest change event Connect may produce and its raw topics accept (connectors/README.md)"),
     Knob("source.capture_tables", "HISBRIDGE_CAPTURE_TABLES", _names, (),
          doc="schema.table list the connector captures (default: what the mapping reads)"),
     # organisation (overrides the mapping's)
@@ -218,6 +237,10 @@ KNOBS: tuple[Knob, ...] = (
          # 500 gave ~4,200 raw messages/s, 2,000 ~6,100 (bench/RESULTS.md)
          doc="raw messages per batch"),
     Knob("worker.transform_within", "HISBRIDGE_TRANSFORM_WITHIN", _float, 1.0),
+    Knob("worker.state_dir", "HISBRIDGE_STATE_DIR", _path, lambda r: r["paths.var"] / "state",
+         doc="the transform's disk state (the reference store, RocksDB): one folder per worker process"),
+    Knob("worker.produce_limit", "HISBRIDGE_PRODUCE_LIMIT", _int, 900_000,
+         doc="bytes: a core record over it is quarantined as oversize (below the broker's message.max.bytes)"),
     Knob("worker.mark_every", "HISBRIDGE_MARK_EVERY", _float, 1.0, doc="seconds between two watermark marks"),
     Knob("worker.sink_take", "HISBRIDGE_SINK_TAKE", _int, 500),
     Knob("worker.sink_within", "HISBRIDGE_SINK_WITHIN", _float, 1.0),
@@ -239,6 +262,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("clock.start", "HISBRIDGE_CLOCK_START", _str, "", doc="ISO moment with offset; empty = real time"),
     Knob("clock.speed", "HISBRIDGE_CLOCK_SPEED", _float, 1.0),
     Knob("clock.file", "HISBRIDGE_CLOCK_FILE", _optional_path, None, doc="JSON {now, speed} steering the clock"),
+
+    Knob("display.lang", "HISBRIDGE_LANG", _language, "both",
+         doc="operator messages and help: zh | en | both (Chinese first)"),
+    Knob("display.log_format", "HISBRIDGE_LOG_FORMAT", _log_format, "text", doc="text | json (one JSON object a line)"),
+    Knob("display.log_level", "HISBRIDGE_LOG_LEVEL", lambda t: str(t).strip().upper(), "INFO",
+         doc="DEBUG shows watermark marks and per-partition detail"),
 )
 
 SETTINGS_FILE_ENV = "HISBRIDGE_SETTINGS"
@@ -309,6 +338,7 @@ class Source:
     password: Secret | None
     server_id: int | None
     heartbeat_ms: int
+    max_record_bytes: int
     capture_tables: tuple[str, ...]
 
 
@@ -328,6 +358,8 @@ class Worker:
     lookup_wait: float
     transform_take: int
     transform_within: float
+    state_dir: Path
+    produce_limit: int
     mark_every: float
     sink_take: int
     sink_within: float
@@ -357,6 +389,13 @@ class ClockSettings:
 
 
 @dataclass(frozen=True)
+class Display:
+    lang: str
+    log_format: str
+    log_level: str
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: Paths
     stack: Stack
@@ -366,6 +405,7 @@ class Settings:
     worker: Worker
     sm4: Sm4
     clock: ClockSettings
+    display: Display
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)   # key → env|file|default
 
     def with_values(self, **changes: Mapping[str, Any]) -> "Settings":
@@ -375,7 +415,8 @@ class Settings:
 
 
 _SECTIONS = {"paths": Paths, "stack": Stack, "connections": Connections, "source": Source, "org": Org,
-             "worker": Worker, "sm4": Sm4, "clock": ClockSettings}
+             "worker": Worker, "sm4": Sm4, "clock": ClockSettings,
+             "display": Display}
 
 
 # --- resolution -----------------------------------------------------------------------------------------
@@ -462,6 +503,19 @@ def defaults() -> Settings:
     caller passes no path (tests, tools); entry points always pass their settings' paths."""
     values, origin = resolve({}, {}, None)
     return build(values, origin)
+
+
+def display_language(environ: Mapping[str, str] | None = None) -> str:
+    """The language of operator messages even when the rest of the settings cannot be resolved (the message
+    saying so must be readable): display.lang, else the environment's HISBRIDGE_LANG, else both."""
+    env = os.environ if environ is None else environ
+    try:
+        return load_settings(env).display.lang
+    except SettingsError:
+        try:
+            return _language(env.get("HISBRIDGE_LANG") or "both")
+        except ValueError:
+            return "both"
 
 
 def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -43,3 +43,7 @@ def test_quarantine_holds_exactly_the_planted_defects(demo_run):
 
 def test_identity_fields_decrypt_to_the_his_values_and_codes_are_national(demo_run):
     e2e.check_identity_fields_decrypt_to_the_his_values_and_codes_are_national(demo_run)
+
+
+def test_worker_log_is_one_line_per_batch_of_work(demo_run):
+    e2e.check_worker_log_is_quiet(demo_run)

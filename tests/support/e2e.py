@@ -44,13 +44,17 @@ class DemoRun:
     lines: list[str]
     settings: Settings
     seconds: float
+    worker_log: Path | None = None
 
 
 def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: bool = False,
-             evening_break: Callable[[Settings], None] | None = None) -> DemoRun:
+             evening_break: Callable[[Settings], None] | None = None,
+             on_start: Callable[[Settings, Worker, str], None] | None = None,
+             speed: float = 4000.0, say: Callable[[str], None] | None = None) -> DemoRun:
     """demo.run with this run's own databases, connector, topics, group, clock file and throwaway SM4 key
     (`env` adds the engine's settings); everything registered in `res` for removal. `evening_break` gets the
-    run's settings at D 20:00 of the evening."""
+    run's settings at D 20:00 of the evening; `on_start` the settings, worker and connector name before the
+    demo starts (the fault suite); `say` sees every progress line as it is said."""
     key_text = os.urandom(16).hex()                     # throwaway test key, never a deployment key
     (tmp / "sm4.key").write_text(key_text + "\n")
     env = {
@@ -70,16 +74,59 @@ def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: 
     worker = Worker(run_settings, f"worker-{tag}-{res.id}")
     res.finally_(worker.stop)
     lines: list[str] = []
+
+    def said(line: str) -> None:
+        lines.append(line)
+        if say is not None:
+            say(line)
+    if on_start is not None:
+        on_start(run_settings, worker, connector)
     cfg = demo.DemoConfig(settings=run_settings, day=DAY, window_start=generate.batch_window(DAY)[0], visits=VISITS,
-                          seed=SEED, bad_share=BAD_SHARE, speed=4000.0, connector=connector,
-                          worker_name=worker.name, evening=evening, first_run=True, say=lines.append,
+                          seed=SEED, bad_share=BAD_SHARE, speed=speed, connector=connector,
+                          worker_name=worker.name, evening=evening, first_run=True, say=said,
                           evening_break=(lambda: evening_break(run_settings)) if evening_break else None)
     began = time.monotonic()
     try:
         out = demo.run(cfg)
     finally:
         print("\n".join(lines))          # the demo's progress, shown with -s or on failure
-    return DemoRun(out, crypto.parse_key(key_text, "test"), lines, run_settings, time.monotonic() - began)
+    return DemoRun(out, crypto.parse_key(key_text, "test"), lines, run_settings, time.monotonic() - began, worker.log)
+
+
+# INFO lines a worker may write per 1,000 raw changes of a demo-sized day. What it writes at INFO: its start
+# (Faust's service start-up, ~40 lines, once), one activity line per stage and 30 s, one line per flushed
+# (table, batch). The e2e day is ~2,100 changes over ~1–2 minutes: ~40 + 2×4 + 7 ≈ 55 lines, 26 per 1,000;
+# a full demo day (2,000 visits, ~21,000 changes) ≈ 4 per 1,000. Per-record, per-mark or per-partition lines
+# would be ≥ 1,000 per 1,000 — the issue's log had 449 mark lines in 788. 40 is the smallest round bound
+# above the e2e's figure with room for a rebalance or two (each ~10 lines).
+MAX_INFO_PER_1000_CHANGES = 40
+
+
+def log_levels(path: Path) -> dict[str, int]:
+    """Lines per level of a worker log in hisbridge.logs' text format (time, level, logger: message)."""
+    counts: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split(maxsplit=3)
+        ours = len(parts) >= 3 and parts[1].endswith("+08:00") and parts[2] in (
+            "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        level = parts[2] if ours else "other"
+        counts[level] = counts.get(level, 0) + 1
+    return counts
+
+
+def changes_of_day() -> int:
+    """Raw changes the scenario's day writes into the HIS (each one a CDC event)."""
+    return len(generate.day_activity(SEED, DAY, VISITS, BAD_SHARE).events)
+
+
+def check_worker_log_is_quiet(run: DemoRun) -> None:
+    levels = log_levels(run.worker_log)
+    per_1000 = 1000 * levels.get("INFO", 0) / changes_of_day()
+    print(f"worker log: {levels}, {changes_of_day()} changes, {per_1000:.1f} INFO lines per 1,000 changes")
+    assert per_1000 < MAX_INFO_PER_1000_CHANGES, levels
+    assert levels.get("ERROR", 0) == 0 and levels.get("CRITICAL", 0) == 0, levels
+    text = run.worker_log.read_text(encoding="utf-8", errors="replace")
+    assert "watermark mark" not in text and "stackprobe" not in text
 
 
 def expected(end: datetime | None = None) -> dict:

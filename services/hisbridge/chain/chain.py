@@ -37,9 +37,10 @@ from hisbridge.chain.crypto import (DEFAULT_SETTINGS, Sm4Key, Sm4Settings,
 from hisbridge.chain.decode import Change, DecodeError
 from hisbridge.chain.mapping import (Lookups, Mapped, MissingLookup,
                                      SourceMapping, Unmappable,
-                                     is_known_source, map_change)
+                                     is_known_source, map_change, source_name)
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.columns import clean_records
+from hisbridge.chain.screen import SchemaWatch, screen
 from hisbridge.chain.transcode import transcode
 from hisbridge.clock import SHANGHAI
 from hisbridge.contract import UNKNOWN_TABLE, Headers, QuarantineEntry
@@ -112,6 +113,24 @@ class _Context:
     report_time: datetime | None
     first_seen: str
     schema_of: SchemaLoader
+    max_bytes: int | None = None
+
+
+def _size(value: Any) -> int:
+    return len(value.encode("utf-8")) if isinstance(value, str) else len(value) if isinstance(value, bytes) else 0
+
+
+def _oversize(ctx: _Context, encrypted: dict[str, Any], value: bytes | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """An encoded record over the produce limit: the reason naming its largest field, and the record with that
+    field's value left out (the quarantine entry must fit the topic too)."""
+    if value is None or ctx.max_bytes is None or len(value) <= ctx.max_bytes:
+        return [], encrypted
+    field = max(encrypted, key=lambda f: _size(encrypted[f]))
+    size = _size(encrypted[field])
+    reason = _reason("oversize", field, f"记录编码后 {len(value)} 字节，超过上限 {ctx.max_bytes}；字段 {field} 占 {size} 字节 / "
+                                        f"encoded record is {len(value)} bytes, over the {ctx.max_bytes} limit; field "
+                                        f"{field} holds {size} bytes")
+    return [reason], {**encrypted, field: f"<{size} bytes left out>"}
 
 
 def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any]) -> Output:
@@ -127,6 +146,8 @@ def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[s
     schema = ctx.schema_of(table.name)
     value, problems = avro.encode_checked(schema, encrypted)
     reasons += _avro_reasons(problems, {r["field"] for r in reasons})
+    too_big, encrypted = _oversize(ctx, encrypted, value)
+    reasons += too_big
     batch = None
     try:
         batch = assign_batch(table, record).name
@@ -201,7 +222,7 @@ def _clean_record(ctx: _Context, table: Table, schema: avro.AvroSchema, record: 
     """The CoreRecord _finish gives a record without reasons; None where it would need its full path."""
     value = schema.fast_writer(encrypted) if schema.fast_writer is not None else None
     key = business_key(table, encrypted)
-    if value is None or key is None:
+    if value is None or key is None or (ctx.max_bytes is not None and len(value) > ctx.max_bytes):
         return None
     try:
         batch = assign_batch(table, record).name
@@ -224,24 +245,45 @@ def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[s
                            business_key(table, record))
 
 
+def tables_fed(mapping: SourceMapping, source: str) -> list[str]:
+    """The catalog tables a HIS table drives, else the HIS table itself (a reference-only or unknown table):
+    the table a quarantine entry is filed under."""
+    return sorted({t.table for t, _ in mapping.by_source.get(source, ())}) or [source]
+
+
+def table_of_topic(mapping: SourceMapping, topic: str) -> str:
+    """The table an unreadable message of `topic` is filed under: the one catalog table its HIS table
+    drives, else the HIS table ("<prefix>.<schema>.<table>" → "schema.table"), else `_unknown`."""
+    parts = topic.split(".")
+    if len(parts) < 3:
+        return UNKNOWN_TABLE
+    fed = tables_fed(mapping, ".".join(parts[-2:]))
+    return fed[0] if len(fed) == 1 else ".".join(parts[-2:])
+
+
 def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: SourceMapping, lookups: Lookups,
               key: Sm4Key, sm4_settings: Sm4Settings = DEFAULT_SETTINGS, report_time: datetime | None = None,
               give_up: bool = False, now: datetime | None = None,
-              schema_of: SchemaLoader = avro.load_schema, defer: bool = False) -> list[Any]:
+              schema_of: SchemaLoader = avro.load_schema, defer: bool = False,
+              watch: SchemaWatch | None = None, max_bytes: int | None = None) -> list[Any]:
     """Every output of one decoded change (none for a change on a reference-only table or outside every
     driver's `when`). `give_up=True` turns a missing lookup into quarantine instead of Waiting.
     `defer=True` leaves Unfinished records for finish_outputs (see the module docstring)."""
     first_seen = (now or datetime.now(SHANGHAI)).isoformat()
     if isinstance(change, DecodeError):
-        return [QuarantineEntry(UNKNOWN_TABLE, (_reason("decode_error", None, str(change)),),
+        return [QuarantineEntry(table_of_topic(mapping, change.topic), (_reason("decode_error", None, str(change)),),
                                 {"topic": change.topic, "position": change.position}, None, None,
                                 key.version, first_seen)]
     source = source_of(change)
     if not is_known_source(mapping, change):
-        return [QuarantineEntry(UNKNOWN_TABLE, (_reason("unknown_source_table", None,
+        return [QuarantineEntry(source_name(change), (_reason("unknown_source_table", None,
                                 f"source table {change.source.schema}.{change.source.table} is not in the "
                                 f"mapping {mapping.path}"),), source, None, None, key.version, first_seen)]
-    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of)
+    rejected = screen(mapping, change, watch)
+    if rejected:
+        return [QuarantineEntry(table, tuple(rejected), source, None, None, key.version, first_seen)
+                for table in tables_fed(mapping, source_name(change))]
+    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of, max_bytes)
     outputs: list[Any] = []      # Output or Unfinished
     for result in map_change(mapping, change, lookups):
         if isinstance(result, Mapped):

@@ -119,6 +119,7 @@ class Change:
     ts_ms: int | None             # when Debezium processed the change (not the event time)
     topic: str = ""
     key: dict[str, Any] | None = None
+    columns: Mapping[str, str] | None = None   # the envelope's row schema: column → Connect type (None: schemaless)
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +374,19 @@ def _convert_row(row: Any, converters: RowConverter, side: str) -> dict[str, Any
 class _EnvelopeSchema:
     before: RowConverter
     after: RowConverter
+    columns: Mapping[str, str] | None = None
+
+
+def column_type(field_schema: Mapping[str, Any]) -> str:
+    """A column's Connect type as one text: "int64", "int32/io.debezium.time.Date"…"""
+    name = field_schema.get("name")
+    return f"{field_schema.get('type')}/{name}" if name else str(field_schema.get("type"))
+
+
+def _columns(struct_schema: Mapping[str, Any] | None) -> Mapping[str, str] | None:
+    if not struct_schema or not isinstance(struct_schema.get("fields"), list):
+        return None
+    return {str(f.get("field")): column_type(f) for f in struct_schema["fields"]}
 
 
 BINLOG_CONNECTORS = frozenset({"mariadb", "mysql"})      # source.connector of the binlog-based connectors
@@ -389,7 +403,8 @@ def _envelope_schema(schema: Mapping[str, Any] | None) -> _EnvelopeSchema:
         return _EnvelopeSchema((), ())
     fields = {f.get("field"): f for f in schema.get("fields", ())}
     binlog = _is_binlog_source(fields.get("source"))
-    return _EnvelopeSchema(_row_converter(fields.get("before"), binlog), _row_converter(fields.get("after"), binlog))
+    return _EnvelopeSchema(_row_converter(fields.get("before"), binlog), _row_converter(fields.get("after"), binlog),
+                           _columns(fields.get("after")) or _columns(fields.get("before")))
 
 
 # The JSON converter always writes {"schema": …, "payload": …} in that order, and a table's schema text
@@ -595,7 +610,8 @@ def _change(topic: str, key: Any, schema: _EnvelopeSchema, payload: Any) -> Chan
         raise _Bad(f"op 'd' without a 'before' row [position {source.describe()}]")
     ts_ms = payload.get("ts_ms")
     return Change(op=op, before=before, after=after, source=source,
-                  ts_ms=_int(ts_ms) if ts_ms is not None else None, topic=topic, key=_parse_key(key))
+                  ts_ms=_int(ts_ms) if ts_ms is not None else None, topic=topic, key=_parse_key(key),
+                  columns=schema.columns)
 
 
 def _heartbeat(topic: str, payload: Any) -> Heartbeat:

@@ -51,7 +51,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -122,6 +122,7 @@ class Expr:
     refs: frozenset[str]            # aliases it reads
     column: tuple[str, str] | None  # (alias, column) when it is a plain column reference
     text: str
+    columns: frozenset[tuple[str, str]] = frozenset()   # every (alias, column) it reads (the HIS check)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class Lookup:
     source: str                     # schema.table
     key: tuple[str, ...]
     member: tuple[str, ...] = ()    # many-lookup: rows grouped by `key`, told apart by `member` columns
+    origin: str = ""                # file:line (the HIS check names it)
 
     @property
     def many(self) -> bool:
@@ -151,6 +153,7 @@ class Each:
     key: tuple[Expr, ...]
     alias: str
     when: Callable[[Row], bool] | None
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class Driver:
     when: Callable[[Row], bool] | None
     origin: str
     each: Each | None = None
+    when_columns: tuple[str, ...] = ()      # columns its `when` reads (the HIS check)
 
     @property
     def bound(self) -> tuple[str, ...]:
@@ -174,6 +178,7 @@ class Join:
     absent: str                     # no row under the key: "wait" (MissingLookup), "null", "skip" (no record)
     origin: str
     when: Callable[[Row], bool] | None = None   # a found row failing it: not reportable yet, no output
+    when_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,8 @@ class SourceMapping:
     tables: Mapping[str, TableMapping]
     valuemaps: Mapping[str, ValueMap]
     by_source: Mapping[str, tuple[tuple[TableMapping, Driver], ...]]
+    lookup_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # lookup_columns(self)
+    source_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # source_columns(self)
 
     @property
     def lookup_sources(self) -> frozenset[str]:
@@ -255,7 +262,8 @@ def _ref(text: str, where: str) -> Expr:
     if not match:
         raise MappingError(f"{where}: {text!r} is not alias.column (use {{const: ...}} for a literal)")
     alias, column = match.groups()
-    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text)
+    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text,
+                frozenset({(alias, column)}))
 
 
 def _const(value: Any) -> Expr:
@@ -345,22 +353,23 @@ def compile_expr(spec: Any, where: str, settings: Mapping[str, str]) -> Expr:
         return _const(settings[arg])
     if op in _UNARY:
         inner, fn = compile_expr(arg, where, settings), _UNARY[op]
-        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})")
+        return Expr(lambda b: fn(inner.run(b)), inner.refs, None, f"{op}({inner.text})", inner.columns)
     parts = [compile_expr(a, where, settings) for a in (arg if isinstance(arg, list) else [arg])]
     refs = frozenset().union(*(p.refs for p in parts))
+    cols = frozenset().union(*(p.columns for p in parts))
     text = f"{op}({', '.join(p.text for p in parts)})"
     if op in _BINARY:
         if len(parts) != 2:
             raise MappingError(f"{where}: {op} takes [birth date, moment]")
         fn2, (a, b2) = _BINARY[op], parts
-        return Expr(lambda b: fn2(a.run(b), b2.run(b)), refs, None, text)
+        return Expr(lambda b: fn2(a.run(b), b2.run(b)), refs, None, text, cols)
     if op == "concat":
         sep = str(spec.get("sep", ""))
-        return Expr(lambda b: _concat([p.run(b) for p in parts], sep), refs, None, text)
+        return Expr(lambda b: _concat([p.run(b) for p in parts], sep), refs, None, text, cols)
     if op == "coalesce":
-        return Expr(lambda b: _coalesce(p.run(b) for p in parts), refs, None, text)
+        return Expr(lambda b: _coalesce(p.run(b) for p in parts), refs, None, text, cols)
     if op == "add":
-        return Expr(lambda b: _add([p.run(b) for p in parts]), refs, None, text)
+        return Expr(lambda b: _add([p.run(b) for p in parts]), refs, None, text, cols)
     raise MappingError(f"{where}: unknown expression operator {op!r}")
 
 
@@ -475,8 +484,9 @@ def parse_mapping(data: Any, catalog: Catalog, path: str, base: Path, org_overri
     for table in tables.values():
         for driver in table.drivers:
             by_source.setdefault(driver.source, []).append((table, driver))
-    return SourceMapping(path, org_code, org_name, lookups, tables, valuemaps,
-                         {k: tuple(v) for k, v in by_source.items()})
+    parsed = SourceMapping(path, org_code, org_name, lookups, tables, valuemaps,
+                           {k: tuple(v) for k, v in by_source.items()})
+    return replace(parsed, lookup_reads=lookup_columns(parsed), source_reads=source_columns(parsed))
 
 
 def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
@@ -489,7 +499,7 @@ def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
         member = spec.get("member") or []
         member = member if isinstance(member, list) else [member]
         out[str(name)] = Lookup(str(name), str(spec["source"]), tuple(str(k) for k in key),
-                                tuple(str(m) for m in member))
+                                tuple(str(m) for m in member), where)
     return out
 
 
@@ -535,8 +545,13 @@ def _parse_driver(spec: Any, where: str, settings: Mapping[str, str], lookups: M
         compiled = tuple(compile_expr(k, where, settings) for k in keys)
         if any(k.refs - {alias} for k in compiled) or len(keys) != len(lookup.key):
             raise MappingError(f"{where}: `each` key must read only {alias!r} and give {list(lookup.key)}")
-        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where))
-    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each)
+        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where), _columns_of(e.get("when")))
+    return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each,
+                  _columns_of(spec.get("when")))
+
+
+def _columns_of(when: Any) -> tuple[str, ...]:
+    return tuple(str(c) for c in when) if isinstance(when, dict) else ()
 
 
 _ABSENT = ("wait", "null", "skip")
@@ -557,7 +572,7 @@ def _parse_join(alias: str, spec: Any, where: str, settings: Mapping[str, str],
     if absent not in _ABSENT:
         raise MappingError(f"{where}: `absent` is one of {', '.join(_ABSENT)}, not {absent!r}")
     return Join(alias, lookup.name, tuple(compile_expr(k, where, settings) for k in keys),
-                absent, where, _compile_when(spec.get("when"), where))
+                absent, where, _compile_when(spec.get("when"), where), _columns_of(spec.get("when")))
 
 
 def _parse_field(table: Table, name: str, spec: Any, where: str, settings: Mapping[str, str],
@@ -619,6 +634,50 @@ def check_valuemaps(mapping: SourceMapping, catalog: Catalog) -> list[str]:
     return problems
 
 
+# --- what the mapping reads --------------------------------------------------------------------------------
+
+def _alias_reads(table: TableMapping) -> dict[str, set[str]]:
+    """alias → the columns the table's fields, join keys and `each` keys read from it."""
+    exprs = [f.expr for f in table.fields] + [k for j in table.joins.values() for k in j.key]
+    exprs += [k for d in table.drivers if d.each for k in d.each.key]
+    out: dict[str, set[str]] = {}
+    for expr in exprs:
+        for alias, column in expr.columns:
+            out.setdefault(alias, set()).add(column)
+    return out
+
+
+def lookup_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
+    """Per lookup, every column a record can read from its rows (fields, keys, `when`s, its own key and
+    member columns): all a reference store needs to keep."""
+    out = {name: set(l.key) | set(l.member) for name, l in mapping.lookups.items()}
+    for table in mapping.tables.values():
+        reads = _alias_reads(table)
+        for alias, join in table.joins.items():
+            out[join.lookup] |= reads.get(alias, set()) | set(join.when_columns)
+        for d in (d for d in table.drivers if d.each):
+            out[d.each.lookup] |= reads.get(d.each.alias, set()) | set(d.each.when_columns)
+    return {name: frozenset(cols) for name, cols in out.items()}
+
+
+def source_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
+    """Per HIS table ("schema.table"), every column the mapping reads from it, as driver or as lookup:
+    what a change of its schema may not take away (schema drift)."""
+    out: dict[str, set[str]] = {}
+    for name, cols in lookup_columns(mapping).items():
+        out.setdefault(mapping.lookups[name].source, set()).update(cols)
+    for table in mapping.tables.values():
+        reads = _alias_reads(table)
+        for d in table.drivers:
+            out.setdefault(d.source, set()).update(reads.get(d.alias, set()) | set(d.when_columns))
+    return {source: frozenset(cols) for source, cols in out.items()}
+
+
+def project(row: Row, columns: frozenset[str]) -> dict[str, Any]:
+    """The row with only `columns` (those it has)."""
+    return {c: row[c] for c in columns if c in row}
+
+
 # --- lookups ----------------------------------------------------------------------------------------------
 
 def lookup_key(values: Iterable[Any]) -> str:
@@ -634,12 +693,14 @@ class LookupUpdate:
     key: str
     member: str | None
     row: Row | None
+    position: int | None = None     # the change's source position (LSN, binlog order): newer replaces older
 
 
 def lookup_updates(mapping: SourceMapping, change: Change) -> list[LookupUpdate]:
-    """What the wiring writes into its lookup tables for a change on a reference table. An update that
-    changes a key column first removes the row under its old key."""
-    source = _source_name(change)
+    """What the wiring writes into its lookup tables for a change on a reference table: rows keep only the
+    columns the mapping reads from that lookup, and the change's source position. An update that changes a
+    key column first removes the row under its old key."""
+    source, position = source_name(change), change.source.lsn
     out: list[LookupUpdate] = []
     for l in (l for l in mapping.lookups.values() if l.source == source):
         def place(row: Row) -> tuple[str, str | None]:
@@ -647,15 +708,18 @@ def lookup_updates(mapping: SourceMapping, change: Change) -> list[LookupUpdate]
                     lookup_key(row.get(c) for c in l.member) if l.many else None)
         if change.before is not None and (change.op == "d" or change.after is None
                                           or place(change.before) != place(change.after)):
-            out.append(LookupUpdate(l.name, *place(change.before), None))
+            out.append(LookupUpdate(l.name, *place(change.before), None, position))
         if change.op != "d" and change.after is not None:
-            out.append(LookupUpdate(l.name, *place(change.after), change.after))
+            columns = mapping.lookup_reads.get(l.name)
+            row = project(change.after, columns) if columns else change.after
+            out.append(LookupUpdate(l.name, *place(change.after), row, position))
     return out
 
 
 # --- mapping a change -------------------------------------------------------------------------------------
 
-def _source_name(change: Change) -> str:
+def source_name(change: Change) -> str:
+    """The HIS table of a change, "schema.table" as the mapping names it."""
     return f"{change.source.schema}.{change.source.table}" if change.source.schema else change.source.table
 
 
@@ -767,7 +831,7 @@ def map_change(mapping: SourceMapping, change: Change, lookups: Lookups) -> list
     """Every catalog record this change feeds: one per driver whose `when` holds (a fan-out driver, one
     per member of its group). Records not reportable yet (Skipped) are left out."""
     results: list[MapResult] = []
-    for table, driver in mapping.by_source.get(_source_name(change), ()):
+    for table, driver in mapping.by_source.get(source_name(change), ()):
         if change.op == "t":
             results.append(Unmappable(table.table, "source_truncated",
                                       f"source table {driver.source} was truncated: revoke by hand"))
@@ -783,5 +847,5 @@ def map_change(mapping: SourceMapping, change: Change, lookups: Lookups) -> list
 
 
 def is_known_source(mapping: SourceMapping, change: Change) -> bool:
-    name = _source_name(change)
+    name = source_name(change)
     return name in mapping.by_source or name in mapping.lookup_sources

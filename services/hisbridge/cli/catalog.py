@@ -15,21 +15,17 @@ from hisbridge.catalog.diff import diff_catalogs, render_diff
 from hisbridge.catalog.records import from_json, to_json, to_json_value
 from hisbridge.catalog.sample import sample_records
 from hisbridge.chain.quality import Reason, check_record
-from hisbridge.cli.common import current_settings
+from hisbridge.cli.common import catalog_table, current_settings, group
+from hisbridge.clock import local_text
+from hisbridge.messages import EXIT_CHECK_FAILED, OperatorError, text
 
 
 def _load(path: str | None = None) -> Catalog:
-    try:
-        return load_catalog(path) if path else catalog_for(current_settings().paths)
-    except CatalogError as exc:
-        raise click.ClickException(str(exc)) from None
+    return load_catalog(path) if path else catalog_for(current_settings().paths)
 
 
 def _table(catalog: Catalog, name: str) -> Table:
-    try:
-        return catalog.table(name)
-    except KeyError as exc:
-        raise click.ClickException(exc.args[0]) from None
+    return catalog_table(catalog, name)
 
 
 def table_summary(table: Table) -> dict[str, Any]:
@@ -50,16 +46,15 @@ def _render_table(table: Table) -> str:
     return "\n".join([head, *rows])
 
 
-@click.group("catalog")
+@group("catalog", help="catalog.help")
 def cli() -> None:
-    """The catalog: tables, fields, value sets, quality rules and what is generated from them."""
+    pass
 
 
-@cli.command("show")
+@cli.command("show", help="catalog.show")
 @click.argument("table", required=False)
-@click.option("--json", "as_json", is_flag=True, help="machine-readable list of tables")
+@click.option("--json", "as_json", is_flag=True, help="catalog.json")
 def show(table: str | None, as_json: bool) -> None:
-    """Print the catalog (or one TABLE)."""
     catalog = _load()
     tables = [_table(catalog, table)] if table else list(catalog.tables.values())
     if as_json:
@@ -70,12 +65,11 @@ def show(table: str | None, as_json: bool) -> None:
     click.echo("\n\n".join(_render_table(t) for t in tables))
 
 
-@cli.command("sample")
+@cli.command("sample", help="catalog.sample")
 @click.argument("table")
-@click.option("--n", "count", default=1, show_default=True, type=click.IntRange(min=0))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--n", "count", default=1, show_default=True, type=click.IntRange(min=0), help="catalog.count")
+@click.option("--seed", default=0, show_default=True, type=int, help="catalog.seed")
 def sample(table: str, count: int, seed: int) -> None:
-    """N valid plain records of TABLE as JSON lines."""
     target = _table(_load(), table)
     for record in sample_records(target, count, seed):
         click.echo(json.dumps(to_json(record), ensure_ascii=False))
@@ -93,61 +87,58 @@ def validate_line(table: Table, line: str, report_time: dt.datetime | None = Non
     return {"ok": not reasons, "reasons": [r.as_dict() for r in reasons]}
 
 
-@cli.command("validate")
+@cli.command("validate", help="catalog.validate")
 @click.argument("table")
-@click.option("--report-time", default=None, help="ISO time the records are reported at (default now)")
+@click.option("--report-time", default=None, help="catalog.report_time")
 def validate(table: str, report_time: str | None) -> None:
-    """Check plain records (JSON lines on stdin); one {"ok","reasons"} line per record; exit 0."""
+    from hisbridge.cli.flush import parse_moment
     target = _table(_load(), table)
-    moment = dt.datetime.fromisoformat(report_time) if report_time else None
+    moment = parse_moment(report_time, "--report-time") if report_time else None
     for line in sys.stdin:
         if line.strip():
             click.echo(json.dumps(validate_line(target, line, moment), ensure_ascii=False))
 
 
-@cli.command("build")
-@click.option("--check", is_flag=True, help="write nothing; exit 1 if generated files are out of date")
+@cli.command("build", help="catalog.build")
+@click.option("--check", is_flag=True, help="catalog.check")
 def build_cmd(check: bool) -> None:
-    """Write schemas/avro/<table>.avsc and schemas/frontend/frontend.sql from the catalog."""
     paths = current_settings().paths
     changed = build(_load(), paths.avro, paths.frontend_sql, check=check)
     for path in changed:
-        click.echo(f"{'stale' if check else 'wrote'} {path}")
+        click.echo(text("catalog.stale" if check else "catalog.wrote", path=path))
     if check and changed:
-        raise SystemExit(1)
+        raise OperatorError("catalog.out_of_date", exit_code=EXIT_CHECK_FAILED, count=len(changed))
     if not changed:
-        click.echo("generated files are up to date")
+        click.echo(text("catalog.up_to_date"))
 
 
-@cli.command("diff")
+@cli.command("diff", help="catalog.diff")
 @click.argument("old", type=click.Path(exists=True, path_type=Path))
 @click.argument("new", type=click.Path(exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="catalog.json")
 def diff(old: Path, new: Path, as_json: bool) -> None:
-    """What catalog NEW changes relative to OLD (folders or single files)."""
     result = diff_catalogs(_load(str(old)), _load(str(new)))
     click.echo(json.dumps(result, ensure_ascii=False, indent=2, default=to_json_value) if as_json
                else render_diff(result))
 
 
-def _moment(text: str) -> dt.date | dt.datetime:
+def _moment(value: str) -> dt.date | dt.datetime:
     try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
+        return dt.date.fromisoformat(value) if len(value) == 10 else dt.datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO date or date-time") from None
+        raise OperatorError("moment.invalid", option="MOMENT", value=value, example="2026-12-01 17:59:59") from None
 
 
-@cli.command("batch")
+@cli.command("batch", help="catalog.batch")
 @click.argument("table")
 @click.argument("moment")
 def batch(table: str, moment: str) -> None:
-    """The batch a record of TABLE with batch-time MOMENT belongs to."""
     from hisbridge.delivery.schedule import batch_for
 
     target = _table(_load(), table)
     try:
         result = batch_for(target.cadence, _moment(moment))
     except ValueError as exc:  # batching's own errors (BatchError is a ValueError)
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps({"batch": result.name, "window_start": result.window_start.isoformat(),
-                           "window_end": result.window_end.isoformat()}, ensure_ascii=False))
+        raise OperatorError("catalog.batch_error", detail=str(exc)) from None
+    click.echo(json.dumps({"batch": result.name, "window_start": local_text(result.window_start),
+                           "window_end": local_text(result.window_end)}, ensure_ascii=False))

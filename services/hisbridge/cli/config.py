@@ -4,20 +4,19 @@ from __future__ import annotations
 import json
 
 import click
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import group, pass_settings
 from hisbridge.settings import Settings, describe
 
 
-@click.group("config")
+@group("config", help="config.help")
 def cli() -> None:
-    """The resolved settings (environment over the settings file over defaults)."""
+    pass
 
 
-@cli.command("show")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per setting")
+@cli.command("show", help="config.show")
+@click.option("--json", "as_json", is_flag=True, help="config.json")
 @pass_settings
 def show(settings: Settings, as_json: bool) -> None:
-    """Print every setting, its value (secrets masked) and its source."""
     rows = describe(settings)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))

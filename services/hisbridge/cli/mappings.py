@@ -1,46 +1,83 @@
-"""`hisbridge mappings …` — validate the source-mapping file; check the HIS for local codes no map covers."""
+"""`hisbridge mappings …` — validate the source-mapping file (against the catalog, and with --against-his
+against the HIS's information_schema); check the HIS for local codes no map covers."""
 from __future__ import annotations
 
 import json
 from typing import Any
 
 import click
-from hisbridge.catalog import CatalogError, catalog_for
-from hisbridge.chain.mapping import (MappingError, SourceMapping,
-                                     check_valuemaps, load_mapping)
+from hisbridge.catalog import catalog_for
+from hisbridge.chain.mapping import SourceMapping, check_valuemaps, load_mapping
 from hisbridge.chain.transcode import mapped_columns, unmapped_counts
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import group, pass_settings
+from hisbridge.messages import EXIT_CHECK_FAILED, OperatorError, render, text
+from hisbridge.ops import mapping_check
 from hisbridge.settings import Settings
 
 
 def _load(settings: Settings, path: str | None) -> tuple[Any, SourceMapping]:
-    try:
-        catalog = catalog_for(settings.paths)
-        return catalog, load_mapping(catalog, path or settings.paths.mapping, settings.org)
-    except (CatalogError, MappingError) as exc:
-        raise click.ClickException(str(exc)) from None
+    catalog = catalog_for(settings.paths)
+    return catalog, load_mapping(catalog, path or settings.paths.mapping, settings.org)
 
 
-@click.group("mappings")
-def cli() -> None:
-    """The hospital's source mapping (HIS tables → catalog tables) and its value maps."""
+def _his(settings: Settings, dsn: str | None, engine: str | None) -> Any:
+    from hisbridge import hisdb
+    return hisdb.connect(dsn or hisdb.admin_dsn(settings, engine), engine or settings.source.kind)
 
 
-@cli.command("validate")
-@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file (default HISBRIDGE_MAPPING "
-              "or schemas/mapping/demo_hospital.yaml)")
-@pass_settings
-def validate(settings: Settings, path: str | None) -> None:
-    """Load the mapping against the catalog; list value-map codes outside the national value sets."""
-    catalog, mapping = _load(settings, path)
-    problems = check_valuemaps(mapping, catalog)
+def his_problems(conn: Any, mapping: SourceMapping) -> tuple[list[mapping_check.Problem], dict[str, dict[str, str]]]:
+    """What the mapping names that the HIS does not have, and the HIS columns of the mapped schemas."""
+    from hisbridge import hisdb
+    refs = mapping_check.references(mapping)
+    columns = hisdb.his_columns(conn, {r.source.rpartition(".")[0] for r in refs})
+    return mapping_check.check(refs, columns), columns
+
+
+def _print_problems(problems: list[mapping_check.Problem]) -> None:
     for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
-    click.echo(f"{mapping.path}: {len(mapping.tables)} table(s) mapped "
-               f"({', '.join(sorted(mapping.tables))}), {len(mapping.valuemaps)} value map(s), "
-               f"organisation {mapping.org_code}")
+        click.echo(render(problem.message_id, problem.params))
+
+
+def _his_options(func):
+    func = click.option("--engine", type=click.Choice(["postgres", "mariadb", "mysql"]), default=None,
+                        help="mappings.engine")(func)
+    return click.option("--dsn", default=None, help="mappings.dsn")(func)
+
+
+@group("mappings", help="mappings.help")
+def cli() -> None:
+    pass
+
+
+@cli.command("validate", help="mappings.validate")
+@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mappings.mapping")
+@click.option("--against-his", is_flag=True, help="mappings.against_his")
+@_his_options
+@pass_settings
+def validate(settings: Settings, path: str | None, against_his: bool, dsn: str | None, engine: str | None) -> None:
+    catalog, mapping = _load(settings, path)
+    warnings = check_valuemaps(mapping, catalog)
+    for warning in warnings:
+        click.echo(text("mappings.valuemap_warning", detail=warning), err=True)
+    click.echo(text("mappings.summary", path=mapping.path, tables=len(mapping.tables),
+                    names=", ".join(sorted(mapping.tables)), valuemaps=len(mapping.valuemaps), org=mapping.org_code))
+    problems: list[mapping_check.Problem] = []
+    if against_his:
+        conn = _his(settings, dsn, engine)
+        try:
+            problems, _ = his_problems(conn, mapping)
+        finally:
+            conn.close()
+        _print_problems(problems)
+        if not problems:
+            refs = mapping_check.references(mapping)
+            click.echo(text("mapping.his_ok", path=mapping.path, tables=len({r.source for r in refs}),
+                            columns=len({(r.source, r.column) for r in refs if r.column})))
     if problems:
-        raise SystemExit(1)
+        raise OperatorError("mapping.his_problems", exit_code=EXIT_CHECK_FAILED, path=mapping.path,
+                            count=len(problems))
+    if warnings:
+        raise OperatorError("mappings.valuemap_problems", exit_code=EXIT_CHECK_FAILED, count=len(warnings))
 
 
 def _counts(cur: Any, engine: str, source: str, column: str) -> dict[Any, int]:
@@ -52,36 +89,26 @@ def _counts(cur: Any, engine: str, source: str, column: str) -> dict[Any, int]:
     return {value: count for value, count in cur.fetchall()}
 
 
-@cli.command("check")
-@click.option("--dsn", default=None, help="HIS connection (default: HISBRIDGE_HIS_DSN, or HISBRIDGE_HIS_MARIADB_DSN "
-                                          "for MariaDB/MySQL / the local stack)")
-@click.option("--engine", type=click.Choice(["postgres", "mariadb", "mysql"]), default=None,
-              help="HIS database engine [default: source.kind]")
-@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mapping file")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per unmapped value")
+@cli.command("check", help="mappings.check")
+@_his_options
+@click.option("--mapping", "path", type=click.Path(dir_okay=False), help="mappings.mapping")
+@click.option("--json", "as_json", is_flag=True, help="mappings.json")
 @pass_settings
 def check(settings: Settings, dsn: str | None, engine: str | None, path: str | None, as_json: bool) -> None:
-    """Query the HIS: local values in value-mapped columns that have no mapping yet, with row counts.
-
-    Exit status 1 when any value is unmapped (usable in a pre-delivery check)."""
     from hisbridge import hisdb
 
     _, mapping = _load(settings, path)
     engine = engine or settings.source.kind
-    try:
-        conn = hisdb.connect(dsn or hisdb.admin_dsn(settings, engine), engine)
-    except hisdb.HisConnectionError as exc:
-        raise click.ClickException(f"cannot connect to the HIS: {str(exc).strip()}") from None
+    conn = _his(settings, dsn, engine)
     found = 0
     try:
+        problems, columns = his_problems(conn, mapping)
+        _print_problems(problems)
         with hisdb.transaction(conn) as cur:
             for source, column, valuemap in mapped_columns(mapping):
-                try:
-                    counts = _counts(cur, engine, source, column)
-                except Exception as exc:  # noqa: BLE001 — the driver's error for an unknown table or column
-                    raise click.ClickException(f"{source}.{column} (value map {valuemap.name}): "
-                                               f"{str(exc).strip().splitlines()[0]}") from None
-                for value, count in unmapped_counts(valuemap, counts):
+                if column not in columns.get(source, {}):
+                    continue      # reported above
+                for value, count in unmapped_counts(valuemap, _counts(cur, engine, source, column)):
                     found += 1
                     if as_json:
                         click.echo(json.dumps({"source": source, "column": column, "valuemap": valuemap.name,
@@ -90,7 +117,10 @@ def check(settings: Settings, dsn: str | None, engine: str | None, path: str | N
                         click.echo(f"{source}.{column}\t{valuemap.name}\t{value}\t{count}")
     finally:
         conn.close()
-    if not as_json:
-        click.echo(f"{found} unmapped local value(s)" if found else "every local value has a mapping", err=True)
+    if problems:
+        raise OperatorError("mapping.his_problems", exit_code=EXIT_CHECK_FAILED, path=mapping.path,
+                            count=len(problems))
     if found:
-        raise SystemExit(1)
+        raise OperatorError("mappings.unmapped", exit_code=EXIT_CHECK_FAILED, count=found)
+    if not as_json:
+        click.echo(text("mappings.all_mapped"), err=True)

@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import click
-import psycopg2
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import group, pass_settings
 from hisbridge.clock import SHANGHAI
 from hisbridge.delivery import quarantine, replay, staging
+from hisbridge.messages import OperatorError, text
+from hisbridge.ops.reach import connect_postgres
 from hisbridge.settings import Settings
 
 # what a rule means, for people (the entries' own messages say the details)
@@ -31,11 +32,7 @@ def _local(moment: datetime | None) -> str:
 
 
 def _connect(dsn: str):
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        raise click.ClickException(f"无法连接暂存库 / cannot reach the staging database "
-                                   f"({str(exc).strip().splitlines()[0]})") from None
+    conn = connect_postgres(dsn, "HISBRIDGE_STAGING_DSN")
     staging.ensure_schema(conn)
     return conn
 
@@ -47,9 +44,9 @@ def _entry_json(e: quarantine.Entry) -> dict[str, Any]:
 
 
 filters = [
-    click.option("--table", help="catalog table"),
-    click.option("--batch", help="batch name (YYYY-MM-DD, YYYY-MM, YYYY)"),
-    click.option("--rule", help="quality rule, e.g. unmapped_code, missing_lookup"),
+    click.option("--table", help="quarantine.table"),
+    click.option("--batch", help="quarantine.batch"),
+    click.option("--rule", help="quarantine.rule"),
 ]
 
 
@@ -59,19 +56,19 @@ def with_filters(fn):
     return fn
 
 
-@click.group("quarantine")
+@group("quarantine", help="quarantine.help")
 def cli() -> None:
-    """Quarantined records: list, show, dismiss, replay after a fix."""
+    pass
 
 
-@cli.command("list")
+@cli.command("list", help="quarantine.list")
 @with_filters
-@click.option("--state", type=click.Choice(quarantine.STATES), default="open", show_default=True)
-@click.option("--limit", default=200, show_default=True, help="entries to list after the counts")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--state", type=click.Choice(quarantine.STATES), default="open", show_default=True,
+              help="quarantine.state")
+@click.option("--limit", default=200, show_default=True, help="quarantine.limit")
+@click.option("--json", "as_json", is_flag=True, help="quarantine.json")
 @pass_settings
 def list_entries(settings: Settings, table, batch, rule, state, limit, as_json) -> None:
-    """Counts by rule and table, then the entries."""
     conn = _connect(settings.connections.staging_dsn)
     try:
         counts = quarantine.counts(conn, table, batch, rule, state)
@@ -92,19 +89,18 @@ def list_entries(settings: Settings, table, batch, rule, state, limit, as_json) 
                    f"{','.join(e.rules)}")
 
 
-@cli.command("show")
+@cli.command("show", help="quarantine.show")
 @click.argument("entry_id", type=int)
-@click.option("--decrypt", is_flag=True, help="decrypt identity fields with the SM4 key (terminal only, never logged)")
+@click.option("--decrypt", is_flag=True, help="quarantine.decrypt")
 @pass_settings
 def show(settings: Settings, entry_id: int, decrypt: bool) -> None:
-    """One entry: reasons (Chinese and English), source position, batch, the record (ciphertext)."""
     conn = _connect(settings.connections.staging_dsn)
     try:
         e = quarantine.get(conn, entry_id)
     finally:
         conn.close()
     if e is None:
-        raise click.ClickException(f"隔离记录 {entry_id} 不存在 / no quarantine entry {entry_id}")
+        raise OperatorError("quarantine.no_entry", id=entry_id)
     doc = e.entry
     click.echo(f"entry {e.id}: {e.table} key {e.key or '(no key)'} batch {e.batch or '-'} state {e.state}"
                + (f" ({e.note}{', ' + e.actor if e.actor else ''})" if e.note else ""))
@@ -127,44 +123,40 @@ def _decrypted(settings: Settings, table: str, record: dict[str, Any]) -> dict[s
     try:
         key = crypto.load_key(settings.sm4)
     except Exception as exc:  # noqa: BLE001 — no key configured: an operator error, said in one line
-        raise click.ClickException(f"没有 SM4 密钥，无法解密 / no SM4 key to decrypt with ({exc})") from None
+        raise OperatorError("quarantine.no_key", detail=str(exc)) from None
     fields = catalog_for(settings.paths).table(table).encrypted_fields
     return crypto.decrypt_fields(record, fields, key, crypto.sm4_settings(settings.sm4))
 
 
-@cli.command("dismiss")
+@cli.command("dismiss", help="quarantine.dismiss")
 @click.argument("entry_id", type=int)
-@click.option("--operator", required=True, help="who decides")
-@click.option("--reason", required=True, help="why it needs no delivery")
+@click.option("--operator", required=True, help="quarantine.operator")
+@click.option("--reason", required=True, help="quarantine.dismiss_reason")
 @pass_settings
 def dismiss(settings: Settings, entry_id: int, operator: str, reason: str) -> None:
-    """An operator's decision that an open entry needs no delivery (kept with who and why)."""
     conn = _connect(settings.connections.staging_dsn)
     try:
         e = quarantine.dismiss(conn, entry_id, operator, reason)
     except quarantine.NotDismissable:
-        raise click.ClickException(f"隔离记录 {entry_id} 不存在或不是 open 状态 / entry {entry_id} "
-                                   f"does not exist or is not open") from None
+        raise OperatorError("quarantine.not_open", id=entry_id) from None
     finally:
         conn.close()
     click.echo(f"entry {e.id} dismissed by {operator} at {_local(e.changed_at)}: {reason}")
 
 
-@cli.command("replay")
+@cli.command("replay", help="quarantine.replay")
 @with_filters
-@click.option("--id", "ids", type=int, multiple=True, help="only these entries")
-@click.option("--operator", required=True, help="who replays (goes into the ledger)")
-@click.option("--reason", default="quarantine replay after a fix", show_default=True)
+@click.option("--id", "ids", type=int, multiple=True, help="quarantine.ids")
+@click.option("--operator", required=True, help="quarantine.operator")
+@click.option("--reason", default="quarantine replay after a fix", show_default=True, help="quarantine.reason")
 @pass_settings
 def replay_cmd(settings: Settings, table, batch, rule, ids, operator, reason) -> None:
-    """Re-run matching open entries from their source messages through the current mapping, value maps and
-    rules: those that pass go out in the next window (ledger kind replay), the others stay open."""
     from hisbridge.ops.replay import Replayer, ReplaySender, replay_entries
     conn = _connect(settings.connections.staging_dsn)
     try:
         found = [e for e in quarantine.entries(conn, table, batch, rule, "open") if not ids or e.id in ids]
         if not found:
-            click.echo("没有匹配的 open 隔离记录 / no open entries match: nothing sent")
+            click.echo(text("quarantine.nothing"))
             return
         args = {"table": table, "batch": batch, "rule": rule, "ids": [e.id for e in found]}
         rid = replay.request(conn, "quarantine", operator, reason, args)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import group, pass_settings
 from hisbridge.cli.quarantine import _connect
 from hisbridge.clock import SHANGHAI
+from hisbridge.messages import OperatorError
 from hisbridge.settings import Settings
 
 
@@ -18,7 +19,7 @@ def _moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise click.BadParameter(f"不是 ISO 时间 / not an ISO moment: {text!r}", param_hint="--since") from None
+        raise OperatorError("replay.since_invalid", value=text) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
 
 
@@ -33,27 +34,24 @@ def _topic_prefix(settings: Settings, connector: str) -> str:
         return config["topic.prefix"]
     if connector == settings.source.connector:
         return settings.source.topic_prefix
-    raise click.ClickException(f"找不到连接器 {connector} / no connector {connector} (Kafka Connect "
-                               f"{settings.connections.connect_url})")
+    raise OperatorError("replay.no_connector", connector=connector, url=settings.connections.connect_url)
 
 
-@click.group("replay", invoke_without_command=True)
-@click.option("--from-raw", is_flag=True, help="re-run raw changes through the current mapping")
-@click.option("--connector", help="the Debezium connector whose raw topics to re-run (with --from-raw)")
-@click.option("--since", help="ISO moment (Asia/Shanghai unless it has an offset): changes written since then")
-@click.option("--operator", help="who replays (goes into the ledger)")
-@click.option("--reason", help="why (goes into the ledger)")
+@group("replay", invoke_without_command=True, help="replay.help")
+@click.option("--from-raw", is_flag=True, help="replay.from_raw")
+@click.option("--connector", help="replay.connector")
+@click.option("--since", help="replay.since")
+@click.option("--operator", help="replay.operator")
+@click.option("--reason", help="replay.reason")
 @click.pass_context
 def cli(ctx: click.Context, from_raw: bool, connector, since, operator, reason) -> None:
-    """Re-submissions through the replay topic, apart from live traffic, ledgered as `replay`."""
     if ctx.invoked_subcommand is not None:
         return
     if not from_raw:
         click.echo(ctx.get_help())
         return
     if not (connector and since and operator and reason):
-        raise click.UsageError("--from-raw 需要 --connector --since --operator --reason / "
-                               "--from-raw needs --connector, --since, --operator and --reason")
+        raise OperatorError("replay.raw_needs")
     settings: Settings = ctx.find_object(Settings)
     from hisbridge.delivery import replay
     from hisbridge.ops.replay import Replayer, ReplaySender, replay_raw
@@ -74,23 +72,23 @@ def cli(ctx: click.Context, from_raw: bool, connector, since, operator, reason) 
                f"{len(outcome.still_failing)} quarantined")
 
 
-@cli.command("batch")
-@click.option("--table", "table_name", required=True, help="catalog table")
-@click.option("--batch", required=True, help="batch name (YYYY-MM-DD, YYYY-MM, YYYY)")
-@click.option("--operator", required=True, help="who replays (goes into the ledger)")
-@click.option("--reason", default="province asked for the batch again", show_default=True)
+@cli.command("batch", help="replay.batch")
+@click.option("--table", "table_name", required=True, help="replay.table")
+@click.option("--batch", required=True, help="replay.batch_name")
+@click.option("--operator", required=True, help="replay.operator")
+@click.option("--reason", default="province asked for the batch again", show_default=True, help="replay.reason")
 @pass_settings
 def batch_cmd(settings: Settings, table_name: str, batch: str, operator: str, reason: str) -> None:
-    """Re-submit a delivered batch: every row again, with a new report_datetime, in the next window."""
     from hisbridge.catalog import catalog_for
+    from hisbridge.cli.common import batch_name, catalog_table
     from hisbridge.delivery import ledger, replay
     from hisbridge.ops.replay import ReplaySender
-    catalog_for(settings.paths).table(table_name)    # an unknown table is an error before anything is sent
+    table = catalog_table(catalog_for(settings.paths), table_name)   # errors before anything is sent
+    batch_name(batch, table.cadence, table.name)
     conn = _connect(settings.connections.staging_dsn)
     try:
         if not ledger.rows(conn, table_name, batch):
-            raise click.ClickException(f"{table_name} 批次 {batch} 尚未上报 / batch {batch} of {table_name} "
-                                       f"has not been delivered yet: nothing to replay")
+            raise OperatorError("replay.not_delivered", table=table_name, batch=batch)
         rid = replay.request(conn, "batch", operator, reason, {"table": table_name, "batch": batch})
         sender = ReplaySender(settings.connections.kafka_bootstrap, settings.worker.core_prefix)
         try:

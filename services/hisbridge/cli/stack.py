@@ -2,62 +2,62 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import click
 import devstack
 from devstack import procs
-from hisbridge.cli.common import pass_settings
+from hisbridge.cli.common import group, pass_settings
+from hisbridge.clock import local_text
+from hisbridge.messages import OperatorError, text
 from hisbridge.settings import Settings
 
 NAMES = click.argument("components", nargs=-1)
 
 
 def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc)) from exc
+    raise OperatorError("stack.failed", detail=str(exc).strip().splitlines()[0] if str(exc).strip() else
+                        type(exc).__name__) from None
 
 
-@click.group("stack")
+@group("stack", help="stack.help")
 def cli() -> None:
-    """Start, stop and inspect the local stack (state under var/)."""
+    pass
 
 
-@cli.command()
+@cli.command(help="stack.up")
 @NAMES
 @pass_settings
 def up(settings: Settings, components: tuple[str, ...]) -> None:
-    """Start all (or the named) components; already-running ones are left alone."""
     t0 = time.monotonic()
     try:
         started = devstack.up(settings, list(components) or None, report=click.echo)
     except devstack.StackError as exc:
         _fail(exc)
-    click.echo(f"stack up: {len(started)} started in {time.monotonic() - t0:.1f}s"
-               if started else "stack up: everything was already running")
+    click.echo(text("stack.started", count=len(started), seconds=f"{time.monotonic() - t0:.1f}")
+               if started else text("stack.already"))
 
 
-@cli.command()
+@cli.command(help="stack.down")
 @NAMES
 @pass_settings
 def down(settings: Settings, components: tuple[str, ...]) -> None:
-    """Stop all (or the named) components, the background worker included."""
     try:
         devstack.down(settings, list(components) or None, report=click.echo)
     except devstack.StackError as exc:
         _fail(exc)
 
 
-@cli.command()
-@click.option("--rss", is_flag=True, help="also show resident memory (process tree)")
+@cli.command(help="stack.status")
+@click.option("--rss", is_flag=True, help="stack.rss")
 @pass_settings
 def status(settings: Settings, rss: bool) -> None:
-    """What runs, on which port, with which pid, since when. Exit 1 when a stack component is down."""
-    click.echo(f"{'component':<12} {'state':<8} {'port':>6} {'pid':>8}  since" + ("        rss" if rss else ""))
+    click.echo(f"{'component':<12} {'state':<8} {'port':>6} {'pid':>8}  {'since':<25}" + ("        rss" if rss else ""))
     all_up = True
     for comp, state in devstack.status(settings):
-        since = datetime.fromtimestamp(state.since).isoformat(" ", "seconds") if state.since else "-"
+        since = local_text(datetime.fromtimestamp(state.since, timezone.utc)) if state.since else "-"
         line = (f"{state.name:<12} {'running' if state.running else 'stopped':<8} {state.port:>6} "
-                f"{state.pid or '-':>8}  {since}")
+                f"{state.pid or '-':>8}  {since:<25}")
         if rss and state.pid:
             line += f"  {tree_rss_kib(state.pid) / 1024:7.0f} MiB"
         click.echo(line)

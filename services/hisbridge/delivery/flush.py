@@ -14,12 +14,14 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import psycopg2.errors
+from hisbridge.clock import local_text
 from hisbridge.delivery import ledger, replay, staging
 from hisbridge.delivery.schedule import (Batch, Schedule, batch_by_name,
                                          batch_for, is_closed)
+from hisbridge.messages import cadence_name, render
 from hisbridge.settings import defaults
 from psycopg2 import sql
 
@@ -29,6 +31,10 @@ KINDS = ledger.KINDS
 
 class WindowClosed(RuntimeError):
     """A write to a front-end table outside a permitted window (and not forced by an operator)."""
+
+    def __init__(self, decision: "GuardDecision") -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 # --- windows ---------------------------------------------------------------------------------------------
@@ -51,9 +57,15 @@ class Forced:
 @dataclass(frozen=True)
 class GuardDecision:
     permitted: bool
-    reason: str
+    message_id: str                # why, as a hisbridge.messages id with its parameters
+    params: Mapping[str, Any]
     window: Batch | None = None   # the open window that carries the write
     forced: bool = False
+
+    @property
+    def reason(self) -> str:
+        """Why, in English (the ledger's reason column, log lines); times in Asia/Shanghai."""
+        return render(self.message_id, self.params, "en")
 
 
 def check_window(cadence: str, batch: str, now: datetime, schedule: Schedule,
@@ -65,29 +77,32 @@ def check_window(cadence: str, batch: str, now: datetime, schedule: Schedule,
     Never before the batch's own window opens. An operator's --force bypasses it (logged by the caller).
     """
     target = batch_by_name(cadence, batch, schedule.windows)
+    about = {"cadence": cadence_name(cadence), "batch": batch, "now": now, "start": target.window_start,
+             "end": target.window_end}
     if forced is not None:
-        return GuardDecision(True, f"forced by {forced.operator}: {forced.reason}", None, forced=True)
+        return GuardDecision(True, "window.forced", {"operator": forced.operator, "reason": forced.reason},
+                             None, forced=True)
     if now < target.window_start:
-        return GuardDecision(False, f"{cadence} batch {batch}: window opens {target.window_start.isoformat()}")
+        return GuardDecision(False, "window.before", about)
     window = open_window(cadence, now, schedule)
     if window is not None and window.end >= target.end:
-        return GuardDecision(True, f"inside the window of batch {window.name}", window)
+        return GuardDecision(True, "window.open", {"window": window.name}, window)
     if schedule.backfill_enabled and schedule.backfill_window and now >= target.window_end:
         since = schedule.backfill_since.get(cadence)
         if since is not None and batch < since:
-            return GuardDecision(False, f"{cadence} batch {batch} is before back-fill start {since}")
+            return GuardDecision(False, "window.backfill_before", {**about, "since": since})
         carrier = open_window(schedule.backfill_window, now, schedule)
         if carrier is not None:
-            return GuardDecision(True, f"back-fill in the {schedule.backfill_window} window of {carrier.name}",
-                                 carrier)
-    return GuardDecision(False, f"{cadence} batch {batch}: no delivery window open at {now.isoformat()}")
+            return GuardDecision(True, "window.backfill", {"window": cadence_name(schedule.backfill_window),
+                                                           "carrier": carrier.name}, carrier)
+    return GuardDecision(False, "window.closed", about)
 
 
 def require_window(cadence: str, batch: str, now: datetime, schedule: Schedule,
                    forced: Forced | None = None) -> GuardDecision:
     decision = check_window(cadence, batch, now, schedule, forced)
     if not decision.permitted:
-        raise WindowClosed(decision.reason)
+        raise WindowClosed(decision)
     return decision
 
 
@@ -147,9 +162,9 @@ def _stalled(item: staging.StagedBatch, target: Batch, window: Batch | None, mar
     window_end = window.window_end
     if now < window_end - schedule.stall_alert_before:
         return None
-    shown = mark.isoformat() if mark else "none"
-    reason = (f"batch not closed: watermark {shown} < {(target.end + schedule.grace).isoformat()}, "
-              f"window ends {window_end.isoformat()} (policy {schedule.stall_policy})")
+    shown = local_text(mark) if mark else "none"
+    reason = (f"batch not closed: watermark {shown} < {local_text(target.end + schedule.grace)}, "
+              f"window ends {local_text(window_end)} (policy {schedule.stall_policy})")
     flush_now = schedule.stall_policy == "flush_at_margin" and now >= window_end - schedule.stall_margin
     return Alert(item.table, item.batch, reason), flush_now
 
@@ -173,7 +188,7 @@ def retry_decision(now: datetime, window_end: datetime, attempt: int, schedule: 
     if now + delay >= window_end:
         return RetryDecision(False, timedelta(0),
                              f"front-end database unreachable after {attempt + 1} attempts; window ended "
-                             f"{window_end.isoformat()} — batch waits for the next window")
+                             f"{local_text(window_end)} — batch waits for the next window")
     return RetryDecision(True, delay)
 
 

@@ -1,6 +1,7 @@
 """The flush timer's step, pure over the SinkIO interface (runtime.sink_io.PgSinkIO is the real adapter):
 recover unfinished flushes once, plan (delivery.flush.plan_flushes), flush every (table, batch) closed by
-the watermark and inside its window; front-end down → back off until the window ends, then alert."""
+the watermark and inside its window; front-end down while a flush is due → alert at once, back off and
+retry until the window ends."""
 from __future__ import annotations
 
 import logging
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping, Protocol
 
+from hisbridge.clock import local_text, wall_text
 from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (FlushResult, PlannedFlush, WindowClosed,
                                       open_window, plan_flushes,
@@ -64,27 +66,33 @@ def _window_end(plan: PlannedFlush, now: datetime, schedule: Schedule) -> dateti
 
 
 def _frontend_down(state: LoopState, alerts: list[str], now: datetime, window_end: datetime, exc: Exception,
-                   schedule: Schedule) -> str:
+                   schedule: Schedule, due: list[PlannedFlush]) -> str:
+    """A flush is due inside an open window and the front-end cannot be reached: alert at once (once per
+    window — the operator has the rest of the window to act, not after it), then back off and retry; at
+    the window's end give up until the next one."""
+    _alert(state, alerts, ("frontend_unreachable", window_end.isoformat()), "frontend_unreachable",
+           f"front-end database unreachable while {', '.join(sorted({f'{p.table} {p.batch}' for p in due}))} "
+           f"is due; retrying until the window ends {local_text(window_end)}")
     decision = retry_decision(now, window_end, state.attempt, schedule)
     if decision.retry:
         state.attempt += 1
         state.wait_until = now + decision.delay
         log.warning("front-end database unreachable (%s); retry %d in %s", exc, state.attempt, decision.delay)
-        return f"front-end unreachable, retry at {state.wait_until.isoformat()}"
-    _alert(state, alerts, ("frontend_unreachable", window_end.isoformat()), "frontend_unreachable",
-           decision.alert or "front-end database unreachable")
+        return f"front-end unreachable, retry at {local_text(state.wait_until)}"
+    state.count("frontend_window_missed")
+    log.error("%s", decision.alert)
     state.attempt = 0
     state.wait_until = window_end
-    return f"front-end unreachable, gave up until {window_end.isoformat()}"
+    return f"front-end unreachable, gave up until {local_text(window_end)}"
 
 
 def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> TickReport:
     """One timer step: recover unfinished flushes once, then flush every (table, batch) that is closed by the
-    watermark and inside its window; front-end down → back off until the window ends, then alert."""
+    watermark and inside its window; front-end down → alert once, back off until the window ends."""
     flushed: list[FlushResult] = []
     alerts: list[str] = []
     if state.wait_until is not None and now < state.wait_until:
-        return TickReport(waiting=f"backing off until {state.wait_until.isoformat()}")
+        return TickReport(waiting=f"backing off until {local_text(state.wait_until)}")
     state.wait_until = None
     plans, stalled = plan_flushes(now, io.staged_batches(), io.watermarks(), schedule)
     for a in stalled:
@@ -94,7 +102,8 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
     try:
         if not state.recovered:   # a flush the previous run committed but did not mark (kill -9)
             for done in io.recover():
-                log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch, done.report_datetime)
+                log.info("recovered flush %s %s report_datetime=%s", done.table, done.batch,
+                         wall_text(done.report_datetime, "microseconds"))
                 flushed.append(done)
             state.recovered = True
         for current in plans:
@@ -108,7 +117,9 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
                 state.count("flushes")
                 state.count("rows_flushed", result.row_count)
                 log.info("flushed %s batch %s: %s %d rows, report_datetime=%s (%s)", result.table, result.batch,
-                         result.kind, result.row_count, result.report_datetime, current.reason)
+                         result.kind, result.row_count,
+                         wall_text(result.report_datetime, "microseconds") if result.report_datetime else None,
+                         current.reason)
             flushed.append(result)
     except FrontendUnavailable as exc:
         pending = [current] if current is not None else plans
@@ -116,5 +127,5 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
             state.wait_until = now + schedule.retry_base
             return TickReport(flushed, alerts, f"front-end unreachable ({exc}); nothing due")
         end = min(_window_end(p, now, schedule) for p in pending)
-        return TickReport(flushed, alerts, _frontend_down(state, alerts, now, end, exc, schedule))
+        return TickReport(flushed, alerts, _frontend_down(state, alerts, now, end, exc, schedule, pending))
     return TickReport(flushed, alerts)

@@ -52,6 +52,17 @@ def include_list(kind: str, tables: tuple[str, ...]) -> str:
     return ",".join((*tables, *extra))
 
 
+def captured_tables(config: dict[str, str] | None) -> tuple[str, ...]:
+    """The HIS tables a connector's configuration captures (not the heartbeat table hisbridge adds)."""
+    listed = (config or {}).get("table.include.list", "")
+    return tuple(t.strip() for t in listed.split(",") if t.strip() and t.strip() != HEARTBEAT_TABLE)
+
+
+def table_changes(before: tuple[str, ...], after: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(added, removed) tables between two capture lists."""
+    return sorted(set(after) - set(before)), sorted(set(before) - set(after))
+
+
 def databases_of(tables: tuple[str, ...]) -> str:
     """MariaDB/MySQL `database.include.list`: the databases of the captured db.table names."""
     return ",".join(sorted({t.partition(".")[0] for t in tables}))
@@ -77,6 +88,7 @@ def template_values(spec: ConnectorSpec, settings: Settings, password: str) -> d
         "publication_name": slot_name(spec.name) + "_pub",
         "table_include_list": include_list(spec.kind, spec.tables),
         "heartbeat_ms": str(spec.heartbeat_ms),
+        "max_record_bytes": str(source.max_record_bytes),
         "topic_replication_factor": str(settings.connections.topic_replication),
         "server_id": str(replica_server_id(spec.name, source.server_id)),
         "database_include_list": databases_of(spec.tables),

@@ -2,10 +2,12 @@
 
 Pure comparison first (plain sets and counts in, a verdict out), thin readers after it.
 
-  expected     what the HIS says must arrive: business keys to deliver and (key, rule) pairs to quarantine.
-               For the demo and the end-to-end test it comes from the simulator (sim.expectations: the
-               activity's final rows through the source mapping's drivers, and the manifest's planted
-               defects); for a real HIS it would come from the mapping's driver tables.
+  expected     what the HIS says must arrive. From the HIS itself (`compare_with_source`): the business keys
+               of the batch that ops.source_keys derives from the mapping's driver tables; each must be
+               staged, delivered or quarantined somewhere downstream, else it is `missing`. From the
+               simulator (`compare`, the demo and the end-to-end test): keys to deliver and (key, rule)
+               pairs to quarantine (sim.expectations, the manifest's planted defects) — stricter, as it
+               knows which defect each record carries.
   staged       distinct keys held in staging for the batch (pending + flushed)
   delivered    distinct keys of the front-end table whose batch-time field falls in the batch
   ledger       the flushes of the batch (first, resubmission, forced): row counts and key checksums
@@ -24,17 +26,21 @@ in quarantine entries.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Mapping
 
 from hisbridge.catalog.model import Catalog, Table
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, wall_text
+from hisbridge.contract import (QuarantineEntry, QuarantineFormatError,
+                                parse_entry)
 from hisbridge.delivery import quarantine as quarantine_state
 from hisbridge.delivery import staging
 from hisbridge.delivery.ledger import LedgerRow, key_checksum_sql
 from hisbridge.delivery.schedule import batch_by_name
+from hisbridge.ops.source_keys import SourceKeys
 
 # --- pure: the verdict ----------------------------------------------------------------------------------------
 
@@ -70,12 +76,14 @@ class TableReport:
     wrong_rule: list[str] = field(default_factory=list)    # quarantined for another reason than expected
     both: list[str] = field(default_factory=list)          # delivered AND quarantined
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
-    quarantined_keys_by_rule: dict[str, list[str]] = field(default_factory=dict)
+    duplicated: list[str] = field(default_factory=list)    # keys on more than one front-end row of the batch
+    quarantined_by_key: dict[str, list[str]] = field(default_factory=dict)   # rule → the keys it holds
+    unkeyed: int = 0                                       # HIS records of the batch without a business key
 
     @property
     def ok(self) -> bool:
-        return (not (self.missing or self.unexpected or self.wrong_rule or self.both or self.orphans)
-                and all(f.ok for f in self.flushes))
+        return (not (self.missing or self.unexpected or self.wrong_rule or self.both or self.orphans
+                     or self.duplicated) and all(f.ok for f in self.flushes))
 
     @property
     def quarantined_keys(self) -> int:
@@ -123,7 +131,29 @@ def compare(table: str, batch: str, expected: Expected, delivered: Iterable[str]
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
                        list(flushes), missing, unexpected, wrong_rule, both, orphans,
-                       quarantine_state.keys_by_rule(quarantined))
+                       quarantined_by_key=quarantine_state.keys_by_rule(quarantined))
+
+
+def compare_with_source(table: str, batch: str, source: SourceKeys, staged_keys: Iterable[str],
+                        delivered: Iterable[str], quarantined: Iterable[tuple[str, str, str | None]],
+                        staged: int = 0, pending: int = 0, flushes: list[FlushCheck] = (), orphans: int = 0,
+                        duplicated: Iterable[str] = ()) -> TableReport:
+    """The HIS's keys of a batch against every place downstream a key can be: staged (not yet or already
+    flushed), delivered (front-end, not revoked) or quarantined — a quarantine entry of the table counts
+    whatever batch it carries (an entry the worker could not place has batch null). A HIS key in none of
+    them is missing; a live staged or delivered key the HIS no longer has is unexpected."""
+    want = set(source.keys)
+    live = set(staged_keys) | set(delivered)
+    pairs = {(k, r) for k, r, b in quarantined if k in want or b == batch}
+    q_keys = {k for k, _ in pairs}
+    delivered = set(delivered)
+    by_rule: dict[str, int] = defaultdict(int)
+    for _, rule in pairs:
+        by_rule[rule] += 1
+    return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
+                       list(flushes), sorted(want - live - q_keys), sorted(live - want), [],
+                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)), source.unkeyed,
+                       quarantine_state.keys_by_rule(pairs))
 
 
 # --- thin readers --------------------------------------------------------------------------------------------
@@ -161,6 +191,25 @@ def frontend_keys(conn, table: Table, batch: str) -> dict[str, datetime]:
         return dict(cur.fetchall())
 
 
+def frontend_live_keys(conn, table: Table, batch: str) -> tuple[set[str], list[str]]:
+    """(keys of the batch's front-end rows that are not revoked, keys found on more than one row)."""
+    start, end = batch_range(table, batch)
+    key = key_sql(table)
+    with conn, conn.cursor() as cur:
+        cur.execute(f'SELECT {key}, count(*), bool_or(xgbz <> \'1\') FROM "{table.name}" '
+                    f'WHERE "{table.batch_time}" >= %s AND "{table.batch_time}" < %s GROUP BY 1', (start, end))
+        rows = cur.fetchall()
+    return {k for k, _, live in rows if live}, [k for k, n, _ in rows if n > 1]
+
+
+def staged_live_keys(conn, table: str, batch: str) -> set[str]:
+    """Keys staged for (table, batch) that still stand (not revoked, not superseded)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT bkey FROM hisbridge.staged WHERE tbl = %s AND batch = %s AND NOT revoked "
+                    "AND status <> 'superseded'", (table, batch))
+        return {k for (k,) in cur.fetchall()}
+
+
 def frontend_by_report_datetime(conn, table: Table, batch: str) -> dict[datetime, tuple[int, str]]:
     """(count, ledger-style key checksum) per report_datetime of the batch's front-end rows."""
     start, end = batch_range(table, batch)
@@ -187,11 +236,51 @@ def staged_counts(conn, table: str, batch: str) -> tuple[int, int]:
     return (counts[0].staged, counts[0].pending) if counts else (0, 0)
 
 
+def open_entries(staging_conn) -> list[QuarantineEntry]:
+    """The open quarantine entries (delivery.quarantine), as the entries the transform wrote: what reconcile
+    counts (released, replayed, superseded and dismissed ones no longer do)."""
+    if not quarantine_state.exists(staging_conn):
+        return []
+    out = []
+    for e in quarantine_state.entries(staging_conn, state="open"):
+        try:
+            out.append(parse_entry(json.dumps(e.entry)))
+        except QuarantineFormatError:
+            continue
+    return out
+
+
 def open_quarantine(staging_conn, table: str, batch: str) -> set[tuple[str, str]]:
     """Distinct (key, rule) of the table's open entries in the batch: what reconcile counts."""
     if not quarantine_state.exists(staging_conn):
         return set()
     return quarantine_state.open_pairs(staging_conn, table, batch)
+
+
+def quarantine_pairs(entries: Iterable, table: str, batches: set[str] | None = None) -> set[tuple[str, str]]:
+    """Distinct (key, rule) of a table's entries (optionally only those assigned to `batches`)."""
+    return {(e.key, rule) for e in entries if e.table == table and (batches is None or e.batch in batches)
+            for rule in e.rules}
+
+
+def quarantine_triples(entries: Iterable, table: str) -> set[tuple[str, str, str | None]]:
+    """Distinct (key, rule, batch) of a table's entries that carry a key, whatever their batch."""
+    return {(e.key, rule, e.batch) for e in entries if e.table == table and e.key for rule in e.rules}
+
+
+def unmatched_entries(entries: Iterable, tables: Iterable[str]) -> list:
+    """Entries no key comparison can account for: no key, or a table outside `tables` (e.g. _unknown)."""
+    names = set(tables)
+    return [e for e in entries if not e.key or e.table not in names]
+
+
+def reconcile_with_source(table: Table, batch: str, source: SourceKeys, frontend_conn, staging_conn,
+                          ledger_rows: list[LedgerRow], quarantine: set[tuple[str, str, str | None]]) -> TableReport:
+    delivered, duplicated = frontend_live_keys(frontend_conn, table, batch)
+    checks, orphans = check_flushes(ledger_rows, frontend_by_report_datetime(frontend_conn, table, batch))
+    staged, pending = staged_counts(staging_conn, table.name, batch)
+    return compare_with_source(table.name, batch, source, staged_live_keys(staging_conn, table.name, batch),
+                               delivered, quarantine, staged, pending, checks, orphans, duplicated)
 
 
 def reconcile_table(table: Table, batch: str, expected: Expected, frontend_conn, staging_conn,
@@ -202,7 +291,7 @@ def reconcile_table(table: Table, batch: str, expected: Expected, frontend_conn,
     return compare(table.name, batch, expected, delivered, quarantine, staged, pending, checks, orphans)
 
 
-def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None) -> list[str]:
+def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None, show: int = 3) -> list[str]:
     """A fixed-width table for operators (no identity values: keys only in the problem lines)."""
     lines = [f"{'table':<10} {'batch':<10} {'expected':>8} {'staged':>6} {'pending':>7} {'delivered':>9} "
              f"{'quarant.':>8}  {'flushes':<22} result"]
@@ -213,17 +302,24 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
                             + ([f"{len(resub)} resub {sum(f.ledger_count for f in resub)}"] if resub else [])) or "-"
         lines.append(f"{r.table:<10} {r.batch:<10} {r.expected:>8} {r.staged:>6} {r.pending:>7} {r.delivered:>9} "
                      f"{r.quarantined_keys:>8}  {flushes:<22} {'OK' if r.ok else 'MISMATCH'}")
-        for name in ("missing", "unexpected", "wrong_rule", "both"):
+        if r.quarantined:
+            problems.append(f"  {r.table} {r.batch}: quarantined by rule: "
+                            + ", ".join(f"{rule} {n}" for rule, n in r.quarantined.items()))
+        for rule, keys in r.quarantined_by_key.items():
+            problems.append(f"  {r.table} {r.batch}: quarantined {rule}: {', '.join(keys[:show])}"
+                            + (f" … ({len(keys)})" if len(keys) > show else ""))
+        for name in ("missing", "unexpected", "wrong_rule", "both", "duplicated"):
             keys = getattr(r, name)
             if keys:
-                problems.append(f"  {r.table} {r.batch}: {len(keys)} {name.replace('_', ' ')} e.g. {keys[:3]}")
-        for rule, keys in r.quarantined_keys_by_rule.items():
-            problems.append(f"  {r.table} {r.batch}: quarantined {rule} ({len(keys)}): {', '.join(keys[:20])}"
-                            + (" …" if len(keys) > 20 else ""))
+                problems.append(f"  {r.table} {r.batch}: {len(keys)} {name.replace('_', ' ')} e.g. {keys[:show]}")
+        if r.unkeyed:
+            problems.append(f"  {r.table} {r.batch}: note: {r.unkeyed} HIS record(s) without a business key "
+                            f"(cannot be matched key by key)")
         if r.orphans:
             problems.append(f"  {r.table} {r.batch}: {r.orphans} front-end rows under a report_datetime without ledger row")
         for f in r.flushes:
             if not f.ok:
-                problems.append(f"  {r.table} {r.batch}: ledger {f.report_datetime} {f.kind} counts {f.ledger_count}, "
+                problems.append(f"  {r.table} {r.batch}: ledger {wall_text(f.report_datetime, 'microseconds')} "
+                                f"{f.kind} counts {f.ledger_count}, "
                                 f"front-end shows {f.frontend_count}")
     return lines + problems

@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import psycopg2
 from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro
-from hisbridge.clock import clock_for
+from hisbridge.clock import clock_for, log_text
 from hisbridge.delivery import staging
 from hisbridge.contract import quarantine_topic, replay_topic
 from hisbridge.delivery.intake import (SinkEvent, StageChunk, stage_chunk,
                                        tables_by_topic)
 from hisbridge.delivery.schedule import load_schedule
 from hisbridge.delivery.timer import LoopState, tick
+from hisbridge.logs import Activity
 from hisbridge.runtime.sink_io import PgSinkIO
 from hisbridge.runtime.topics import ensure_topics
 from hisbridge.runtime.watermark import Partition
@@ -92,6 +94,7 @@ def register(app, config: Settings) -> None:
     ensure_topics(c.kafka_bootstrap, [*topics, *extra], "hisbridge-sink-setup", replication=c.topic_replication)
     core = app.topic(*topics, *extra, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
+    activity = Activity(log, "sink")
 
     @app.agent(core, name="hisbridge.sink.stage_core")
     async def stage_core(stream):
@@ -106,21 +109,26 @@ def register(app, config: Settings) -> None:
         ack would be a loss.
         """
         writer = StagingWriter(c.staging_dsn)
-        async for events in stream.take_events(w.sink_take, within=w.sink_within):
-            committed = False
-            try:
-                chunk = stage_chunk([_event(e) for e in events], topics, schemas)
-                for problem in chunk.problems:
-                    counters["unstageable"] = counters.get("unstageable", 0) + 1
-                    log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
-                await writer.commit(chunk)
-                committed = True
-            finally:
-                if not committed:
-                    log.critical("staging commit not done for %d events: exiting before Faust acks them",
-                                 len(events))
-                    logging.shutdown()
-                    os._exit(70)
+        try:
+            async for events in stream.take_events(w.sink_take, within=w.sink_within):
+                committed, started = False, time.monotonic()
+                try:
+                    chunk = stage_chunk([_event(e) for e in events], topics, schemas)
+                    for problem in chunk.problems:
+                        counters["unstageable"] = counters.get("unstageable", 0) + 1
+                        log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
+                    staged = await writer.commit(chunk)
+                    committed = True
+                    activity.add(time.monotonic() - started, events=len(events), rows=len(chunk.rows),
+                                 staged=staged or 0, unstageable=len(chunk.problems))
+                finally:
+                    if not committed:
+                        log.critical("staging commit not done for %d events: exiting before Faust acks them",
+                                     len(events))
+                        logging.shutdown()
+                        os._exit(70)
+        finally:
+            activity.flush()        # what the last interval did, also at shutdown
 
     state = LoopState()
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick
@@ -150,9 +158,10 @@ def register(app, config: Settings) -> None:
         try:
             report = await _in_thread(lambda: step(now))
         except Exception as exc:  # noqa: BLE001 — staging down or a bug: log, reconnect, next tick
-            log.exception("flush timer step failed at %s: %s", now.isoformat(), exc)
+            log.exception("flush timer step failed at %s: %s", log_text(now), exc)
             io.reset_staging()
             io.close_frontend()
             return
-        if report.waiting:
-            log.info("flush timer: %s", report.waiting)
+        activity.flush_if_due()
+        if report.waiting:     # the front-end is down: a warning, rate-limited like every repeated one
+            log.warning("flush timer: %s", report.waiting)

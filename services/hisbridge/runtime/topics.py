@@ -48,18 +48,15 @@ def not_compacted(bootstrap: str, names: Iterable[str], client_id: str = "hisbri
     return [t for t in existing if "compact" not in policy[t]]
 
 
-def committed_offsets(bootstrap: str, group: str, names: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The consumer group's committed offset per (topic, partition) of the named topics (none: absent)."""
-    from kafka.admin import KafkaAdminClient
+def partitions_of(bootstrap: str, topics: Iterable[str], client_id: str = "hisbridge-setup") -> list[tuple[str, int]]:
+    """(topic, partition) of every partition of the named topics that exist."""
+    from kafka import KafkaConsumer
 
-    wanted = set(names)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{group}-offsets")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None, enable_auto_commit=False)
     try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        return [(t, p) for t in sorted(topics) for p in sorted(consumer.partitions_for_topic(t) or ())]
     finally:
-        admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
-            if tp.topic in wanted and meta.offset >= 0}
+        consumer.close()
 
 
 def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:

@@ -13,16 +13,23 @@ agent over `stream.take`: Faust hands a stream its events one by one (~250 µs o
 that does nothing with take_events(500) tops out at ~4,200 events/s, bench/RESULTS.md "worker"). The Faust app
 still runs the worker: this task, the expiry timer, the producer, the sink agent, the web page.
 
-State (hisbridge.state): reference rows in memory, rebuilt at start from the reference tables' compacted raw
-topics up to the group's committed offsets (where the consumer resumes); held records in memory, written
-through to the compacted held-records topic before a batch's offsets are committed, read back whole at
-start. A record waits for its reference row until its batch closes (the schedule's period end + grace) by
-the watermark of everything else — so it never delays the close — or worker.lookup_wait seconds when an
-operator set that bound; then it is quarantined with the missing key and stays held, released (and its
-entry resolved by the sink) whenever the row arrives (a 1 s timer and after every batch).
+State (hisbridge.state): reference rows in a disk-backed global store (RocksDB under worker.state_dir) fed
+by every partition of the reference tables' compacted raw topics through a consumer outside the group
+(runtime.reference): before a batch is planned the store catches up to the reference topics' end offsets
+seen at that moment, so a visit whose patient row was written before it finds the row, and one whose row
+comes later is held as before. The store keeps its applied offsets beside the rows: a restart reads only
+the tail; a lost folder is rebuilt from the topics (progress logged). Held records in memory, written
+through to the compacted held-records topic before a batch's offsets are committed, read back for the
+partitions the group assigns (on every assignment: a partition taken over brings its held records along).
+A record waits for its reference row until its batch closes (the schedule's period end + grace) by the
+watermark of everything else — so it never delays the close — or worker.lookup_wait seconds when an operator
+set that bound; then it is quarantined with the missing key and stays held, released (and its entry
+resolved by the sink) whenever the row arrives (a 1 s timer and after every batch). A record over worker.produce_limit, or one the broker refuses as too large, is
+quarantined as `oversize`; the worker does not stop for it.
 
 Limits: marks name one connector, the topic prefix (all raw topics of this worker); with several transform
-workers in one group each would mark only its own partitions, so run one transform worker per connector.
+workers in one group each marks only its own partitions (records are complete; the sink's watermark may
+move on one worker's mark while another's partitions are behind).
 """
 from __future__ import annotations
 
@@ -31,33 +38,40 @@ import functools
 import logging
 import os
 import time
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, Iterable
 
 from aiokafka import (AIOKafkaConsumer, ConsumerRebalanceListener,
                       TopicPartition)
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import (CommitFailedError, MessageSizeTooLargeError,
+                             RecordTooLargeError)
 from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
+from hisbridge.clock import SHANGHAI
+from hisbridge.logs import Activity
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 QuarantineEntry, core_topic, heartbeat_topic,
                                 held_topic, mark_value, quarantine_key,
                                 quarantine_topic, raw_topics, serialize_entry,
                                 transform_group)
+from hisbridge.chain.screen import SchemaWatch
 from hisbridge.delivery.schedule import load_schedule
 from hisbridge.runtime.batch_plan import (BatchPlan, batch_close_ms,
                                           plan_batch, plan_expiry,
+                                          plan_present, plan_references,
                                           release_all)
 from hisbridge.runtime.ordering import Merge, Partition, RawEvent
-from hisbridge.runtime.topics import (committed_offsets, ensure_topics,
-                                      not_compacted, read_from_start)
+from hisbridge.runtime.reference import ReferenceFeed
+from hisbridge.runtime.topics import (ensure_topics, not_compacted,
+                                      read_from_start)
 from hisbridge.runtime.watermark import MarkThrottle, MarkTracker
 from hisbridge.settings import Settings
-from hisbridge.state.codec import CodedStore, LoggedStore
-from hisbridge.state.held import HeldRecords
-from hisbridge.state.lookups import (TableLookups, lookup_topics,
-                                     restore_lookups)
+from hisbridge.state.codec import CodedStore, LoggedStore, text
+from hisbridge.state.held import HeldRecords, held_partition
+from hisbridge.state.lookups import TableLookups, lookup_topics, open_store
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +87,10 @@ def _part(tp: TopicPartition) -> Partition:
 class RawBatches(ConsumerRebalanceListener):
     """Batches of raw messages from the consumer, merged oldest first across partitions (Merge)."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, take: int, within: float) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, take: int, within: float, on_assigned=None, on_revoked=None) -> None:
         self.consumer, self.take = consumer, take
         self.merge = Merge(take, within)
+        self.on_assigned, self.on_revoked = on_assigned, on_revoked
 
     async def next(self) -> list[RawEvent]:
         while True:
@@ -115,33 +130,69 @@ class RawBatches(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         self.merge.order.drop(_part(tp) for tp in revoked)
+        if self.on_revoked is not None:
+            await self.on_revoked()
 
     async def on_partitions_assigned(self, assigned) -> None:
-        pass
+        if self.on_assigned is not None:
+            await self.on_assigned({_part(tp) for tp in self.consumer.assignment()})
+
+
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
+
+
+def too_large_entry(out: Any, exc: BaseException) -> QuarantineEntry:
+    """The quarantine entry for an output the broker refused as too large (without its record: that is
+    what did not fit)."""
+    reason = {"rule": "oversize", "field": None,
+              "message": f"消息被 Kafka 拒绝（过大）/ refused by Kafka as too large: {type(exc).__name__}"}
+    if isinstance(out, QuarantineEntry):
+        return replace(out, reasons=(*out.reasons, reason), record=None)
+    return QuarantineEntry(out.table, (reason,), dict(out.source), out.batch, None, out.key_version,
+                           datetime.now(SHANGHAI).isoformat(), out.key)
 
 
 class TransformIO:
     """What the worker writes: outputs to core and quarantine topics, held-record changes, marks — each send
     awaited until the broker acknowledged it (producer acks=all, Faust's default)."""
 
-    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str) -> None:
-        self.app, self.core_prefix, self.held = app, core_prefix, held
+    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str, limit: int) -> None:
+        self.app, self.core_prefix, self.held, self.limit = app, core_prefix, held, limit
         self.core_topics = [core_topic(core_prefix, t) for t in sorted(tables)]
         self.quarantine = quarantine_topic(core_prefix)
 
+    async def _send(self, out: Any) -> Any:
+        if isinstance(out, CoreRecord):
+            return await self.app.producer.send(core_topic(self.core_prefix, out.table), out.key.encode("utf-8"),
+                                                out.value, None, None, list(out.headers))
+        value = serialize_entry(out)
+        if len(value) > self.limit and out.record is not None:    # the entry must fit where it goes
+            value = serialize_entry(replace(out, record=None))
+        log.debug("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
+        return await self.app.producer.send(self.quarantine, quarantine_key(out.table, out.key), value,
+                                            None, None, [(KIND_HEADER, QUARANTINE_KIND)])
+
     async def produce(self, outputs: list[Any]) -> None:
-        """A send error raises here, inside the batch, before any offset of it may be committed."""
-        send, futures = self.app.producer.send, []
+        """Every output, acknowledged. A record the broker refuses as too large becomes an `oversize`
+        quarantine entry (one record never stops the worker); any other send error raises here, inside
+        the batch, before any offset of it may be committed."""
+        outputs = [o for o in outputs if isinstance(o, (CoreRecord, QuarantineEntry))]
+        results: list[Any] = []
         for out in outputs:
-            if isinstance(out, CoreRecord):
-                futures.append(await send(core_topic(self.core_prefix, out.table), out.key.encode("utf-8"),
-                                          out.value, None, None, list(out.headers)))
-            elif isinstance(out, QuarantineEntry):
-                futures.append(await send(self.quarantine, quarantine_key(out.table, out.key), serialize_entry(out),
-                                          None, None, [(KIND_HEADER, QUARANTINE_KIND)]))
-                log.warning("quarantined %s key=%s: %s", out.table, out.key, ", ".join(out.rules))
-        if futures:
-            await asyncio.gather(*futures)
+            try:
+                results.append(await self._send(out))
+            except _TOO_LARGE as exc:          # refused before it left (the producer's max.request.size)
+                results.append(exc)
+        waiting = [(i, r) for i, r in enumerate(results) if not isinstance(r, BaseException)]
+        done = await asyncio.gather(*(r for _, r in waiting), return_exceptions=True) if waiting else []
+        for (i, _), result in zip(waiting, done):
+            results[i] = result
+        refused = [(out, exc) for out, exc in zip(outputs, results) if isinstance(exc, BaseException)]
+        for out, exc in refused:
+            if not isinstance(exc, _TOO_LARGE):
+                raise exc
+        if refused:
+            await self.produce([too_large_entry(out, exc) for out, exc in refused])
 
     async def save_held(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Held-record writes (None: a release) to their compacted topic, in order."""
@@ -162,6 +213,12 @@ class TransformIO:
         return len(futures)
 
 
+def _output_counts(outputs: list[Any]) -> dict[str, int]:
+    core = sum(1 for out in outputs if isinstance(out, CoreRecord))
+    quarantined = sum(1 for out in outputs if isinstance(out, QuarantineEntry))
+    return {"core": core, "quarantined": quarantined}
+
+
 class TransformWorker:
     """The transform stage of one worker: its state, its chain, and the loop that feeds them."""
 
@@ -173,18 +230,24 @@ class TransformWorker:
         self.group, self.held = transform_group(app.conf.id), held_topic(app.conf.id)
         self.held_rows = LoggedStore()
         self.pending = HeldRecords(CodedStore(self.held_rows))
-        self.lookup_rows: dict[str, Any] = {}
-        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held)
+        self.store_dir = settings.worker.state_dir / app.conf.id / "reference"
+        self.store, self.fresh = open_store(self.store_dir)
+        self.watch = SchemaWatch(self.store.space("schema"))
+        self.refs = ReferenceFeed(settings.connections.kafka_bootstrap, lookup_topics(self.mapping, self.prefix),
+                                  f"{self.group}-reference", settings.worker.transform_take)
+        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held, settings.worker.produce_limit)
         self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000)))
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
         grace = load_schedule(settings.paths.schedule, settings.worker.schedule_mode).grace
         self.close_of = functools.partial(batch_close_ms, catalog.tables, int(grace.total_seconds() * 1000))
-        self.lock = asyncio.Lock()   # the loop and the expiry timer never interleave their plan → checkpoint
+        self.lock = asyncio.Lock()   # the loop, the timer and rebalances never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
+        self.activity = Activity(log, "transform")
         self.run_chain = functools.partial(
-            transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.lookup_rows, self.mapping.lookups),
+            transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.store, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
-            schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro))
+            schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro), watch=self.watch,
+            max_bytes=settings.worker.produce_limit)
 
     def run(self, message, give_up: bool) -> list[Any]:
         """batch_plan's Run: the chain, leaving a batch's records to be finished together (defer=True)."""
@@ -206,25 +269,73 @@ class TransformWorker:
             log.error("topic %s is not compacted (cleanup.policy): a restart after its retention loses the rows "
                       "this worker restores from it — set cleanup.policy=compact (connectors/README.md)", topic)
 
-    def restore(self) -> None:
-        """The reference rows as they stood at the group's committed offsets, where the consumer resumes (a
-        first start restores nothing: it reads the topics from the beginning), and the held records."""
-        started, bootstrap = time.monotonic(), self.settings.connections.kafka_bootstrap
-        until = committed_offsets(bootstrap, self.group, lookup_topics(self.mapping, self.prefix))
-        applied = restore_lookups(self.lookup_rows, self.mapping, read_from_start(bootstrap, until))
-        self.held_rows.restore(read_from_start(bootstrap, {(self.held, 0): None}))
-        log.info("restored %d reference-row changes from %d raw topic partitions (%d keys) and %d held records, "
-                 "%.1f s", applied, len(until), len(self.lookup_rows), len(self.held_rows), time.monotonic() - started)
+    async def restore(self) -> None:
+        """The reference store up to the reference topics' end: the whole topics when its folder was new or
+        lost (progress logged), else only the tail after the offsets it keeps."""
+        started = time.monotonic()
+        if self.fresh:
+            log.info("参照数据存储 %s 为空，从原始主题重建 / reference store %s is empty: rebuilding it from the "
+                     "reference topics", self.store_dir, self.store_dir)
+        await self.refs.start(self.store.offsets())
+        applied = await self.catch_up(progress=True)
+        log.info("reference store %s: %d changes read from %d partitions, %.1f s", self.store_dir, applied,
+                 len(self.refs.parts), time.monotonic() - started)
+
+    async def catch_up(self, progress: bool = False) -> int:
+        """Read the reference topics up to their end offsets now (every partition, outside the group): rows
+        into the store, this worker's held records for them retried. Returns the messages read."""
+        ends = await self.refs.end_offsets()
+        read, last_log = 0, time.monotonic()
+        while (behind := await self.refs.behind(ends)) > 0:
+            events = await self.refs.fetch()
+            if not events:
+                continue
+            read += len(events)
+            plan = plan_references(events, mapping=self.mapping, lookups=self.store, pending=self.pending,
+                                   run=self.run, close_of=self.close_of)
+            for (topic, part), offset in plan.offsets.items():
+                self.store.note_offset(topic, part, offset + 1)
+            await self.checkpoint(plan)
+            if progress and time.monotonic() - last_log >= 5:
+                log.info("reference store rebuild: %d changes read, %d still to read", read, behind)
+                last_log = time.monotonic()
+        return read
+
+    # --- partitions ---------------------------------------------------------------------------------------
+    async def adopt(self, assigned: set[Partition]) -> None:
+        """The held records of the partitions the group assigned, from the held-records topic (a partition
+        taken over brings what its previous owner held), then those whose row the store holds retried."""
+        async with self.lock:
+            rows = LoggedStore()
+            rows.restore(m for m in await asyncio.to_thread(
+                lambda: list(read_from_start(self.settings.connections.kafka_bootstrap, {(self.held, 0): None})))
+                if m[1] is not None and held_partition(text(m[1])) in assigned)
+            self.held_rows, self.pending = rows, HeldRecords(CodedStore(rows))
+            log.info("assigned %d raw partitions, holding %d records for them", len(assigned), len(rows))
+            # no mark from inside a rebalance: the consumer's positions are not settled yet
+            await self.checkpoint(plan_present(lookups=self.store, pending=self.pending, run=self.run,
+                                               close_of=self.close_of), mark=False)
+
+    async def settle(self) -> None:
+        """Before partitions are revoked: the batch in progress finishes its checkpoint first."""
+        async with self.lock:
+            pass
 
     # --- one batch ----------------------------------------------------------------------------------------
-    async def checkpoint(self, plan: BatchPlan) -> None:
+    async def checkpoint(self, plan: BatchPlan, mark: bool = True) -> None:
         """Produce the plan's outputs, then release the held records that went out (only now: a crash before
-        this retries them), then write the held-record changes, then the mark — all acknowledged."""
+        this retries them), then write the held-record changes, then the reference store (rows and their
+        offsets, one write), then the mark — all acknowledged."""
         await self.io.produce(plan.outputs)
         release_all(self.pending, plan)
         await self.io.save_held(self.held_rows.drain())
+        self.store.commit()
+        for source, column, change in self.watch.drain():
+            log.error("源表结构变化 / schema drift in %s: column %s %s — its records are quarantined as schema_drift",
+                      source, column, change)
         self.marks.observe(plan.commits, plan.heartbeats)
-        await self._mark()
+        if mark:
+            await self._mark()
 
     async def _mark(self) -> None:
         if self.batches is None:
@@ -242,14 +353,22 @@ class TransformWorker:
         return plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms, free_mark_ms=free)
 
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
-        """The batch, then the expired held records, each through plan → checkpoint; returns the last offset
-        handled per partition."""
+        """The reference store caught up to the reference topics' end now, then the batch, then the expired
+        held records, each through plan → checkpoint; returns the last offset handled per partition."""
+        started = time.monotonic()
         async with self.lock:
+            await self.catch_up()
             now = _now_ms()
-            plan = plan_batch(batch, mapping=self.mapping, lookups=self.lookup_rows, pending=self.pending,
-                              run=self.run, now_ms=now, close_of=self.close_of)
+            plan = plan_batch(batch, mapping=self.mapping, lookups=self.store, pending=self.pending,
+                              run=self.run, now_ms=now, watch=self.watch, close_of=self.close_of)
             await self.checkpoint(plan)
-            await self.checkpoint(await self._expiry(now))
+            skipped = {k: n for k, n in plan.counts.items() if k.startswith("skip:") and k != "skip:heartbeat"}
+            if skipped:
+                log.debug("batch of %d: skipped %s", len(batch), skipped)
+            expired = await self._expiry(now)
+            await self.checkpoint(expired)
+        self.activity.add(time.monotonic() - started, raw=len(batch), **_output_counts(plan.outputs + expired.outputs),
+                          waiting=len(self.pending))
         return plan.offsets
 
     @staticmethod
@@ -265,13 +384,13 @@ class TransformWorker:
         a batch that raised: the worker stops (Faust crashes the app on a task's exception), a restart
         re-reads it."""
         await asyncio.to_thread(self.declare_topics)
-        await asyncio.to_thread(self.restore)
+        await self.restore()
         w = self.settings.worker
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.connections.kafka_bootstrap, group_id=self.group,
                                     client_id=self.group, enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_poll_records=w.transform_take)
         await consumer.start()
-        batches = RawBatches(consumer, w.transform_take, w.transform_within)
+        batches = RawBatches(consumer, w.transform_take, w.transform_within, self.adopt, self.settle)
         consumer.subscribe(self.topics, listener=batches)
         self.batches = batches
         try:
@@ -284,17 +403,27 @@ class TransformWorker:
                     raise
                 await self.commit(consumer, handled)
         finally:
+            self.activity.flush()
             await consumer.stop()
+            await self.refs.stop()
+            self.store.close()
+
+    async def log_activity(self) -> None:
+        """The activity line also when the topics went quiet after a burst."""
+        self.activity.flush_if_due()
 
     async def expire(self) -> None:
-        """Quarantine records whose reference row did not arrive in time, also while the topics are quiet.
-        A run that cannot finish stops the process: records it quarantined but could not release would
-        otherwise be quarantined again and again (a restart retries them)."""
-        if self.batches is None or not self.pending:    # (len(pending) builds its index: only once restored)
+        """Keep the reference store current and quarantine records whose reference row did not arrive in
+        time, also while the driver topics are quiet. A run that cannot finish stops the process: records it
+        quarantined but could not release would otherwise be quarantined again and again (a restart
+        retries them)."""
+        if self.batches is None:
             return
         async with self.lock:
             try:
-                await self.checkpoint(await self._expiry(_now_ms()))
+                await self.catch_up()
+                if self.pending:     # (len(pending) builds its index)
+                    await self.checkpoint(await self._expiry(_now_ms()))
             except BaseException:
                 log.critical("expiry of %d waiting records not finished: exiting (a restart retries them)",
                              len(self.pending), exc_info=True)
@@ -307,6 +436,7 @@ def register(app, settings: Settings) -> None:
     worker = TransformWorker(app, settings)
     app.task(worker.loop)
     app.timer(1.0, name="hisbridge.transform.expire_waiting")(worker.expire)
+    app.timer(5.0, name="hisbridge.transform.activity_log")(worker.log_activity)
 
     @app.task
     async def declare_core_topics() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, MutableMapping
 
-from hisbridge.state.lookups import lookup_store_key
+from hisbridge.state.lookups import LOOKUP_SEP, lookup_store_key
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,12 @@ def held_from(data: Mapping[str, Any]) -> Held:
 
 
 HELD_SEP = "\x1d"     # group separator: missing-row key | position of the held message
+
+
+def held_partition(skey: str) -> tuple[str, int]:
+    """The raw topic partition of the message a held-record entry holds (from its key)."""
+    parts = skey.split(HELD_SEP)
+    return parts[1], int(parts[2])
 
 
 class HeldRecords:
@@ -108,6 +114,10 @@ class HeldRecords:
                     index.pop(meta[0], None)
             if skey in self.store:
                 del self.store[skey]
+
+    def missing_keys(self) -> list[tuple[str, str]]:
+        """The (lookup, key) pairs records are held for."""
+        return [tuple(m.split(LOOKUP_SEP, 1)) for m in sorted(self._index())]    # type: ignore[misc]
 
     def expired(self, now_ms: int, wait_ms: int, free_mark_ms: int | None = None) -> list[tuple[str, Held]]:
         """Records to give up on, oldest first: the watermark of everything else (`free_mark_ms`) has passed

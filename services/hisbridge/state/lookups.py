@@ -1,21 +1,237 @@
-"""Reference rows (patient master, dictionaries, every table a mapping joins): one store keyed
-"<lookup>\\x1e<key>", seen as the `lookups` mapping the chain reads, and kept current by the reference
-tables' own changes (`apply_updates`); rebuilt at start from their compacted raw topics (`restore_lookups`),
-as Kafka Streams restores a GlobalKTable from its source topic.
+"""Reference rows (patient master, dictionaries, every table a mapping joins): one global store keyed
+"<lookup>\\x1e<key>", seen as the `lookups` mapping the chain reads (`TableLookups`).
+
+Every worker keeps the whole store, fed by the reference tables' own compacted raw topics read in full by a
+consumer outside the transform's group (runtime.reference), as Kafka Streams feeds a GlobalKTable: N workers
+with one app id each hold every row, whichever driver partitions the group gave them.
+
+`ReferenceStore` holds, beside each row, the source position (LSN / binlog order) it came from — a row is
+replaced only by a newer position, an older replayed version is ignored and counted — and, beside the data,
+the raw-topic offsets applied, written together (one RocksDB write batch), so a restart reads only the tail.
+Rows keep only the columns the mapping reads (mapping.lookup_updates). A delete leaves a marker with its
+position, so a replayed older insert cannot bring the row back.
+
+Backends: RocksDB through rocksdict (`open_store`, disk: the store outlives the process and its memory), or
+a dict (tests, benchmarks).
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
-from hisbridge.chain.decode import Change, decode_message
-from hisbridge.chain.mapping import LookupUpdate, SourceMapping, lookup_updates
+from hisbridge.chain.mapping import LookupUpdate, SourceMapping
 from hisbridge.contract import raw_topics
+from hisbridge.state.codec import decode_value, encode_value
+
+log = logging.getLogger(__name__)
 
 LOOKUP_SEP = "\x1e"           # record separator: lookup name | lookup key (the key itself uses \x1f)
+_ROW, _OFFSET = b"r", b"o"    # key spaces of the backend: rows, applied offsets
+_CACHE_MAX = 50_000
 
 
 def lookup_store_key(lookup: str, key: str) -> str:
     return f"{lookup}{LOOKUP_SEP}{key}"
+
+
+@dataclass
+class Applied:
+    """What a set of updates did: the (lookup, key) pairs that now hold a row (held records waiting for
+    them may be retried), and how many updates were older than the version already kept (ignored)."""
+    arrived: list[tuple[str, str]] = field(default_factory=list)
+    applied: int = 0
+    older: int = 0
+    same: int = 0                 # the very version already kept (another path applied it first)
+
+
+def _newer(position: int | None, kept: int | None) -> int:
+    """1 newer, 0 the same, -1 older; an unknown position on either side counts as newer (arrival order)."""
+    if position is None or kept is None:
+        return 1
+    return (position > kept) - (position < kept)
+
+
+class ReferenceStore(Mapping[str, Any]):
+    """Reference rows by "<lookup>\\x1e<key>" → the row (one-row lookups) or {member: row} (many-row), with
+    each row's source position and the raw-topic offsets applied. Writes stay in memory until `commit`,
+    which writes them and the offsets in one batch."""
+
+    def __init__(self, backend: MutableMapping[bytes, bytes] | None = None, writer: Any = None) -> None:
+        self.db = backend if backend is not None else {}
+        self.writer = writer                       # the rocksdict Rdict (write batches), None for a dict
+        self.writes: dict[bytes, bytes | None] = {}
+        self.cache: dict[str, Any] = {}
+        self.older = self.same = 0
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def _entry(self, skey: str) -> Any:
+        raw_key = _ROW + skey.encode("utf-8")
+        data = self.writes[raw_key] if raw_key in self.writes else self.db.get(raw_key)
+        return None if data is None else decode_value(data)
+
+    def get(self, skey: str, default: Any = None) -> Any:
+        if skey in self.cache:
+            view = self.cache[skey]
+        else:
+            view = _view(self._entry(skey))
+            if len(self.cache) >= _CACHE_MAX:
+                self.cache.clear()
+            self.cache[skey] = view
+        return default if view is None else view
+
+    def __getitem__(self, skey: str) -> Any:
+        view = self.get(skey)
+        if view is None:
+            raise KeyError(skey)
+        return view
+
+    def keys_with(self, head: bytes) -> list[bytes]:
+        """Backend and pending keys starting with `head`, sorted (RocksDB: a range scan from `head`)."""
+        if self.writer is None:
+            stored = [k for k in self.db if k.startswith(head)]
+        else:
+            stored = []
+            for k in self.db.keys(from_key=head):
+                if not k.startswith(head):
+                    break
+                stored.append(k)
+        return sorted(set(stored) | {k for k in self.writes if k.startswith(head)})
+
+    def _row_keys(self) -> Iterator[str]:
+        return (k[1:].decode("utf-8") for k in self.keys_with(_ROW))
+
+    def __iter__(self) -> Iterator[str]:     # not on the transform's path: tests, status
+        return (k for k in self._row_keys() if self.get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    # --- writing ------------------------------------------------------------------------------------------
+    def _put(self, skey: str, entry: Any) -> None:
+        self.writes[_ROW + skey.encode("utf-8")] = encode_value(entry)
+        self.cache.pop(skey, None)
+
+    def apply(self, updates: Iterable[LookupUpdate]) -> Applied:
+        """Each update replaces its row only when its source position is newer than the kept one's; values
+        are replaced, never mutated in place, so a row handed to a transform stays as it was."""
+        done = Applied()
+        for u in updates:
+            skey = lookup_store_key(u.lookup, u.key)
+            entry = self._entry(skey) or ({"m": {}} if u.member is not None else {"p": None, "r": None})
+            slot = entry["m"].get(u.member) if u.member is not None else entry
+            verdict = _newer(u.position, slot.get("p") if slot else None)
+            if verdict < 0 or (verdict == 0 and slot is not None):
+                done.older += verdict < 0
+                done.same += verdict == 0
+                continue
+            new = {"p": u.position, "r": dict(u.row) if u.row is not None else None}
+            self._put(skey, {"m": {**entry["m"], u.member: new}} if u.member is not None else new)
+            done.applied += 1
+            if u.row is not None:
+                done.arrived.append((u.lookup, u.key))
+        self.older += done.older
+        self.same += done.same
+        return done
+
+    # --- offsets and durability ---------------------------------------------------------------------------
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per reference-topic partition, as last committed with the rows."""
+        out = {}
+        for key in self.keys_with(_OFFSET):
+            data = self.writes[key] if key in self.writes else self.db.get(key)
+            topic, _, part = key[1:].decode("utf-8").rpartition(LOOKUP_SEP)
+            out[(topic, int(part))] = int(data)
+        return out
+
+    def note_offset(self, topic: str, partition: int, next_offset: int) -> None:
+        self.writes[_OFFSET + f"{topic}{LOOKUP_SEP}{partition}".encode("utf-8")] = str(next_offset).encode()
+
+    def commit(self) -> None:
+        """Rows and offsets written since the last commit, in one write batch (all or nothing on disk)."""
+        if not self.writes:
+            return
+        if self.writer is None:
+            for key, value in self.writes.items():
+                if value is None:
+                    self.db.pop(key, None)
+                else:
+                    self.db[key] = value
+        else:
+            from rocksdict import WriteBatch
+            batch = WriteBatch(raw_mode=True)
+            for key, value in self.writes.items():
+                batch.put(key, value) if value is not None else batch.delete(key)
+            self.writer.write(batch)
+        self.writes = {}
+
+    def space(self, name: str) -> "StoreSpace":
+        """A str → str mapping kept in this store (written with its rows), e.g. the schema watch's types."""
+        return StoreSpace(self, b"s" + name.encode("utf-8") + LOOKUP_SEP.encode())
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class StoreSpace(MutableMapping[str, str]):
+    def __init__(self, store: ReferenceStore, head: bytes) -> None:
+        self.store, self.head = store, head
+
+    def _key(self, key: str) -> bytes:
+        return self.head + key.encode("utf-8")
+
+    def __getitem__(self, key: str) -> str:
+        raw = self._key(key)
+        data = self.store.writes[raw] if raw in self.store.writes else self.store.db.get(raw)
+        if data is None:
+            raise KeyError(key)
+        return data.decode("utf-8")
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.store.writes[self._key(key)] = value.encode("utf-8")
+
+    def __delitem__(self, key: str) -> None:
+        self.store.writes[self._key(key)] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return (k[len(self.head):].decode("utf-8") for k in self.store.keys_with(self.head))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _view(entry: Any) -> Any:
+    """What the chain sees of a stored entry: the row, {member: row} of the live members, or None."""
+    if entry is None:
+        return None
+    if "m" in entry:
+        members = {m: slot["r"] for m, slot in entry["m"].items() if slot["r"] is not None}
+        return members or None
+    return entry["r"]
+
+
+class StoreLocked(RuntimeError):
+    """Another process has the reference store's folder open: an operator must give each worker its own."""
+
+
+def open_store(folder: Path) -> tuple[ReferenceStore, bool]:
+    """The RocksDB reference store in `folder`; (store, True) when the folder was new or lost, so the rows
+    must be rebuilt from the topics."""
+    from rocksdict import Options, Rdict
+
+    fresh = not (folder / "CURRENT").exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        db = Rdict(str(folder), options=Options(raw_mode=True))
+    except Exception as exc:   # noqa: BLE001 — rocksdict raises a bare Exception for a held lock
+        if "lock" in str(exc).lower():
+            raise StoreLocked(f"参照数据存储 {folder} 已被另一进程占用，请为每个 worker 设置独立的 HISBRIDGE_STATE_DIR / "
+                              f"reference store {folder} is open in another process: give each worker its own "
+                              f"HISBRIDGE_STATE_DIR") from None
+        raise
+    return ReferenceStore(db, db), fresh
 
 
 class _OneLookup(Mapping[str, Any]):
@@ -37,7 +253,7 @@ class _OneLookup(Mapping[str, Any]):
 
 
 class TableLookups(Mapping[str, Mapping[str, Any]]):
-    """`lookups[lookup][key]` over one store (a dict) keyed "<lookup>\\x1e<key>"."""
+    """`lookups[lookup][key]` over one store keyed "<lookup>\\x1e<key>"."""
 
     def __init__(self, store: Mapping[str, Any], names: Iterable[str]) -> None:
         self.store, self.names = store, frozenset(names)
@@ -54,52 +270,6 @@ class TableLookups(Mapping[str, Mapping[str, Any]]):
         return len(self.names)
 
 
-def apply_updates(store: MutableMapping[str, Any], updates: Iterable[LookupUpdate]) -> list[tuple[str, str]]:
-    """Write reference-row updates into the store; returns the (lookup, key) pairs that now hold a row
-    (the keys whose held records may be retried). Values are always replaced, never mutated in place, so
-    a row handed to a transform stays as it was."""
-    arrived: list[tuple[str, str]] = []
-    for u in updates:
-        skey = lookup_store_key(u.lookup, u.key)
-        if u.member is None:
-            if u.row is None:
-                if skey in store:
-                    del store[skey]
-            else:
-                store[skey] = dict(u.row)
-                arrived.append((u.lookup, u.key))
-            continue
-        group = dict(store.get(skey) or {})
-        if u.row is None:
-            group.pop(u.member, None)
-        else:
-            group[u.member] = dict(u.row)
-            arrived.append((u.lookup, u.key))
-        if group:
-            store[skey] = group
-        elif skey in store:
-            del store[skey]
-    return arrived
-
-
 def lookup_topics(mapping: SourceMapping, prefix: str) -> list[str]:
-    """The raw topics of the reference tables: what a worker reads from the beginning at start."""
+    """The raw topics of the reference tables: what every worker reads in full into its store."""
     return raw_topics(prefix, mapping.lookup_sources)
-
-
-def restore_lookups(store: MutableMapping[str, Any], mapping: SourceMapping,
-                    messages: Iterable[tuple[str, bytes | None, bytes | None]]) -> int:
-    """The reference rows rebuilt from their raw topics read from the beginning (topic, key, value in
-    offset order per partition); returns the changes applied.
-
-    The raw topics are the state log, as Kafka Streams restores a GlobalKTable from its source topic: the
-    connector creates them compacted (the newest row of every key is kept, a delete's tombstone removes
-    it), so no changelog copy of every reference row is written and read back. Messages that do not
-    decode are skipped here; the agent quarantines them when it consumes them."""
-    applied = 0
-    for topic, key, value in messages:
-        change = decode_message(topic, key, value)
-        if isinstance(change, Change):
-            apply_updates(store, lookup_updates(mapping, change))
-            applied += 1
-    return applied

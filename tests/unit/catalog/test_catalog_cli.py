@@ -32,7 +32,8 @@ def test_show_json_lists_every_table():
 
 def test_show_unknown_table_is_an_operator_error():
     result = run("show", "nope")
-    assert result.exit_code != 0 and "unknown catalog table 'nope'" in result.output
+    assert result.exit_code == 2 and "the catalog has no table 'nope'" in result.stderr
+    assert result.stderr.startswith("目录中没有表 nope")
 
 
 @pytest.mark.parametrize("table", TABLES)

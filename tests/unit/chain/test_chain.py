@@ -133,16 +133,16 @@ def test_delete_is_a_revoke_record(run):
     assert decode_core(out)["xgbz"] == "1" and out.source["op"] == "d"
 
 
-def test_decode_error_is_quarantined_under_unknown(run):
+def test_decode_error_is_quarantined_under_the_table_its_topic_feeds(run):
     error = decode_message("his.his.op_visit", None, b'{"schema": null, "payload": {"op": "x"}}')
     [out] = run(error)
-    assert isinstance(out, QuarantineEntry) and out.table == "_unknown" and out.rules == ["decode_error"]
+    assert isinstance(out, QuarantineEntry) and out.table == "mjzzlxx" and out.rules == ["decode_error"]
     assert out.source["topic"] == "his.his.op_visit" and out.record is None
 
 
 def test_unknown_source_table_is_quarantined(run):
     [out] = run(rows.change("lab_result", "c", after={"id": 1}))
-    assert out.table == "_unknown" and out.rules == ["unknown_source_table"]
+    assert out.table == "his.lab_result" and out.rules == ["unknown_source_table"]
 
 
 def test_reference_table_change_outputs_nothing(run):

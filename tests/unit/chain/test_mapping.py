@@ -100,16 +100,19 @@ def test_truncate_is_unmappable_not_silent(mapping):
 def test_reference_table_changes_feed_lookups_and_map_nothing(mapping):
     change = rows.change("pat_master", "u", before=rows.patient(), after=rows.patient(phone="13700137000"))
     assert map_change(mapping, change, rows.lookups()) == []
-    assert lookup_updates(mapping, change) == [LookupUpdate("patient", "P0001", None, change.after)]
+    kept = {c: v for c, v in change.after.items() if c in mapping.lookup_reads["patient"]}
+    assert lookup_updates(mapping, change) == [LookupUpdate("patient", "P0001", None, kept, change.source.lsn)]
+    assert "phone" in kept and set(kept) < set(change.after)        # only what the mapping reads is kept
     deleted = rows.change("pat_master", "d", before=rows.patient())
-    assert lookup_updates(mapping, deleted) == [LookupUpdate("patient", "P0001", None, None)]
+    assert lookup_updates(mapping, deleted) == [LookupUpdate("patient", "P0001", None, None, deleted.source.lsn)]
 
 
 def test_many_row_lookups_group_by_key_and_a_key_change_moves_the_row(mapping):
     before, after = rows.mr_diagnosis(), rows.mr_diagnosis(inpatient_no="ZY0002")
-    updates = lookup_updates(mapping, rows.change("mr_diagnosis", "u", before=before, after=after))
-    assert updates == [LookupUpdate("diagnoses_of", "ZY0001", "1", None),
-                       LookupUpdate("diagnoses_of", "ZY0002", "1", after)]
+    change = rows.change("mr_diagnosis", "u", before=before, after=after)
+    kept = {c: v for c, v in after.items() if c in mapping.lookup_reads["diagnoses_of"]}
+    assert lookup_updates(mapping, change) == [LookupUpdate("diagnoses_of", "ZY0001", "1", None, change.source.lsn),
+                                               LookupUpdate("diagnoses_of", "ZY0002", "1", kept, change.source.lsn)]
 
 
 def test_archiving_the_parent_fans_out_to_its_child_rows(mapping):

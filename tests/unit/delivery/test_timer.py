@@ -75,22 +75,26 @@ def test_stalled_watermark_alerts_once_near_the_window_end():
     assert len(first.alerts) == 1 and "not closed" in first.alerts[0] and again.alerts == []
     assert state.counters["stalled_watermark"] == 1 and io.flushed == []
 
-def test_frontend_down_backs_off_then_flushes_when_back():
+def test_frontend_down_when_the_window_opens_alerts_at_once_then_backs_off_and_flushes_when_back():
     io, state = FakeIO([pending()], at(19), down=True), LoopState()
     report = tick(at(18), state, io, HOSPITAL)
     assert "retry" in report.waiting and state.wait_until == at(18) + HOSPITAL.retry_base
+    assert len(report.alerts) == 1 and "mjzzlxx 2026-04-01" in report.alerts[0] and "22:00" in report.alerts[0]
     assert tick(at(18, 0, 4), state, io, HOSPITAL).waiting.startswith("backing off")
     tick(at(18, 0, 5), state, io, HOSPITAL)                  # second failure: longer delay
     assert state.wait_until == at(18, 0, 5) + 2 * HOSPITAL.retry_base
     io.down = False
     report = tick(at(18, 0, 15), state, io, HOSPITAL)
     assert [r.batch for r in report.flushed] == ["2026-04-01"] and state.attempt == 0
+    assert state.counters["frontend_unreachable"] == 1 and "frontend_window_missed" not in state.counters
 
 def test_frontend_down_until_the_window_end_alerts_and_waits_for_the_next_window():
     io, state = FakeIO([pending()], at(19), down=True), LoopState()
+    assert len(tick(at(18), state, io, HOSPITAL).alerts) == 1       # the alert comes as the window opens
     report = tick(at(21, 59, 58), state, io, HOSPITAL)
-    assert len(report.alerts) == 1 and "unreachable" in report.alerts[0]
-    assert state.counters["frontend_unreachable"] == 1 and state.wait_until == at(22)
+    assert report.alerts == [] and "gave up" in report.waiting     # not again as it closes
+    assert state.counters["frontend_unreachable"] == 1 and state.counters["frontend_window_missed"] == 1
+    assert state.wait_until == at(22)
     io.down = False
     assert tick(at(23), state, io, HOSPITAL).flushed == []    # window closed: nothing until the next one
     report = tick(at(18, 0, 1, days=1), state, io, HOSPITAL)

@@ -15,13 +15,14 @@ from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
 from hisbridge.clock import SHANGHAI
 from hisbridge.contract import QuarantineEntry, heartbeat_topic, raw_topics
-from hisbridge.runtime.batch_plan import (batch_close_ms, plan_batch,
-                                         plan_expiry, release_all)
+from hisbridge.runtime.batch_plan import (FATES, batch_close_ms, plan_batch,
+                                          plan_expiry, plan_present,
+                                          plan_references, release_all)
 from hisbridge.runtime.ordering import RawEvent
 from hisbridge.state.codec import CodedStore, LoggedStore
 from hisbridge.state.held import HeldRecords
-from hisbridge.state.lookups import (TableLookups, lookup_topics,
-                                     restore_lookups)
+from hisbridge.state.lookups import (ReferenceStore, TableLookups,
+                                     lookup_topics)
 from support import FIXTURES
 from support.debezium import Feed
 
@@ -45,7 +46,7 @@ STORE: dict[str, Any] = {}
 def stores():
     """Lookups as a plain dict; held records over a raw dict (what the held-records topic holds) — PENDING is
     that raw dict, so the tests see what a restart would recover."""
-    STORE["lookups"], STORE["raw"] = {}, {}
+    STORE["lookups"], STORE["raw"] = ReferenceStore(), {}
     STORE["pending"] = HeldRecords(CodedStore(STORE["raw"]))
     yield STORE
 
@@ -199,9 +200,10 @@ def test_held_records_index_is_rebuilt_from_the_store_after_a_restart():
     release(plan)
     assert raw_pending() == {} and len(pending()) == 0
 
-def test_a_restarted_worker_restores_from_the_raw_reference_topics_the_rows_its_batches_kept():
-    """Lookups are rebuilt at start from the reference tables' raw topics read from the beginning: an update,
-    a delete with its tombstone and an undecodable message there give the rows the running worker held."""
+def test_the_reference_topics_read_in_full_rebuild_the_rows_the_running_worker_kept():
+    """Every worker reads the reference tables' raw topics in full into its store (plan_references): an
+    update, a delete with its tombstone and an undecodable message there give the rows a worker that
+    planned the same messages as batches holds."""
     feed = Feed()
     events = reference_events(feed) + [
         feed.event("pat_master", h.patient(phone="13700137000"), op="u", before=h.patient()),
@@ -211,14 +213,37 @@ def test_a_restarted_worker_restores_from_the_raw_reference_topics_the_rows_its_
     ]
     batch(events)
     assert set(lookup_topics(MAPPING, "his")) >= {e.topic for e in events}
-    restored: dict = {}
-    assert restore_lookups(restored, MAPPING, [(e.topic, e.key, e.value) for e in events]) == 6
-    assert restored == STORE["lookups"]
-    first: dict = {}
-    restore_lookups(first, MAPPING, [(e.topic, e.key, e.value) for e in events[:4]])
-    assert set(restored) == set(first) - {k for k, row in first.items() if row == h.staff()}
-    assert len(first) == 4 and len(restored) == 3
-    assert [row["phone"] for row in restored.values() if "phone" in row] == ["13700137000"]
+    rebuilt = ReferenceStore()
+    plan_references(events, mapping=MAPPING, lookups=rebuilt, pending=pending(), run=run)
+    assert dict(rebuilt) == dict(STORE["lookups"])
+    first = ReferenceStore()
+    plan_references(events[:4], mapping=MAPPING, lookups=first, pending=pending(), run=run)
+    assert set(rebuilt) == set(first) - {k for k in first if k.startswith("staff\x1e")}
+    assert len(first) == 4 and len(rebuilt) == 3
+    assert [row["phone"] for row in rebuilt.values() if "phone" in row] == ["13700137000"]
+
+
+def test_a_held_record_whose_row_is_already_in_the_store_goes_out_when_its_partition_is_adopted():
+    """A partition taken over from another worker: its held records come with it, and those whose row the
+    store already holds (it arrived while the other worker owned the partition) are retried at once."""
+    feed = Feed()
+    release(batch(reference_events(feed, patient=False) + [feed.event("op_diagnosis", h.op_diagnosis()),
+                                                            feed.event("op_visit", h.visit())]))
+    assert len(pending()) == 2
+    plan_references([feed.event("pat_master", h.patient())], mapping=MAPPING, lookups=STORE["lookups"],
+                    pending=HeldRecords(CodedStore({})), run=run)          # the store learnt the row elsewhere
+    plan = plan_present(lookups=STORE["lookups"], pending=pending(), run=run)
+    assert {o.key for o in plan.outputs if isinstance(o, CoreRecord)} == {"V0001"} and len(plan.release) == 2
+
+
+def test_every_message_of_a_batch_gets_one_fate():
+    feed = Feed()
+    events = reference_events(feed) + [feed.event("op_diagnosis", h.op_diagnosis()), feed.event("op_visit", h.visit()),
+                                       RawEvent("his.his.staff_dict", 0, 90, b'{"id": 1}', None), feed.heartbeat(9_000, 91)]
+    plan = batch(events)
+    assert len(plan.fates) == len(events) and all(f and set(f) <= FATES for f in plan.fates.values())
+    assert plan.counts["lookup"] == 4 and plan.counts["skip:tombstone"] == 1 and plan.counts["skip:heartbeat"] == 1
+
 
 def test_held_records_written_through_to_their_topic_come_back_after_a_restart():
     """The worker keeps held records in a LoggedStore and produces its writes (a release is a tombstone)

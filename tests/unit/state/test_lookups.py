@@ -1,28 +1,50 @@
-"""Reference rows as the chain reads them: one store, per lookup a mapping, updates that replace rows."""
+"""Reference rows as the chain reads them: one store, per lookup a mapping, rows replaced only by a newer
+source position, kept on disk (RocksDB) with the offsets applied beside them."""
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from hisbridge.chain.mapping import LookupUpdate
-from hisbridge.state.lookups import (TableLookups, apply_updates,
-                                     lookup_store_key)
+from hisbridge.state.lookups import (ReferenceStore, TableLookups,
+                                     lookup_store_key, open_store)
 
 
 def test_updates_replace_rows_and_groups_and_say_which_keys_now_hold_a_row():
-    store: dict = {}
-    arrived = apply_updates(store, [LookupUpdate("patient", "P1", None, {"name": "张三"}),
-                                    LookupUpdate("diagnoses_of", "Z1", "1", {"icd": "I10"}),
-                                    LookupUpdate("diagnoses_of", "Z1", "2", {"icd": "E11"})])
-    assert arrived == [("patient", "P1"), ("diagnoses_of", "Z1"), ("diagnoses_of", "Z1")]
+    store = ReferenceStore()
+    done = store.apply([LookupUpdate("patient", "P1", None, {"name": "张三"}),
+                        LookupUpdate("diagnoses_of", "Z1", "1", {"icd": "I10"}),
+                        LookupUpdate("diagnoses_of", "Z1", "2", {"icd": "E11"})])
+    assert done.arrived == [("patient", "P1"), ("diagnoses_of", "Z1"), ("diagnoses_of", "Z1")]
     handed_out = store[lookup_store_key("patient", "P1")]
-    apply_updates(store, [LookupUpdate("patient", "P1", None, {"name": "李四"})])
+    store.apply([LookupUpdate("patient", "P1", None, {"name": "李四"})])
     assert handed_out == {"name": "张三"}                    # replaced, never mutated in place
-    assert apply_updates(store, [LookupUpdate("diagnoses_of", "Z1", "1", None)]) == []
+    assert store.apply([LookupUpdate("diagnoses_of", "Z1", "1", None)]).arrived == []
     assert store[lookup_store_key("diagnoses_of", "Z1")] == {"2": {"icd": "E11"}}
-    apply_updates(store, [LookupUpdate("diagnoses_of", "Z1", "2", None), LookupUpdate("patient", "P1", None, None)])
-    assert store == {}
+    store.apply([LookupUpdate("diagnoses_of", "Z1", "2", None), LookupUpdate("patient", "P1", None, None)])
+    assert dict(store) == {}
+
+
+def test_a_row_is_replaced_only_by_a_newer_source_position_and_an_older_replay_is_counted():
+    store = ReferenceStore()
+    key = lookup_store_key("visit", "V1")
+    store.apply([LookupUpdate("visit", "V1", None, {"total_fee": Decimal("691.48")}, position=200)])
+    replay = store.apply([LookupUpdate("visit", "V1", None, {"total_fee": Decimal("677.72")}, position=100)])
+    assert replay.applied == 0 and replay.older == 1 and store.older == 1
+    assert store[key] == {"total_fee": Decimal("691.48")}
+    assert store.apply([LookupUpdate("visit", "V1", None, {"total_fee": Decimal("691.48")}, position=200)]).same == 1
+    store.apply([LookupUpdate("visit", "V1", None, None, position=300)])          # deleted at 300
+    assert store.get(key) is None
+    store.apply([LookupUpdate("visit", "V1", None, {"total_fee": Decimal("1")}, position=250)])
+    assert store.get(key) is None                   # an older insert replayed after the delete stays out
+    store.apply([LookupUpdate("diagnoses_of", "Z1", "1", {"icd": "I10"}, position=50),
+                 LookupUpdate("diagnoses_of", "Z1", "1", {"icd": "OLD"}, position=40)])
+    assert store[lookup_store_key("diagnoses_of", "Z1")] == {"1": {"icd": "I10"}}
 
 
 def test_table_lookups_view_one_store_per_lookup_name():
-    store = {lookup_store_key("patient", "P1"): {"name": "张三"}, lookup_store_key("dept", "1001"): {"n": "内科"}}
+    store = ReferenceStore()
+    store.apply([LookupUpdate("patient", "P1", None, {"name": "张三"}), LookupUpdate("dept", "1001", None, {"n": "内科"})])
     lookups = TableLookups(store, ["patient", "dept"])
     assert lookups["patient"]["P1"] == {"name": "张三"} and lookups["patient"].get("P2") is None
     assert list(lookups["dept"]) == ["1001"] and len(lookups) == 2 and sorted(lookups) == ["dept", "patient"]
@@ -32,3 +54,25 @@ def test_table_lookups_view_one_store_per_lookup_name():
         pass
     else:
         raise AssertionError("a lookup the mapping does not name is a KeyError")
+
+
+def test_the_disk_store_keeps_rows_and_offsets_written_together_across_a_reopen(tmp_path):
+    folder = tmp_path / "reference"
+    store, fresh = open_store(folder)
+    assert fresh and store.offsets() == {}
+    born = datetime(1949, 12, 31, 8, 0)
+    store.apply([LookupUpdate("patient", "P1", None, {"name": "张三", "born": born}, position=7)])
+    store.note_offset("his.his.pat_master", 2, 41)
+    store.space("schema")["his.pat_master\x1ename"] = "string"
+    store.commit()
+    store.apply([LookupUpdate("patient", "P2", None, {"name": "李四"}, position=8)])   # never committed
+    store.close()
+    again, fresh = open_store(folder)
+    try:
+        assert not fresh and again.offsets() == {("his.his.pat_master", 2): 41}
+        assert again[lookup_store_key("patient", "P1")] == {"name": "张三", "born": born}
+        assert again.get(lookup_store_key("patient", "P2")) is None
+        assert dict(again.space("schema")) == {"his.pat_master\x1ename": "string"}
+        assert again.apply([LookupUpdate("patient", "P1", None, {"name": "旧"}, position=6)]).older == 1
+    finally:
+        again.close()
