@@ -23,7 +23,7 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, REPLAY_BATCH_KIND,
                                 replay_record_headers, replay_topic, serialize_entry)
 from hisbridge.runtime.topics import read_from_start
 from hisbridge.settings import Settings
-from hisbridge.state.lookups import restore_lookups
+from hisbridge.state.lookups import ReferenceStore, TableLookups, lookup_topics
 
 Message = tuple[str, bytes | None, bytes | None]     # (topic, key, value)
 
@@ -106,18 +106,27 @@ class Replayer:
     def __init__(self, settings: Settings, prefix: str | None = None) -> None:
         from hisbridge.catalog import catalog_for
         from hisbridge.chain.mapping import load_mapping
-        from hisbridge.state.lookups import TableLookups, lookup_topics
         self.settings, self.prefix = settings, prefix or settings.source.topic_prefix
         self.catalog = catalog_for(settings.paths)
         self.mapping = load_mapping(self.catalog, settings.paths.mapping, settings.org)
         self.bootstrap = settings.connections.kafka_bootstrap
-        rows: dict[str, Any] = {}
-        restore_lookups(rows, self.mapping, read_from_start(
-            self.bootstrap, _whole(self.bootstrap, lookup_topics(self.mapping, self.prefix)), "hisbridge-replay"))
         self.run = functools.partial(
-            transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(rows, self.mapping.lookups),
+            transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(self._references(),
+                                                                                        self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), give_up=True,
-            schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro))
+            schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro),
+            max_bytes=settings.worker.produce_limit)
+
+    def _references(self) -> ReferenceStore:
+        """The reference rows as the raw topics hold them now (in memory: a replay is short-lived)."""
+        from hisbridge.chain.mapping import lookup_updates
+        store = ReferenceStore()
+        topics = _whole(self.bootstrap, lookup_topics(self.mapping, self.prefix))
+        for topic, key, value in read_from_start(self.bootstrap, topics, "hisbridge-replay"):
+            change = decode_message(topic, key, value)
+            if isinstance(change, Change):
+                store.apply(lookup_updates(self.mapping, change))
+        return store
 
     def driver_topics(self) -> list[str]:
         return raw_topics(self.prefix, self.mapping.by_source)
