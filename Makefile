@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 HB     := $(VENV)/bin/hisbridge
 JARS_STAMP := deploy/lib/.fetched
 
-.PHONY: install jars mariadb up down status test faults chaos demo bench clean distclean
+.PHONY: install jars mariadb prometheus up down status test faults chaos demo bench clean distclean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,11 @@ $(JARS_STAMP): deploy/pom.xml $(wildcard deploy/jars/*/pom.xml)
 mariadb:
 	@bash deploy/install-mariadb.sh
 
-up: install jars mariadb
+# Prometheus and promtool (Debian's package, its own service disabled): the stack runs its own under var/.
+prometheus:
+	@bash deploy/install-prometheus.sh
+
+up: install jars mariadb prometheus
 	$(HB) stack up
 
 down:
@@ -39,7 +43,7 @@ status: install
 	-$(HB) stack status --rss
 
 # Unit and stack tests against the real stack; the stack is stopped afterwards whatever happens.
-test: install jars mariadb
+test: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning
@@ -59,7 +63,8 @@ chaos: install jars mariadb
 	$(PY) tests/faults/chaos.py --seed $(SEED)
 
 # One simulated hospital day D across 18:00 into the front-end tables, reconciled (deploy/demo.py says how).
-# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day.
+# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day
+# while that day is in the past (a first run simulates yesterday: DEMO_DAY=YYYY-MM-DD starts further back).
 demo: up
 	$(PY) deploy/demo.py
 

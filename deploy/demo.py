@@ -49,11 +49,12 @@ from devstack.worker import Worker
 from hisbridge import hisdb
 from hisbridge.catalog import catalog_for
 from hisbridge.chain.mapping import load_mapping
-from hisbridge.clock import SHANGHAI, write_clock_file
+from hisbridge.clock import SHANGHAI, wall_text, write_clock_file
 from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
                                 transform_group)
 from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.ops import connectors, reconcile
+from hisbridge.messages import OperatorError
 from hisbridge.ops.lag import lag_by_topic, partition_lags
 from hisbridge.runtime.topics import ensure_topics
 from hisbridge.settings import Settings, environment_for, load_settings
@@ -266,7 +267,7 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
     def progress(at: datetime, n: int) -> None:
         if follow_clock:
             set_clock(cfg.settings, at)
-        cfg.say(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} HIS changes")
+        cfg.say(f"  sim clock {wall_text(at)}  {n} HIS changes")
 
     conn = his_connection(cfg.settings)
     try:
@@ -316,7 +317,7 @@ def run(cfg: DemoConfig) -> Outcome:
     prepare(cfg, catalog, mapping)
     out.timings["setup"] = time.monotonic() - t0
     six_pm = datetime.combine(cfg.day, dtime(18))
-    say(f"day D = {cfg.day}: simulating [{cfg.window_start:%Y-%m-%d %H:%M}, {six_pm:%Y-%m-%d %H:%M}) live at "
+    say(f"day D = {cfg.day}: simulating [{wall_text(cfg.window_start)}, {wall_text(six_pm)}) live at "
         f"{cfg.speed:.0f}x ({cfg.visits} visits/day, bad share {cfg.bad_share}); sink clock held at D 17:59:59")
     t = time.monotonic()
     applied, last_ms = load_window(cfg.window_start, six_pm, cfg, follow_clock=False)
@@ -393,7 +394,7 @@ def print_summary(cfg: DemoConfig, out: Outcome) -> None:
         reasons.update(r.quarantined)
     print("\nquarantined by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"))
     rdts = sorted(set(out.report_datetimes))
-    print("report_datetime: " + (", ".join(str(r) for r in rdts) or "none"))
+    print("report_datetime: " + (", ".join(wall_text(r, "microseconds") for r in rdts) or "none"))
     print(f"reconciliation: {'OK' if out.ok else 'NOT OK'}")
     t = out.timings
     print(f"timings: setup {t.get('setup', 0):.0f}s, day {t.get('day', 0):.0f}s, drain {t.get('drain', 0):.0f}s, "
@@ -428,8 +429,7 @@ def next_config(settings: Settings) -> DemoConfig:
     else:
         day, start, first = date.fromisoformat(state["day"]) + timedelta(days=1), datetime.fromisoformat(state["end"]), False
     if day >= today:
-        raise SystemExit(f"the demo has simulated every past day up to {day - timedelta(days=1)}; "
-                         "`make clean` starts the simulated hospital afresh")
+        raise OperatorError("demo.no_past_day", last=(day - timedelta(days=1)).isoformat())
     return DemoConfig(settings=settings, day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
                       seed=int(os.environ.get("DEMO_SEED", 1)),
                       bad_share=float(os.environ.get("DEMO_BAD_SHARE", 0.02)),
@@ -454,4 +454,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hisbridge.cli.errors import run_entry_point
+    run_entry_point(main)

@@ -141,10 +141,14 @@ def quarantine_key(table: str, key: str | None) -> bytes | None:
 
 # --- quarantine entries ---------------------------------------------------------------------------------
 #
-#   {"table": "mjzzlxx",                 # catalog table, or "_unknown" when the envelope was unreadable
+#   {"table": "mjzzlxx",                 # catalog table; the HIS table ("his.pat_master") when the change
+#                                        # feeds no catalog table (a reference row, an unknown table, an
+#                                        # unreadable message of a topic that drives several); "_unknown"
+#                                        # only when even the topic names no table
 #    "key": "V260301000007",             # business key when it could be computed, else null
 #    "reasons": [{"rule": "unmapped_code", "field": "xb", "message": "…"}],
-#    "source": {"topic": …, "db": …, "schema": …, "table": …, "lsn": …, "tx_id": …, "commit_time_ms": …,
+#    "source": {"topic": …, "partition": 0, "offset": 41, "message_key": "{…}",   # the raw message
+#               "db": …, "schema": …, "table": …, "lsn": …, "tx_id": …, "commit_time_ms": …,
 #               "snapshot": false},
 #    "batch": "2026-03-01" | null,
 #    "record": {…} | null,               # encrypt fields already SM4-encrypted: never plaintext
@@ -157,6 +161,7 @@ def quarantine_key(table: str, key: str | None) -> bytes | None:
 
 FORMAT = 1
 UNKNOWN_TABLE = "_unknown"
+SOURCE_MESSAGE_FIELDS = ("topic", "partition", "offset", "message_key")   # every entry's source names its message
 
 
 class QuarantineFormatError(ValueError):

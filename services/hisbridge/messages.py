@@ -60,6 +60,10 @@ CATALOGUE: Mapping[str, Template] = {
                           "detach; log to var/log/worker.log, stop with `stack down worker`"),
     "worker.started": ("工作进程已启动：pid {pid}，日志 {log}", "worker started: pid {pid}, log {log}"),
     "worker.running": ("工作进程已在运行：pid {pid}，日志 {log}", "worker already running: pid {pid}, log {log}"),
+    "worker.wait": ("--background 等待工作进程 /health 应答的秒数", "seconds --background waits for the worker's /health"),
+    "worker.spawned_unconfirmed": ("工作进程已派生：pid {pid}，日志 {log}（web 端口为 0，无 /health 可确认）",
+                                   "worker spawned: pid {pid}, log {log} (web port 0: no /health to confirm it)"),
+    "worker.start_failed": ("工作进程未能启动：{reason}；日志 {log}", "the worker did not start: {reason}; log {log}"),
 
     # --- config, stack, catalog, sim ------------------------------------------------------------------
     "config.help": ("解析后的设置（环境变量优先于设置文件，设置文件优先于默认值）",
@@ -131,6 +135,11 @@ CATALOGUE: Mapping[str, Template] = {
     "sim.to": ("结束月份 YYYY-MM", "last month YYYY-MM"),
     "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
                             "periods kept)"),
+
+    "demo.no_past_day": ("演示已模拟到 {last} 为止的每一天：演示只模拟过去的日子；`make clean` 重新开始，"
+                         "或首次运行时用 DEMO_DAY=YYYY-MM-DD 从更早的一天开始",
+                         "the demo has simulated every past day up to {last}: it simulates past days only; "
+                         "`make clean` starts afresh, or DEMO_DAY=YYYY-MM-DD on a first run starts further back"),
 
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",

@@ -42,6 +42,12 @@ def cli(settings: Settings, batch: str, tables: tuple[str, ...], show: int, sim_
     require_kafka(c.kafka_bootstrap)
     front = connect_postgres(c.frontend_dsn, "HISBRIDGE_FRONTEND_DSN")
     stage = connect_postgres(c.staging_dsn, "HISBRIDGE_STAGING_DSN")
+    # before the first flush neither schema exists: what the worker would create (idempotent), so an empty
+    # delivery reconciles against the HIS instead of failing on a missing ledger table
+    from hisbridge.delivery import staging
+    from hisbridge.delivery.flush import ensure_frontend
+    ensure_frontend(front, settings.paths.frontend_sql / "frontend.sql")
+    staging.ensure_schema(stage)
     entries = reconcile.open_entries(stage)        # only open entries count
     try:
         if expected is not None:

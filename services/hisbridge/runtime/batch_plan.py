@@ -25,11 +25,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from hisbridge.chain.batch import BatchError, assign_batch
-from hisbridge.chain.chain import CoreRecord, Waiting, finish_outputs
+from hisbridge.chain.chain import Unfinished, Waiting, finish_outputs
 from hisbridge.chain.decode import Change, DecodeError, Heartbeat, decode_message
 from hisbridge.chain.mapping import SourceMapping, lookup_updates
 from hisbridge.chain.screen import SchemaWatch, screen
-from hisbridge.contract import QuarantineEntry
+from hisbridge.contract import SOURCE_MESSAGE_FIELDS, QuarantineEntry
 from hisbridge.runtime.ordering import Partition, RawEvent
 from hisbridge.state.codec import text
 from hisbridge.state.held import Held, HeldRecords
@@ -84,9 +84,11 @@ def _held_for(event: RawEvent, table: str, now_ms: int, commit_ms: int | None, s
 
 
 def located(outputs: list[Any], topic: str, partition: int, offset: int, key: str | None) -> list[Any]:
-    """Quarantine entries with the raw message they came from (topic, partition, offset, key) in their source."""
-    where = {"topic": topic, "partition": partition, "offset": offset, "message_key": key}
-    return [replace(o, source={**o.source, **where}) if isinstance(o, QuarantineEntry) else o for o in outputs]
+    """Quarantine entries (and records still to finish, which may become one) with the raw message they came
+    from (topic, partition, offset, key) in their source."""
+    where = dict(zip(SOURCE_MESSAGE_FIELDS, (topic, partition, offset, key)))
+    return [replace(o, source={**o.source, **where}) if isinstance(o, (QuarantineEntry, Unfinished)) else o
+            for o in outputs]
 
 
 def _kind(out: Any) -> str:

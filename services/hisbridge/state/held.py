@@ -155,6 +155,11 @@ class HeldRecords:
         starts = [since for _, since, _, _, _ in self._meta.values()]
         return len(starts), sum(1 for m in self._meta.values() if m[4]), min(starts) if starts else None
 
+    def oldest_since(self) -> int | None:
+        """When the longest-waiting record started to wait (ms), or None."""
+        self._index()
+        return min((m[1] for m in self._meta.values()), default=None)
+
     def __len__(self) -> int:
         self._index()
         return len(self._meta)

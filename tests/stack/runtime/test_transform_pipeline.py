@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -321,8 +322,8 @@ def test_his_changes_become_exactly_the_expected_core_records_and_quarantine(pip
 
 def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipeline):
     """kill -9 after the offsets moved past the patient and the waiting visit: the restarted worker has the
-    patient (reference rows rebuilt from the raw topics up to the committed offsets) and still holds the visit
-    (held records read back from their topic)."""
+    patient (its reference store on disk, of which the restart reads only the tail of the reference topics)
+    and still holds the visit (held records read back from their topic)."""
     his, conn, worker, reader = long_wait_pipeline
     t = at(D, 9)
     insert(conn, "pat_master", his.patient("K"))
@@ -357,6 +358,8 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
     insert(conn, "op_visit", {**his.visit("K2", t), "patient_id": his.pid("K")})
     insert(conn, "op_diagnosis", his.diagnosis("K2", t))
     wait_for("K2's record from the recovered patient row", lambda: produced("K2"), timeout=120)
+    read = [int(n) for n in re.findall(r"reference store \S+: (\d+) changes read", worker.log.read_text(errors="replace"))]
+    assert len(read) == 2 and read[0] > 0 and read[1] < read[0]     # the restart read only the tail
     assert not produced("W")
     insert(conn, "pat_master", his.patient("W"))
     wait_for("W's held record once its patient arrives", lambda: produced("W"), timeout=60)
