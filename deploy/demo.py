@@ -36,7 +36,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from datetime import time as dtime
 from datetime import timedelta
@@ -52,7 +52,7 @@ from hisbridge.chain.mapping import load_mapping
 from hisbridge.clock import SHANGHAI, wall_text, write_clock_file
 from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
                                 transform_group)
-from hisbridge.delivery import ledger, staging
+from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.ops import connectors, reconcile
 from hisbridge.messages import OperatorError
 from hisbridge.ops.lag import lag_by_topic, partition_lags
@@ -216,10 +216,11 @@ def wait_drained(cfg: DemoConfig, mapping, after_ms: int, timeout: float = 300.0
     raw, core = pipeline_topics(settings, mapping)
     group, bootstrap = settings.worker.app_id, settings.connections.kafka_bootstrap
     began, last_said = time.monotonic(), 0.0
+    staged = core + [quarantine_topic(settings.worker.core_prefix)]   # entries reach staging through the sink too
     while True:
-        lag = {**consumer_lag(bootstrap, transform_group(group), raw), **consumer_lag(bootstrap, group, core)}
+        lag = {**consumer_lag(bootstrap, transform_group(group), raw), **consumer_lag(bootstrap, group, staged)}
         mark = sink_watermark_ms(settings.connections.staging_dsn, settings.source.topic_prefix, core)
-        raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in core)
+        raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in staged)
         passed = mark is not None and mark >= after_ms
         if raw_lag == 0 and core_lag == 0 and passed:
             return time.monotonic() - began
@@ -357,9 +358,10 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
                     and catalog.table(k[0]).cadence == "daily")
     c = cfg.settings.connections
-    out.quarantine = reconcile.read_quarantine(c.kafka_bootstrap, quarantine_topic(cfg.settings.worker.core_prefix))
     front = psycopg2.connect(c.frontend_dsn)
     stage = psycopg2.connect(c.staging_dsn)
+    # only open entries count: a late reference row's entry is resolved when its record is staged
+    out.quarantine = [replace(e, key=e.key or None) for e in quarantine.entries(stage, state="open")]
     try:
         for table_name, batch in wanted:
             table = catalog.table(table_name)
@@ -367,7 +369,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
             out.report_datetimes += [r.report_datetime for r in rows]
             out.reports.append(reconcile.reconcile_table(
                 table, batch, expected[(table_name, batch)], front, stage, rows,
-                reconcile.quarantine_pairs(out.quarantine, table_name, {batch})))
+                reconcile.open_quarantine(stage, table_name, batch)))
     finally:
         front.close()
         stage.close()
