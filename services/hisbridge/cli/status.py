@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 from hisbridge.cli.common import command, pass_settings
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, wall_text
 from hisbridge.messages import render
 from hisbridge.ops import observe
 from hisbridge.settings import Settings
@@ -25,7 +25,9 @@ from hisbridge.settings import Settings
 
 
 def _local(moment: datetime | None) -> str:
-    return moment.astimezone(SHANGHAI).isoformat(timespec="seconds") if moment else "-"
+    """Aware moments in Asia/Shanghai; a naive one is front-end wall clock (report_datetime), already local —
+    astimezone would read it in the machine's zone."""
+    return wall_text(moment) if moment else "-"
 
 
 def _countdown(seconds: float) -> str:
