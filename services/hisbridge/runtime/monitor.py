@@ -180,6 +180,7 @@ def register(app, settings: Settings) -> None:
                           observe.first_line(exc))
                 continue
             monitor.metrics.restarts.labels(r.connector, task).inc()
-            log.error("connector %s task %s FAILED (%s); restarted (attempt %d in a row, next back-off %.0fs)",
-                      r.connector, task, r.reason, r.attempt, supervisor.policy.delay(r.attempt))
+            # formatted here: every restart is its own (back-off-spaced) event, never folded as a repeat
+            log.error(f"连接器任务失败，已重启 / connector {r.connector} task {task} FAILED ({r.reason}); restarted "
+                      f"(attempt {r.attempt} in a row, next back-off {supervisor.policy.delay(r.attempt):.0f}s)")
         monitor.metrics.consecutive.counts = supervisor.consecutive()
