@@ -63,7 +63,8 @@ chaos: install jars mariadb prometheus
 	$(PY) tests/faults/chaos.py --seed $(SEED)
 
 # One simulated hospital day D across 18:00 into the front-end tables, reconciled (deploy/demo.py says how).
-# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day.
+# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day
+# while that day is in the past (a first run simulates yesterday: DEMO_DAY=YYYY-MM-DD starts further back).
 demo: up
 	$(PY) deploy/demo.py
 

@@ -245,7 +245,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("worker.web_port", "HISBRIDGE_WORKER_WEB_PORT", _int, 56066, doc="0 = no web server"),
     Knob("worker.web_host", "HISBRIDGE_WORKER_WEB_HOST", _str, "127.0.0.1",
          doc="address the web server (health, /metrics) binds: 0.0.0.0 only where a scraper must reach it"),
-    Knob("worker.lookup_wait", "HISBRIDGE_LOOKUP_WAIT", _float, 300.0, doc="seconds a record waits for a reference row"),
+    Knob("worker.lookup_wait", "HISBRIDGE_LOOKUP_WAIT", _float, 0.0,
+         doc="upper bound, seconds, a record waits for a reference row (0 = until its batch closes)"),
     Knob("worker.transform_take", "HISBRIDGE_TRANSFORM_TAKE", _int, 2000,
          # 2,000 keeps the per-batch costs (fetch, produce round trip, commit) under a tenth of the work;
          # 500 gave ~4,200 raw messages/s, 2,000 ~6,100 (bench/RESULTS.md)

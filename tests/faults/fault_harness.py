@@ -176,7 +176,9 @@ def duplicate_raw(run: FaultRun, count: int = 60) -> Recover | None:
 def second_worker(run: FaultRun) -> Recover:
     """A second worker with the same app id (a double start, a container scaled to 2)."""
     twin = Worker(run.settings, run.worker.name + "-twin")
-    twin.start_background(env=environment_for(run.settings))
+    # another machine or container: its own state folder (the reference store refuses a second process)
+    state = run.settings.paths.var / f"{run.worker.name}-twin-state"
+    twin.start_background(env={**environment_for(run.settings), "HISBRIDGE_STATE_DIR": str(state)})
     return lambda r: None      # both keep running to the end; the twin is stopped at cleanup
 
 

@@ -19,9 +19,7 @@ SCENARIOS = [
     Scenario("frontend_down_at_window_open", FAULTS["frontend_down"], "window_open", own_frontend=True),
     Scenario("connector_paused", FAULTS["connector_paused"], "evening"),
     Scenario("duplicate_raw_messages", FAULTS["duplicate_raw"], "evening", fast=True),
-    # waiting for rel-core (issue 11 items 2, 3, 5, 6): the fault functions are in fault_harness
-    Scenario("second_worker_same_app_id", FAULTS["second_worker"], "stream",
-             pending="rel-core item 2: reference rows as a global store (today 704/704 visits quarantined)"),
+    Scenario("second_worker_same_app_id", FAULTS["second_worker"], "stream"),
 ]
 
 # Scenarios whose data differs from the demo day (an older version replayed, a 1.5 MB value, a dropped

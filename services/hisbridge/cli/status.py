@@ -99,11 +99,35 @@ def ledger_data(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
 
 def quarantine_data(settings: Settings) -> list[dict[str, Any]]:
-    from hisbridge.contract import quarantine_topic
+    """Open entries by rule and table, from their life cycle in staging (delivery.quarantine)."""
     c = settings.connections
-    messages = observe.read_topic(c.kafka_bootstrap, quarantine_topic(settings.worker.core_prefix), c.connect_timeout)
-    counts = observe.open_quarantine(messages)
-    return [{"table": t, "rule": r, "open": n} for (t, r), n in sorted(counts.items())]
+    rows = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.quarantine", """
+        SELECT tbl, r, count(*) FROM hisbridge.quarantine, unnest(rules) AS r WHERE state = 'open'
+        GROUP BY tbl, r ORDER BY tbl, r""")
+    return [{"table": t, "rule": r, "open": n} for t, r, n in rows]
+
+
+def replays_data(settings: Settings) -> dict[str, Any]:
+    """Records held for a reference row (of which already quarantined) and the oldest; replays in flight."""
+    from hisbridge.delivery import replay
+    from hisbridge.ops.replay import held_waiting
+    c = settings.connections
+    held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
+    found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
+    flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []
+    return {"held": held, "held_quarantined": given_up,
+            "oldest_held": _local(datetime.fromtimestamp(oldest / 1000, SHANGHAI)) if oldest else None,
+            "in_flight": [{"id": r.id, "kind": r.kind, "operator": r.operator, "reason": r.reason, "sent": r.sent,
+                           "requested": _local(r.requested_at)} for r in flying]}
+
+
+def _in_flight(dsn: str, read: Callable) -> list:
+    import psycopg2
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        return read(conn)
+    finally:
+        conn.close()
 
 
 def worker_data(settings: Settings) -> dict[str, Any]:
@@ -130,6 +154,7 @@ def collect(settings: Settings, batches: int, ledger_rows: int, show_all: bool) 
         "delivery": lambda: delivery_data(settings),
         "ledger": lambda: ledger_data(settings, ledger_rows),
         "quarantine": lambda: quarantine_data(settings),
+        "replays": lambda: replays_data(settings),
     }
     with ThreadPoolExecutor(max_workers=len(readers)) as pool:
         futures = {name: pool.submit(read) for name, read in readers.items()}
@@ -188,6 +213,11 @@ def _lines(name: str, data: Any, limit: int) -> list[str]:
                 for r in data]
     if name == "quarantine":
         return [f"{q['table']:<10} {q['rule']:<24} {q['open']:>6} open" for q in data]
+    if name == "replays":
+        return ([f"held for a reference row: {data['held']} ({data['held_quarantined']} already quarantined), "
+                 f"oldest since {data['oldest_held'] or '-'}"]
+                + [f"replay {r['id']} {r['kind']} by {r['operator']}: {r['sent']} sent, requested {r['requested']} "
+                   f"({r['reason']})" for r in data["in_flight"]])
     return [str(data)]
 
 

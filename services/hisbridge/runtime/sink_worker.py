@@ -18,7 +18,9 @@ from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro
 from hisbridge.clock import clock_for, log_text
 from hisbridge.delivery import staging
-from hisbridge.delivery.intake import SinkEvent, stage_chunk, tables_by_topic
+from hisbridge.contract import quarantine_topic, replay_topic
+from hisbridge.delivery.intake import (SinkEvent, StageChunk, stage_chunk,
+                                       tables_by_topic)
 from hisbridge.delivery.schedule import load_schedule
 from hisbridge.delivery.timer import LoopState, tick
 from hisbridge.runtime.monitor import monitor_of
@@ -57,17 +59,17 @@ class StagingWriter:
     def __init__(self, dsn: str, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.dsn, self.conn, self.sleep = dsn, None, sleep
 
-    def _commit(self, rows, progress) -> int:
+    def _commit(self, chunk: StageChunk) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
             staging.ensure_schema(self.conn)
-        return staging.upsert_rows(self.conn, rows, progress)
+        return staging.upsert_rows(self.conn, chunk.rows, chunk.progress, chunk.entries, chunk.replays)
 
-    async def commit(self, rows, progress) -> int:
+    async def commit(self, chunk: StageChunk) -> int:
         backoff = Backoff()
         while True:
             try:
-                return await _in_thread(lambda: self._commit(rows, progress))
+                return await _in_thread(lambda: self._commit(chunk))
             except psycopg2.Error as exc:
                 delay = backoff.next()
                 log.error("staging commit failed (%s); retrying in %.1fs — offsets stay where they are",
@@ -79,17 +81,19 @@ class StagingWriter:
 
 
 def register(app, config: Settings) -> None:
-    """The sink agent over every catalog table's core topic and the on-leader flush timer (called when the
-    worker starts: the core topics are created here, before the agent's consumer subscribes, or it would see
-    them only at the next metadata refresh)."""
+    """The sink agent over every catalog table's core topic, the quarantine topic (entries → their life cycle
+    in staging) and the replay topic, and the on-leader flush timer (called when the worker starts: the
+    topics are created here, before the agent's consumer subscribes, or it would see them only at the next
+    metadata refresh)."""
     catalog = catalog_for(config.paths)
     topics = tables_by_topic(catalog.tables.values(), config.worker.core_prefix)
     schemas = avro.schemas_by_fingerprint(avro.load_all(config.paths.avro).values())
     schedule = load_schedule(config.paths.schedule, config.worker.schedule_mode)
     clock = clock_for(config.clock)
     w, c = config.worker, config.connections
-    ensure_topics(c.kafka_bootstrap, topics, "hisbridge-sink-setup", replication=c.topic_replication)
-    core = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+    extra = [quarantine_topic(w.core_prefix), replay_topic(w.core_prefix)]
+    ensure_topics(c.kafka_bootstrap, [*topics, *extra], "hisbridge-sink-setup", replication=c.topic_replication)
+    core = app.topic(*topics, *extra, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
     metrics = monitor_of(app).metrics
 
@@ -127,7 +131,7 @@ def register(app, config: Settings) -> None:
                     for problem in chunk.problems:
                         counters["unstageable"] = counters.get("unstageable", 0) + 1
                         log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
-                    staged = await writer.commit(chunk.rows, chunk.progress)
+                    staged = await writer.commit(chunk)
                     committed = True
                     await commit_offsets(events)
                     for row in chunk.rows:

@@ -100,6 +100,14 @@ class MarkTracker:
         self.throttle.sent(now_ms, value)
         self.produced = False
 
+    def free(self, positions: Mapping[Partition, tuple[int | None, int]]) -> int | None:
+        """The mark of everything but the held records: how far every other change has been produced (a
+        held record whose batch closed before it is given up, so it never holds the close back)."""
+        if not positions:
+            return None
+        return connector_mark_ms({p: self.commits.get(p) for p in positions}, caught_up(positions),
+                                 self.heartbeat_ms)
+
 
 # --- sink side ------------------------------------------------------------------------------------------
 
