@@ -99,35 +99,9 @@ def ledger_data(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
 
 def quarantine_data(settings: Settings) -> list[dict[str, Any]]:
-    """Open entries by rule and table, from their life cycle in staging (delivery.quarantine)."""
     c = settings.connections
-    rows = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.quarantine", """
-        SELECT tbl, r, count(*) FROM hisbridge.quarantine, unnest(rules) AS r WHERE state = 'open'
-        GROUP BY tbl, r ORDER BY tbl, r""")
-    return [{"table": t, "rule": r, "open": n} for t, r, n in rows]
-
-
-def replays_data(settings: Settings) -> dict[str, Any]:
-    """Records held for a reference row (of which already quarantined) and the oldest; replays in flight."""
-    from hisbridge.delivery import replay
-    from hisbridge.ops.replay import held_waiting
-    c = settings.connections
-    held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
-    found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
-    flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []
-    return {"held": held, "held_quarantined": given_up,
-            "oldest_held": _local(datetime.fromtimestamp(oldest / 1000, SHANGHAI)) if oldest else None,
-            "in_flight": [{"id": r.id, "kind": r.kind, "operator": r.operator, "reason": r.reason, "sent": r.sent,
-                           "requested": _local(r.requested_at)} for r in flying]}
-
-
-def _in_flight(dsn: str, read: Callable) -> list:
-    import psycopg2
-    conn = psycopg2.connect(dsn, connect_timeout=5)
-    try:
-        return read(conn)
-    finally:
-        conn.close()
+    counts = observe.read_open_quarantine(c.staging_dsn, c.connect_timeout)
+    return [{"table": t, "rule": r, "open": n} for (t, r), n in sorted(counts.items())]
 
 
 def worker_data(settings: Settings) -> dict[str, Any]:
