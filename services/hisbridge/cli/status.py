@@ -104,6 +104,29 @@ def quarantine_data(settings: Settings) -> list[dict[str, Any]]:
     return [{"table": t, "rule": r, "open": n} for (t, r), n in sorted(counts.items())]
 
 
+def replays_data(settings: Settings) -> dict[str, Any]:
+    """Records held for a reference row (of which already quarantined) and the oldest; replays in flight."""
+    from hisbridge.delivery import replay
+    from hisbridge.ops.replay import held_waiting
+    c = settings.connections
+    held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
+    found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
+    flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []
+    return {"held": held, "held_quarantined": given_up,
+            "oldest_held": _local(datetime.fromtimestamp(oldest / 1000, SHANGHAI)) if oldest else None,
+            "in_flight": [{"id": r.id, "kind": r.kind, "operator": r.operator, "reason": r.reason, "sent": r.sent,
+                           "requested": _local(r.requested_at)} for r in flying]}
+
+
+def _in_flight(dsn: str, read: Callable) -> list:
+    import psycopg2
+    conn = psycopg2.connect(dsn, connect_timeout=5)
+    try:
+        return read(conn)
+    finally:
+        conn.close()
+
+
 def worker_data(settings: Settings) -> dict[str, Any]:
     """The worker's own view (/health): held records and the oldest one's wait, which hold the watermark."""
     port = settings.worker.web_port
