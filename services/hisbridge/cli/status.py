@@ -109,6 +109,7 @@ def replays_data(settings: Settings) -> dict[str, Any]:
     from hisbridge.delivery import replay
     from hisbridge.ops.replay import held_waiting
     c = settings.connections
+    observe.admin_client(c.kafka_bootstrap, c.connect_timeout, "hisbridge-status").close()   # down: said in 3 s
     held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
     found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
     flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []
