@@ -101,12 +101,9 @@ def ledger_data(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
 
 def quarantine_data(settings: Settings) -> list[dict[str, Any]]:
-    """Open entries by rule and table, from their life cycle in staging (delivery.quarantine)."""
     c = settings.connections
-    rows = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.quarantine", """
-        SELECT tbl, r, count(*) FROM hisbridge.quarantine, unnest(rules) AS r WHERE state = 'open'
-        GROUP BY tbl, r ORDER BY tbl, r""")
-    return [{"table": t, "rule": r, "open": n} for t, r, n in rows]
+    counts = observe.read_open_quarantine(c.staging_dsn, c.connect_timeout)
+    return [{"table": t, "rule": r, "open": n} for (t, r), n in sorted(counts.items())]
 
 
 def replays_data(settings: Settings) -> dict[str, Any]:
@@ -114,6 +111,7 @@ def replays_data(settings: Settings) -> dict[str, Any]:
     from hisbridge.delivery import replay
     from hisbridge.ops.replay import held_waiting
     c = settings.connections
+    observe.admin_client(c.kafka_bootstrap, c.connect_timeout, "hisbridge-status").close()   # down: said in 3 s
     held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
     found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
     flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []

@@ -60,9 +60,11 @@ def paused(settings, module_resources):
     connectors.apply(run, ConnectorSpec(name, "postgres", ("statusprobe.t",), heartbeat_ms=1000), timeout=120)
     client = ConnectClient(run.connections.connect_url)
     assert client.request("PUT", f"/connectors/{name}/pause")[0] in (200, 202, 204)
-    wait_for("PAUSED", lambda: (client.status(name) or {}).get("connector", {}).get("state") == "PAUSED", 60, 0.5)
-    with conn.cursor() as cur:          # ~8 MiB of WAL the paused slot cannot confirm
-        cur.execute("INSERT INTO statusprobe.t SELECT g, repeat('x', 1000) FROM generate_series(1, 8000) g")
+    wait_for("connector and task PAUSED", lambda: {p.get("state") for p in [
+        (client.status(name) or {}).get("connector", {}), *(client.status(name) or {}).get("tasks", [])]} == {"PAUSED"},
+        60, 0.5)
+    with conn.cursor() as cur:          # ~16 MB of WAL the paused slot cannot confirm
+        cur.execute("INSERT INTO statusprobe.t SELECT g, repeat('x', 1000) FROM generate_series(1, 16000) g")
     conn.close()
     yield run, name
     client.request("PUT", f"/connectors/{name}/resume")
