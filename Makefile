@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 HB     := $(VENV)/bin/hisbridge
 JARS_STAMP := deploy/lib/.fetched
 
-.PHONY: install jars mariadb up down status test faults chaos demo bench clean distclean
+.PHONY: install jars mariadb prometheus up down status test faults chaos demo bench clean distclean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,11 @@ $(JARS_STAMP): deploy/pom.xml $(wildcard deploy/jars/*/pom.xml)
 mariadb:
 	@bash deploy/install-mariadb.sh
 
-up: install jars mariadb
+# Prometheus and promtool (Debian's package, its own service disabled): the stack runs its own under var/.
+prometheus:
+	@bash deploy/install-prometheus.sh
+
+up: install jars mariadb prometheus
 	$(HB) stack up
 
 down:
@@ -39,27 +43,28 @@ status: install
 	-$(HB) stack status --rss
 
 # Unit and stack tests against the real stack; the stack is stopped afterwards whatever happens.
-test: install jars mariadb
+test: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 # Every fault scenario of tests/faults (≤ 40 min; the fast ones also run in `make test`), each ending with the
 # HIS-side reconcile; the stack is stopped afterwards.
-faults: install jars mariadb
+faults: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/faults -q -s -p no:cacheprovider -W ignore::DeprecationWarning -m 'faults_full or not faults_full'
 
 # One simulated day with 20 faults drawn at random (seeded; the seed is printed), reconciled against the HIS.
 SEED ?= 1
-chaos: install jars mariadb
+chaos: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(PY) tests/faults/chaos.py --seed $(SEED)
 
 # One simulated hospital day D across 18:00 into the front-end tables, reconciled (deploy/demo.py says how).
-# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day.
+# A few minutes; the stack and the worker stay up (`make down` stops them). A re-run simulates the next day
+# while that day is in the past (a first run simulates yesterday: DEMO_DAY=YYYY-MM-DD starts further back).
 demo: up
 	$(PY) deploy/demo.py
 

@@ -68,7 +68,7 @@ from hisbridge.contract import heartbeat_topic, raw_topics, transform_group  # n
 from hisbridge.runtime.batch_plan import plan_batch  # noqa: E402
 from hisbridge.runtime.ordering import RawEvent  # noqa: E402
 from hisbridge.state.held import HeldRecords  # noqa: E402
-from hisbridge.state.lookups import TableLookups  # noqa: E402
+from hisbridge.state.lookups import ReferenceStore, TableLookups  # noqa: E402
 from hisbridge.settings import load_settings  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim.load import schema_sql  # noqa: E402
@@ -135,7 +135,7 @@ def expected_outputs(messages: list[Message], prefix: str, catalog, mapping, key
     """Outputs per catalog table ("quarantine" for quarantine entries) as the worker computes them
     (plan_batch over the same messages, in order, in batches of `take`), the distinct business keys per
     table, and how many records stay held."""
-    store: dict[str, Any] = {}
+    store = ReferenceStore()
     pending = HeldRecords({})
     lookups = TableLookups(store, mapping.lookups)
 
@@ -336,7 +336,7 @@ FUNCTIONS = (   # cumulative time of the wiring's steps (cProfile: a coroutine c
     ("  chain.transform (the pure chain)", "hisbridge/chain/chain.py", "transform"),
     ("  decode.decode_message", "decode.py", "decode_message"),
     ("  mapping.lookup_updates", "mapping.py", "lookup_updates"),
-    ("  lookups.apply_updates (lookup rows → store)", "state/lookups.py", "apply_updates"),
+    ("  ReferenceStore.apply (lookup rows → store)", "state/lookups.py", "apply"),
     ("  codec.decode_value / encode_value (held records ↔ JSON)", "state/codec.py",
      ("decode_value", "encode_value")),
     ("  HeldRecords.park / at / release", "state/held.py", ("park", "at", "release")),
@@ -379,7 +379,7 @@ def print_profile(path: str) -> None:
 SAMPLE_STEPS = (   # (label, regex on one py-spy frame "function (file:line)"), most specific first
     ("chain.transform (the pure chain)", r"^transform \(.*hisbridge/chain/chain\.py"),
     ("decode.decode_message", r"^decode_message \(.*hisbridge/chain/decode\.py"),
-    ("lookup rows → store (apply_updates)", r"^apply_updates \(.*state/lookups"),
+    ("lookup rows → store (ReferenceStore.apply)", r"^apply \(.*state/lookups"),
     ("held records (park / at / release)", r"^(park|at|release|_index) \(.*state/held"),
     ("other plan_batch (lookup_updates…)", r"^plan_batch \(.*runtime/batch_plan"),
     ("TransformIO.produce + marks (send, await acks)", r"hisbridge/runtime/transform_worker\.py"),

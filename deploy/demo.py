@@ -36,7 +36,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from datetime import time as dtime
 from datetime import timedelta
@@ -49,11 +49,12 @@ from devstack.worker import Worker
 from hisbridge import hisdb
 from hisbridge.catalog import catalog_for
 from hisbridge.chain.mapping import load_mapping
-from hisbridge.clock import SHANGHAI, write_clock_file
+from hisbridge.clock import SHANGHAI, wall_text, write_clock_file
 from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
                                 transform_group)
-from hisbridge.delivery import ledger, staging
+from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.ops import connectors, reconcile
+from hisbridge.messages import OperatorError
 from hisbridge.ops.lag import lag_by_topic, partition_lags
 from hisbridge.runtime.topics import ensure_topics
 from hisbridge.settings import Settings, environment_for, load_settings
@@ -215,10 +216,11 @@ def wait_drained(cfg: DemoConfig, mapping, after_ms: int, timeout: float = 300.0
     raw, core = pipeline_topics(settings, mapping)
     group, bootstrap = settings.worker.app_id, settings.connections.kafka_bootstrap
     began, last_said = time.monotonic(), 0.0
+    staged = core + [quarantine_topic(settings.worker.core_prefix)]   # entries reach staging through the sink too
     while True:
-        lag = {**consumer_lag(bootstrap, transform_group(group), raw), **consumer_lag(bootstrap, group, core)}
+        lag = {**consumer_lag(bootstrap, transform_group(group), raw), **consumer_lag(bootstrap, group, staged)}
         mark = sink_watermark_ms(settings.connections.staging_dsn, settings.source.topic_prefix, core)
-        raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in core)
+        raw_lag, core_lag = sum(lag.get(t, 0) for t in raw), sum(lag.get(t, 0) for t in staged)
         passed = mark is not None and mark >= after_ms
         if raw_lag == 0 and core_lag == 0 and passed:
             return time.monotonic() - began
@@ -265,7 +267,7 @@ def load_window(start: datetime, end: datetime, cfg: DemoConfig, follow_clock: b
     def progress(at: datetime, n: int) -> None:
         if follow_clock:
             set_clock(cfg.settings, at)
-        cfg.say(f"  sim clock {at:%Y-%m-%d %H:%M}  {n} HIS changes")
+        cfg.say(f"  sim clock {wall_text(at)}  {n} HIS changes")
 
     conn = his_connection(cfg.settings)
     try:
@@ -315,7 +317,7 @@ def run(cfg: DemoConfig) -> Outcome:
     prepare(cfg, catalog, mapping)
     out.timings["setup"] = time.monotonic() - t0
     six_pm = datetime.combine(cfg.day, dtime(18))
-    say(f"day D = {cfg.day}: simulating [{cfg.window_start:%Y-%m-%d %H:%M}, {six_pm:%Y-%m-%d %H:%M}) live at "
+    say(f"day D = {cfg.day}: simulating [{wall_text(cfg.window_start)}, {wall_text(six_pm)}) live at "
         f"{cfg.speed:.0f}x ({cfg.visits} visits/day, bad share {cfg.bad_share}); sink clock held at D 17:59:59")
     t = time.monotonic()
     applied, last_ms = load_window(cfg.window_start, six_pm, cfg, follow_clock=False)
@@ -356,9 +358,10 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     wanted = sorted(k for k in expected if (k[1] <= last if cfg.first_run else k[1] == last)
                     and catalog.table(k[0]).cadence == "daily")
     c = cfg.settings.connections
-    out.quarantine = reconcile.read_quarantine(c.kafka_bootstrap, quarantine_topic(cfg.settings.worker.core_prefix))
     front = psycopg2.connect(c.frontend_dsn)
     stage = psycopg2.connect(c.staging_dsn)
+    # only open entries count: a late reference row's entry is resolved when its record is staged
+    out.quarantine = [replace(e, key=e.key or None) for e in quarantine.entries(stage, state="open")]
     try:
         for table_name, batch in wanted:
             table = catalog.table(table_name)
@@ -366,7 +369,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
             out.report_datetimes += [r.report_datetime for r in rows]
             out.reports.append(reconcile.reconcile_table(
                 table, batch, expected[(table_name, batch)], front, stage, rows,
-                reconcile.quarantine_pairs(out.quarantine, table_name, {batch})))
+                reconcile.open_quarantine(stage, table_name, batch)))
     finally:
         front.close()
         stage.close()
@@ -391,7 +394,7 @@ def print_summary(cfg: DemoConfig, out: Outcome) -> None:
         reasons.update(r.quarantined)
     print("\nquarantined by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"))
     rdts = sorted(set(out.report_datetimes))
-    print("report_datetime: " + (", ".join(str(r) for r in rdts) or "none"))
+    print("report_datetime: " + (", ".join(wall_text(r, "microseconds") for r in rdts) or "none"))
     print(f"reconciliation: {'OK' if out.ok else 'NOT OK'}")
     t = out.timings
     print(f"timings: setup {t.get('setup', 0):.0f}s, day {t.get('day', 0):.0f}s, drain {t.get('drain', 0):.0f}s, "
@@ -426,8 +429,7 @@ def next_config(settings: Settings) -> DemoConfig:
     else:
         day, start, first = date.fromisoformat(state["day"]) + timedelta(days=1), datetime.fromisoformat(state["end"]), False
     if day >= today:
-        raise SystemExit(f"the demo has simulated every past day up to {day - timedelta(days=1)}; "
-                         "`make clean` starts the simulated hospital afresh")
+        raise OperatorError("demo.no_past_day", last=(day - timedelta(days=1)).isoformat())
     return DemoConfig(settings=settings, day=day, window_start=start, visits=int(os.environ.get("DEMO_VISITS", 2000)),
                       seed=int(os.environ.get("DEMO_SEED", 1)),
                       bad_share=float(os.environ.get("DEMO_BAD_SHARE", 0.02)),
@@ -452,4 +454,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hisbridge.cli.errors import run_entry_point
+    run_entry_point(main)

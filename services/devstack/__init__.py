@@ -1,6 +1,6 @@
 """The local stack (development, tests, the demo): two PostgreSQL instances, a MariaDB HIS, a KRaft broker, a
-Kafka Connect worker, and the Faust worker when it runs in the background. Components start in order and stop in
-reverse order. Outside the hisbridge runtime: the pipeline never imports this package; the CLI does.
+Kafka Connect worker, a Prometheus scraping the worker, and the Faust worker when it runs in the background.
+Components start in order and stop in reverse order. Outside the hisbridge runtime: the pipeline never imports this package; the CLI does.
 
 May import: hisbridge.settings (ports, folders) and nothing else of hisbridge.
 """
@@ -13,6 +13,7 @@ from devstack import mariadb, postgres, procs
 from devstack.connect import Connect
 from devstack.kafka import Kafka
 from devstack.procs import ProcState, StackError
+from devstack.prometheus import Prometheus
 from devstack.worker import Worker
 from hisbridge.settings import Settings
 
@@ -33,7 +34,7 @@ class Component(Protocol):
 
 def components(settings: Settings) -> list[Component]:
     return [postgres.his(settings), mariadb.his(settings), postgres.frontend(settings), Kafka(settings),
-            Connect(settings), Worker(settings)]
+            Connect(settings), Prometheus(settings), Worker(settings)]
 
 
 def select(settings: Settings, names: list[str] | None) -> list[Component]:

@@ -29,6 +29,8 @@ class Instance:
     data_dir: Path
     log: Path
     pg_bin: Path
+    # given at every start (`-c name=value`), so a cluster created before a setting existed gets it too
+    options: tuple[tuple[str, str], ...] = ()
 
     def tool(self, name: str) -> str:
         return str(self.pg_bin / name)
@@ -94,6 +96,11 @@ def ctl(inst: Instance, *args: str) -> None:
     run(as_postgres([inst.tool("pg_ctl"), "-D", str(inst.data_dir), *args]), f"pg_ctl {' '.join(args)} {inst.name}")
 
 
+def start_options(inst: Instance) -> list[str]:
+    """pg_ctl's -o with the instance's server options (values must not contain spaces or quotes)."""
+    return ["-o", " ".join(f"-c {name}={value}" for name, value in inst.options)] if inst.options else []
+
+
 def ready(inst: Instance) -> bool:
     return subprocess.run([inst.tool("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(inst.port)],
                           capture_output=True).returncode == 0
@@ -147,7 +154,7 @@ class Postgres:
         inst.log.parent.mkdir(parents=True, exist_ok=True)
         inst.log.touch()
         chown_to_postgres(inst.log)
-        ctl(inst, "-l", str(inst.log), "-w", "-t", "90", "start")
+        ctl(inst, "-l", str(inst.log), "-w", "-t", "90", *start_options(inst), "start")
         procs.wait_until(lambda: ready(inst), 60, f"{inst.name} readiness", inst.log)
         stamp = inst.data_dir.parent / f"{inst.name}.bootstrapped"
         if created or not stamp.exists():
@@ -189,13 +196,18 @@ class Postgres:
         shutil.rmtree(self.inst.data_dir, ignore_errors=True)
 
 
-def _instance(settings: Settings, name: str, port: int, databases: tuple[str, ...], logical: bool) -> Instance:
+def _instance(settings: Settings, name: str, port: int, databases: tuple[str, ...], logical: bool,
+              options: tuple[tuple[str, str], ...] = ()) -> Instance:
     return Instance(name, port, databases, logical, settings.paths.var / "pg" / name.removeprefix("pg-"),
-                    Procs(settings.paths.var).log_file(name), settings.stack.pg_bin)
+                    Procs(settings.paths.var).log_file(name), settings.stack.pg_bin, options)
 
 
 def his(settings: Settings) -> Postgres:
-    return Postgres(settings, _instance(settings, "pg-his", settings.stack.his_pg_port, ("his",), True))
+    """The HIS: a replication slot whose connector is failed or paused keeps WAL only up to
+    max_slot_wal_keep_size; past it PostgreSQL invalidates the slot (wal_status 'lost') instead of filling the
+    disk — connectors/README.md says how that is detected and re-snapshotted."""
+    options = (("max_slot_wal_keep_size", settings.stack.his_slot_wal_keep),)
+    return Postgres(settings, _instance(settings, "pg-his", settings.stack.his_pg_port, ("his",), True, options))
 
 
 def frontend(settings: Settings) -> Postgres:

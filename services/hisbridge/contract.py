@@ -5,6 +5,7 @@ Topics
   core         `<core prefix>.<catalog table>`            Avro single-object records + watermark marks
   quarantine   `<core prefix>.quarantine`                 JSON entries (QuarantineEntry below)
   held         `<app id>.transform-held`                  the transform's records waiting for a reference row
+  replay       `<core prefix>.replay`                     re-submissions, apart from live traffic (below)
   groups       `<app id>.transform` (raw topics), `<app id>` (the Faust app: core topics)
 
 A core record: key = the business key (key fields joined by "|", dates ISO-8601), value = Avro single-object
@@ -140,10 +141,14 @@ def quarantine_key(table: str, key: str | None) -> bytes | None:
 
 # --- quarantine entries ---------------------------------------------------------------------------------
 #
-#   {"table": "mjzzlxx",                 # catalog table, or "_unknown" when the envelope was unreadable
+#   {"table": "mjzzlxx",                 # catalog table; the HIS table ("his.pat_master") when the change
+#                                        # feeds no catalog table (a reference row, an unknown table, an
+#                                        # unreadable message of a topic that drives several); "_unknown"
+#                                        # only when even the topic names no table
 #    "key": "V260301000007",             # business key when it could be computed, else null
 #    "reasons": [{"rule": "unmapped_code", "field": "xb", "message": "…"}],
-#    "source": {"topic": …, "db": …, "schema": …, "table": …, "lsn": …, "tx_id": …, "commit_time_ms": …,
+#    "source": {"topic": …, "partition": 0, "offset": 41, "message_key": "{…}",   # the raw message
+#               "db": …, "schema": …, "table": …, "lsn": …, "tx_id": …, "commit_time_ms": …,
 #               "snapshot": false},
 #    "batch": "2026-03-01" | null,
 #    "record": {…} | null,               # encrypt fields already SM4-encrypted: never plaintext
@@ -156,6 +161,7 @@ def quarantine_key(table: str, key: str | None) -> bytes | None:
 
 FORMAT = 1
 UNKNOWN_TABLE = "_unknown"
+SOURCE_MESSAGE_FIELDS = ("topic", "partition", "offset", "message_key")   # every entry's source names its message
 
 
 class QuarantineFormatError(ValueError):
@@ -216,3 +222,38 @@ def parse_entry(data: bytes | str) -> QuarantineEntry:
     return QuarantineEntry(table=str(doc["table"]), reasons=tuple(reasons), source=doc["source"] or {},
                            batch=doc.get("batch"), record=doc.get("record"), key_version=doc.get("key_version"),
                            first_seen=str(doc["first_seen"]), key=doc.get("key"))
+
+
+# --- replay ---------------------------------------------------------------------------------------------
+#
+# One replay topic for every table, so live and replay lag are seen apart and a replay never reorders a
+# core partition. Two kinds of message on it, both with header `hisbridge.replay` = the replay's id (the
+# operator and reason are in the staging database's hisbridge.replays, written before anything is sent):
+#   a record        a core record (Avro, the core headers) re-derived from its source message, plus
+#                   `hisbridge.table`; staged like a live one, exactly once per record version and content
+#   a batch request header `hisbridge.kind` = `replay_batch`, value JSON {"table": T, "batch": D}: the sink
+#                   makes every delivered row of (T, D) pending again, once per replay id
+
+REPLAY_HEADER = "hisbridge.replay"
+TABLE_HEADER = "hisbridge.table"
+REPLAY_BATCH_KIND = b"replay_batch"
+
+
+def replay_topic(prefix: str) -> str:
+    return core_topic(prefix, "replay")
+
+
+def replay_record_headers(headers: Headers, replay_id: str, table: str) -> Headers:
+    return tuple(headers) + ((REPLAY_HEADER, replay_id.encode()), (TABLE_HEADER, table.encode()))
+
+
+def replay_batch_value(table: str, batch: str) -> bytes:
+    return json.dumps({"table": table, "batch": batch}).encode()
+
+
+def parse_replay_batch(value: bytes | None) -> tuple[str, str]:
+    """(table, batch) of a batch request; ValueError when it is not one."""
+    data = json.loads(text(value))
+    if not isinstance(data, dict) or not data.get("table") or not data.get("batch"):
+        raise ValueError(f"replay batch request needs table and batch, got {data!r:.120}")
+    return str(data["table"]), str(data["batch"])

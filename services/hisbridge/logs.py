@@ -26,8 +26,10 @@ from hisbridge.clock import local_text
 
 REPEAT_WINDOW = 60.0
 ACTIVITY_EVERY = 15.0
-# third-party loggers that narrate every connection and rebalance at INFO: their warnings still pass
-QUIET = {"aiokafka": "WARNING", "kafka": "WARNING", "faust.transport.drivers.aiokafka": "WARNING"}
+# third-party loggers that narrate every connection, rebalance and service start/stop at INFO (40 lines a
+# start and stop of the worker); their warnings still pass, and faust.worker keeps Starting/Ready/Stopping
+QUIET = {name: "WARNING" for name in ("aiokafka", "kafka", "mode", "faust.app", "faust.agents", "faust.assignor",
+                                      "faust.sensors", "faust.tables", "faust.transport")}
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 

@@ -51,6 +51,25 @@ CATALOGUE: Mapping[str, Template] = {
                   "the HIS database at {address} is unreachable ({detail}): is it running? The address is {knob}"),
     "log.repeated": ("过去 {seconds} 秒内另有 {count} 次", "{count} more in the last {seconds} s"),
 
+    # --- status -----------------------------------------------------------------------------------------
+    "status.help": ("运维总览：连接器、复制槽、积压、水位线、批次与窗口、台账、隔离区",
+                    "operator view: connectors, slots, lag, watermark, batches and windows, ledger, quarantine"),
+    "status.batches": ("显示的批次数", "batches to show"),
+    "status.ledger_rows": ("显示的最近台账行数", "last ledger rows to show"),
+    "status.all_topics": ("也列出空闲的消费组和积压为 0 的主题", "list idle groups and topics with zero lag too"),
+    "status.json": ("以 JSON 输出同样的各部分", "the same sections as JSON"),
+    "status.stack": ("本地栈", "stack"),
+    "status.connectors": ("连接器", "connectors"),
+    "status.slots": ("复制槽（HIS）", "replication slots (HIS)"),
+    "status.lag": ("消费积压", "consumer lag"),
+    "status.worker": ("工作进程", "worker"),
+    "status.delivery": ("上报：水位线、入库时钟、批次", "delivery: watermark, sink clock, batches"),
+    "status.ledger": ("前置机台账：最近上报", "front-end ledger: last flushes"),
+    "status.quarantine": ("隔离区（未处理，按规则）", "quarantine (open, by rule)"),
+    "status.replays": ("等待参照行的记录与进行中的重发", "held records and replays in flight"),
+    "status.unreachable": ("不可达：{detail}", "unreachable: {detail}"),
+    "status.slot_lost": ("已失效，需重新快照（见 connectors/README.md）", "LOST: re-snapshot (connectors/README.md)"),
+
     # --- worker -----------------------------------------------------------------------------------------
     "worker.help": ("运行 Faust 工作进程（转换 + 入库），连接本地或设置中的 Kafka",
                     "run the Faust worker (transform + sink) against the local or configured Kafka"),
@@ -60,6 +79,10 @@ CATALOGUE: Mapping[str, Template] = {
                           "detach; log to var/log/worker.log, stop with `stack down worker`"),
     "worker.started": ("工作进程已启动：pid {pid}，日志 {log}", "worker started: pid {pid}, log {log}"),
     "worker.running": ("工作进程已在运行：pid {pid}，日志 {log}", "worker already running: pid {pid}, log {log}"),
+    "worker.wait": ("--background 等待工作进程 /health 应答的秒数", "seconds --background waits for the worker's /health"),
+    "worker.spawned_unconfirmed": ("工作进程已派生：pid {pid}，日志 {log}（web 端口为 0，无 /health 可确认）",
+                                   "worker spawned: pid {pid}, log {log} (web port 0: no /health to confirm it)"),
+    "worker.start_failed": ("工作进程未能启动：{reason}；日志 {log}", "the worker did not start: {reason}; log {log}"),
 
     # --- config, stack, catalog, sim ------------------------------------------------------------------
     "config.help": ("解析后的设置（环境变量优先于设置文件，设置文件优先于默认值）",
@@ -131,6 +154,11 @@ CATALOGUE: Mapping[str, Template] = {
     "sim.to": ("结束月份 YYYY-MM", "last month YYYY-MM"),
     "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
                             "periods kept)"),
+
+    "demo.no_past_day": ("演示已模拟到 {last} 为止的每一天：演示只模拟过去的日子；`make clean` 重新开始，"
+                         "或首次运行时用 DEMO_DAY=YYYY-MM-DD 从更早的一天开始",
+                         "the demo has simulated every past day up to {last}: it simulates past days only; "
+                         "`make clean` starts afresh, or DEMO_DAY=YYYY-MM-DD on a first run starts further back"),
 
     # --- names an operator types ---------------------------------------------------------------------
     "table.unknown": ("目录中没有表 {table}{hint}；可用的表：{known}",
@@ -305,6 +333,50 @@ CATALOGUE: Mapping[str, Template] = {
                              "no tables to capture: the mapping names none; pass --tables schema.table,…"),
     "connectors.failed": ("连接器 {name} 未能运行：{detail}", "connector {name} is not running: {detail}"),
     "connectors.error": ("Kafka Connect 报错：{detail}", "Kafka Connect: {detail}"),
+    # --- quarantine workbench and replays ------------------------------------------------------------
+    "quarantine.help": ("隔离区：查看、说明、驳回、修复后重发", "quarantined records: list, show, dismiss, replay after a fix"),
+    "quarantine.list": ("先按规则和表计数，再列出条目", "counts by rule and table, then the entries"),
+    "quarantine.show": ("一个条目：原因（中英文）、来源位置、批次、记录（身份字段为密文）",
+                        "one entry: reasons (Chinese and English), source position, batch, the record (ciphertext)"),
+    "quarantine.dismiss": ("操作员决定该条目无需上报（记下谁、为什么）",
+                           "an operator's decision that an open entry needs no delivery (who and why kept)"),
+    "quarantine.replay": ("用当前映射、值域和规则从源消息重跑 open 条目：通过的在下一窗口上报（台账 replay），其余保持 open",
+                          "re-run open entries from their source messages through the current mapping, value maps "
+                          "and rules: what passes goes out in the next window (ledger kind replay), the rest stays open"),
+    "quarantine.table": ("目录表名，例如 mjzzlxx", "catalog table, e.g. mjzzlxx"),
+    "quarantine.batch": ("批次：YYYY-MM-DD、YYYY-MM 或 YYYY", "batch: YYYY-MM-DD, YYYY-MM or YYYY"),
+    "quarantine.rule": ("质控规则，例如 unmapped_code、missing_lookup", "quality rule, e.g. unmapped_code, missing_lookup"),
+    "quarantine.state": ("条目状态", "entry state"),
+    "quarantine.limit": ("计数之后最多列出的条目数", "entries to list after the counts"),
+    "quarantine.json": ("机器可读输出", "machine-readable output"),
+    "quarantine.decrypt": ("用 SM4 密钥解密身份字段（只显示在终端，从不写日志）",
+                           "decrypt identity fields with the SM4 key (terminal only, never logged)"),
+    "quarantine.ids": ("只重跑这些条目", "only these entries"),
+    "quarantine.operator": ("操作员（记入台账）", "who does it (goes into the ledger)"),
+    "quarantine.reason": ("原因（记入台账）", "why (goes into the ledger)"),
+    "quarantine.dismiss_reason": ("为什么无需上报", "why it needs no delivery"),
+    "quarantine.no_entry": ("隔离条目 {id} 不存在", "no quarantine entry {id}"),
+    "quarantine.not_open": ("隔离条目 {id} 不存在或不是 open 状态", "quarantine entry {id} does not exist or is not open"),
+    "quarantine.no_key": ("没有 SM4 密钥，无法解密：{detail}", "no SM4 key to decrypt with: {detail}"),
+    "quarantine.nothing": ("没有匹配的 open 隔离条目，未发送任何记录", "no open entries match: nothing sent"),
+    "replay.help": ("经重放主题重新上报（与实时流量分开，台账类型 replay）",
+                    "re-submissions through the replay topic, apart from live traffic, ledgered as replay"),
+    "replay.batch": ("重新上报一个已上报的批次：每行在下一窗口以新的 report_datetime 再发一次",
+                     "re-submit a delivered batch: every row again, with a new report_datetime, in the next window"),
+    "replay.from_raw": ("用当前映射重跑原始变更", "re-run raw changes through the current mapping"),
+    "replay.connector": ("要重跑其原始主题的 Debezium 连接器（与 --from-raw 同用）",
+                         "the Debezium connector whose raw topics to re-run (with --from-raw)"),
+    "replay.since": ("此时刻之后写入的变更（ISO；无时区时按 Asia/Shanghai）",
+                     "changes written since this ISO moment (Asia/Shanghai unless it has an offset)"),
+    "replay.table": ("目录表名，例如 mjzzlxx", "catalog table, e.g. mjzzlxx"),
+    "replay.batch_name": ("批次：YYYY-MM-DD、YYYY-MM 或 YYYY", "batch: YYYY-MM-DD, YYYY-MM or YYYY"),
+    "replay.operator": ("操作员（记入台账）", "who replays (goes into the ledger)"),
+    "replay.reason": ("原因（记入台账）", "why (goes into the ledger)"),
+    "replay.raw_needs": ("--from-raw 需要 --connector、--since、--operator 和 --reason",
+                         "--from-raw needs --connector, --since, --operator and --reason"),
+    "replay.since_invalid": ("--since 不是 ISO 时刻：{value}", "--since is not an ISO moment: {value}"),
+    "replay.no_connector": ("找不到连接器 {connector}（Kafka Connect {url}）", "no connector {connector} (Kafka Connect {url})"),
+    "replay.not_delivered": ("{table} 批次 {batch} 尚未上报，无可重发", "batch {batch} of {table} has not been delivered: nothing to replay"),
 }
 
 class Both(NamedTuple):

@@ -189,6 +189,13 @@ KNOBS: tuple[Knob, ...] = (
     Knob("stack.his_mariadb_port", "HISBRIDGE_HIS_MARIADB_PORT", _int, 55306, doc="the local MariaDB HIS (mariadb-his)"),
     Knob("stack.mariadbd", "HISBRIDGE_MARIADBD", _path, Path("/usr/sbin/mariadbd"),
          doc="the MariaDB server binary; its tools (mariadb-install-db, mariadb…) are in ../bin beside it"),
+    Knob("stack.prometheus_port", "HISBRIDGE_PROMETHEUS_PORT", _int, 59090, doc="the local Prometheus"),
+    Knob("stack.prometheus", "HISBRIDGE_PROMETHEUS", _path, Path("/usr/bin/prometheus"),
+         doc="the Prometheus server binary (Debian's package; promtool beside it)"),
+    Knob("stack.prometheus_scrape", "HISBRIDGE_PROMETHEUS_SCRAPE", _str, "5s",
+         doc="the local Prometheus's scrape and rule interval (deploy/prometheus/prometheus.yml has 15s)"),
+    Knob("stack.his_slot_wal_keep", "HISBRIDGE_HIS_SLOT_WAL_KEEP", _str, "2GB",
+         doc="max_slot_wal_keep_size of the local HIS: WAL a stopped slot may hold before it is invalidated"),
     Knob("stack.java", "HISBRIDGE_JAVA", _str, "", doc="java binary (default: stack.java_home/bin/java, then PATH)"),
     Knob("stack.java_home", "JAVA_HOME", _optional_path, None),
     # connections
@@ -200,6 +207,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("connections.staging_dsn", "HISBRIDGE_STAGING_DSN", _str, _local_dsn("stack.frontend_pg_port", "staging")),
     Knob("connections.kafka_bootstrap", "HISBRIDGE_KAFKA_BOOTSTRAP", _str, lambda r: f"127.0.0.1:{r['stack.kafka_port']}"),
     Knob("connections.connect_url", "HISBRIDGE_CONNECT_URL", _str, lambda r: f"http://127.0.0.1:{r['stack.connect_port']}"),
+    Knob("connections.prometheus_url", "HISBRIDGE_PROMETHEUS_URL", _str,
+         lambda r: f"http://127.0.0.1:{r['stack.prometheus_port']}"),
+    Knob("connections.connect_timeout", "HISBRIDGE_CONNECT_TIMEOUT", _float, 3.0,
+         doc="seconds status and the metrics wait for Kafka, Connect or a database before calling it down"),
     Knob("connections.topic_replication", "HISBRIDGE_TOPIC_REPLICATION", _int, 1),
     # the HIS as Debezium reaches it
     Knob("source.kind", "HISBRIDGE_HIS_KIND", _source_kind, "postgres",
@@ -217,6 +228,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("source.server_id", "HISBRIDGE_HIS_SERVER_ID", _optional_int, None,
          doc="MySQL/MariaDB replica id of the connector (default: derived from the connector name)"),
     Knob("source.heartbeat_ms", "HISBRIDGE_HEARTBEAT_MS", _int, 10000),
+    Knob("source.max_retries", "HISBRIDGE_CONNECTOR_MAX_RETRIES", _int, 30,
+         doc="Debezium errors.max.retries: retries of a connection-class error before the task is FAILED "
+             "(and the worker's supervisor restarts it with back-off and raises the alert); -1 retries silently forever"),
     Knob("source.max_record_bytes", "HISBRIDGE_MAX_RECORD_BYTES", _int, 16 * 1024 * 1024,
          doc="largest change event Connect may produce and its raw topics accept (connectors/README.md)"),
     Knob("source.capture_tables", "HISBRIDGE_CAPTURE_TABLES", _names, (),
@@ -229,8 +243,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("worker.agents", "HISBRIDGE_AGENTS", _names, ("transform", "sink"), doc="stages this worker runs"),
     Knob("worker.core_prefix", "HISBRIDGE_CORE_PREFIX", _str, "core"),
     Knob("worker.web_port", "HISBRIDGE_WORKER_WEB_PORT", _int, 56066, doc="0 = no web server"),
-    Knob("worker.web_host", "HISBRIDGE_WORKER_WEB_HOST", _str, "127.0.0.1"),
-    Knob("worker.lookup_wait", "HISBRIDGE_LOOKUP_WAIT", _float, 300.0, doc="seconds a record waits for a reference row"),
+    Knob("worker.web_host", "HISBRIDGE_WORKER_WEB_HOST", _str, "127.0.0.1",
+         doc="address the web server (health, /metrics) binds: 0.0.0.0 only where a scraper must reach it"),
+    Knob("worker.lookup_wait", "HISBRIDGE_LOOKUP_WAIT", _float, 0.0,
+         doc="upper bound, seconds, a record waits for a reference row (0 = until its batch closes)"),
     Knob("worker.transform_take", "HISBRIDGE_TRANSFORM_TAKE", _int, 2000,
          # 2,000 keeps the per-batch costs (fetch, produce round trip, commit) under a tenth of the work;
          # 500 gave ~4,200 raw messages/s, 2,000 ~6,100 (bench/RESULTS.md)
@@ -241,6 +257,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("worker.produce_limit", "HISBRIDGE_PRODUCE_LIMIT", _int, 900_000,
          doc="bytes: a core record over it is quarantined as oversize (below the broker's message.max.bytes)"),
     Knob("worker.mark_every", "HISBRIDGE_MARK_EVERY", _float, 1.0, doc="seconds between two watermark marks"),
+    Knob("worker.idle_mark_every", "HISBRIDGE_IDLE_MARK_EVERY", _float, 30.0,
+         doc="seconds between two marks while no record went out (heartbeats alone move the watermark)"),
     Knob("worker.sink_take", "HISBRIDGE_SINK_TAKE", _int, 500),
     Knob("worker.sink_within", "HISBRIDGE_SINK_WITHIN", _float, 1.0),
     Knob("worker.sink_tick", "HISBRIDGE_SINK_TICK", _float, 5.0, doc="flush timer interval, seconds"),
@@ -248,6 +266,17 @@ KNOBS: tuple[Knob, ...] = (
     Knob("worker.probe_topic", "HISBRIDGE_RAW_TOPIC", _str, lambda r: f"{r['source.topic_prefix']}.stackprobe.probe",
          doc="the stack probe agent's topic (agent `probe`, stack tests only)"),
     Knob("worker.probe_out", "HISBRIDGE_WORKER_OUT", _path, lambda r: r["paths.var"] / "worker" / "received.jsonl"),
+    # operations: metrics, connector health
+    Knob("ops.metrics_every", "HISBRIDGE_METRICS_EVERY", _float, 5.0,
+         doc="seconds between two reads of lag, batches, connectors and slots for /metrics"),
+    Knob("ops.connectors", "HISBRIDGE_WATCH_CONNECTORS", _names, lambda r: (r["source.connector"],),
+         doc="connectors the worker watches (metrics) and restarts when a task FAILED"),
+    Knob("ops.supervise_connectors", "HISBRIDGE_SUPERVISE_CONNECTORS", _bool, True,
+         doc="the worker restarts FAILED connector tasks (with back-off)"),
+    Knob("ops.restart_first", "HISBRIDGE_RESTART_FIRST", _float, 10.0, doc="seconds before the first task restart"),
+    Knob("ops.restart_cap", "HISBRIDGE_RESTART_CAP", _float, 600.0, doc="longest wait between two task restarts"),
+    Knob("ops.restart_reset", "HISBRIDGE_RESTART_RESET", _float, 900.0,
+         doc="seconds RUNNING after which a task's back-off starts again from restart_first"),
     # SM4
     Knob("sm4.key", "HISBRIDGE_SM4_KEY", _secret, None, secret=True, doc="32 hex characters"),
     Knob("sm4.key_file", "HISBRIDGE_SM4_KEY_FILE", _optional_path, None),
@@ -305,6 +334,10 @@ class Stack:
     kafka_port: int
     kafka_controller_port: int
     connect_port: int
+    prometheus_port: int
+    prometheus: Path
+    prometheus_scrape: str
+    his_slot_wal_keep: str
     kafka_heap: str
     connect_heap: str
     pg_bin: Path
@@ -322,6 +355,8 @@ class Connections:
     staging_dsn: str
     kafka_bootstrap: str
     connect_url: str
+    prometheus_url: str
+    connect_timeout: float
     topic_replication: int
 
 
@@ -337,6 +372,7 @@ class Source:
     password: Secret | None
     server_id: int | None
     heartbeat_ms: int
+    max_retries: int
     max_record_bytes: int
     capture_tables: tuple[str, ...]
 
@@ -360,12 +396,23 @@ class Worker:
     state_dir: Path
     produce_limit: int
     mark_every: float
+    idle_mark_every: float
     sink_take: int
     sink_within: float
     sink_tick: float
     schedule_mode: str
     probe_topic: str
     probe_out: Path
+
+
+@dataclass(frozen=True)
+class Ops:
+    metrics_every: float
+    connectors: tuple[str, ...]
+    supervise_connectors: bool
+    restart_first: float
+    restart_cap: float
+    restart_reset: float
 
 
 @dataclass(frozen=True)
@@ -402,6 +449,7 @@ class Settings:
     source: Source
     org: Org
     worker: Worker
+    ops: Ops
     sm4: Sm4
     clock: ClockSettings
     display: Display
@@ -414,7 +462,7 @@ class Settings:
 
 
 _SECTIONS = {"paths": Paths, "stack": Stack, "connections": Connections, "source": Source, "org": Org,
-             "worker": Worker, "sm4": Sm4, "clock": ClockSettings,
+             "worker": Worker, "ops": Ops, "sm4": Sm4, "clock": ClockSettings,
              "display": Display}
 
 

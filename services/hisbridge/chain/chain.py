@@ -245,6 +245,28 @@ def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[s
                            business_key(table, record))
 
 
+def _rejected(ctx: _Context, mapping: SourceMapping, change: Change, lookups: Lookups,
+              reasons: tuple[dict[str, Any], ...], source: Mapping[str, Any]) -> list[QuarantineEntry]:
+    """A change the screen refused, quarantined whole: per record it would have fed, with that record's key
+    and batch where they can still be computed (e.g. a drifted column that is not a key or batch field),
+    else once under the HIS table (a reference row)."""
+    entries = []
+    row = change.before if change.op == "d" else change.after
+    results = map_change(mapping, change, lookups) if row else []
+    for result in (r for r in results if isinstance(r, (Mapped, MissingLookup))):
+        table = ctx.catalog.tables[result.table]
+        record = encrypt_fields(result.record if isinstance(result, Mapped) else result.partial,
+                                table.encrypted_fields, ctx.key, ctx.settings)
+        try:
+            batch = assign_batch(table, record).name
+        except BatchError:
+            batch = None
+        entries.append(QuarantineEntry(table.name, reasons, source, batch, record, ctx.key.version, ctx.first_seen,
+                                       business_key(table, record)))
+    return entries or [QuarantineEntry(t, reasons, source, None, None, ctx.key.version, ctx.first_seen)
+                       for t in tables_fed(mapping, source_name(change))]
+
+
 def tables_fed(mapping: SourceMapping, source: str) -> list[str]:
     """The catalog tables a HIS table drives, else the HIS table itself (a reference-only or unknown table):
     the table a quarantine entry is filed under."""
@@ -279,11 +301,10 @@ def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: Source
         return [QuarantineEntry(source_name(change), (_reason("unknown_source_table", None,
                                 f"source table {change.source.schema}.{change.source.table} is not in the "
                                 f"mapping {mapping.path}"),), source, None, None, key.version, first_seen)]
+    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of, max_bytes)
     rejected = screen(mapping, change, watch)
     if rejected:
-        return [QuarantineEntry(table, tuple(rejected), source, None, None, key.version, first_seen)
-                for table in tables_fed(mapping, source_name(change))]
-    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of, max_bytes)
+        return _rejected(ctx, mapping, change, lookups, tuple(rejected), source)
     outputs: list[Any] = []      # Output or Unfinished
     for result in map_change(mapping, change, lookups):
         if isinstance(result, Mapped):

@@ -17,7 +17,7 @@ from typing import Any, MutableMapping
 from hisbridge.chain.decode import Change
 from hisbridge.chain.mapping import SourceMapping, source_name
 
-RULES = ("empty_row", "missing_key", "schema_drift")
+RULES = ("empty_row", "missing_key", "schema_drift")      # catalog.rules.PIPELINE_REASONS names them too
 _INTS = ("int8", "int16", "int32", "int64")
 _FLOATS = ("float32", "float64")
 _SEP = "\x1e"

@@ -38,12 +38,17 @@ def cli(settings: Settings, batch: str, tables: tuple[str, ...], show: int, sim_
     mapping = load_mapping(catalog, settings.paths.mapping, settings.org)
     expected = _sim_expected(catalog, mapping, batch, sim_seed, sim_visits, sim_bad_share, int(sim_until)) \
         if sim_seed is not None else None
-    from hisbridge.contract import quarantine_topic
     c = settings.connections
     require_kafka(c.kafka_bootstrap)
     front = connect_postgres(c.frontend_dsn, "HISBRIDGE_FRONTEND_DSN")
     stage = connect_postgres(c.staging_dsn, "HISBRIDGE_STAGING_DSN")
-    entries = reconcile.read_quarantine(c.kafka_bootstrap, quarantine_topic(settings.worker.core_prefix))
+    # before the first flush neither schema exists: what the worker would create (idempotent), so an empty
+    # delivery reconciles against the HIS instead of failing on a missing ledger table
+    from hisbridge.delivery import staging
+    from hisbridge.delivery.flush import ensure_frontend
+    ensure_frontend(front, settings.paths.frontend_sql / "frontend.sql")
+    staging.ensure_schema(stage)
+    entries = reconcile.open_entries(stage)        # only open entries count
     try:
         if expected is not None:
             reports = [reconcile.reconcile_table(catalog.table(n), batch, expected.get((n, batch), reconcile.Expected()),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 from hisbridge.cli.common import command, pass_settings
-from hisbridge.messages import text
+from hisbridge.messages import OperatorError, text
 from hisbridge.settings import Settings, load_settings
 
 
@@ -24,16 +24,34 @@ def run_foreground(loglevel: str | None = None, settings: Settings | None = None
            quiet=True).execute_from_commandline()
 
 
+def start_background(settings: Settings, wait: float) -> None:
+    """Spawn the worker and say "started" only once its /health answers; else the reason from its log, exit 2."""
+    from devstack.procs import StackError
+    from devstack.worker import Worker
+    worker = Worker(settings)
+    since = worker.log_size()
+    if not worker.start_background():
+        click.echo(text("worker.running", pid=worker.pid(), log=worker.log))
+        return
+    if not settings.worker.web_port:
+        click.echo(text("worker.spawned_unconfirmed", pid=worker.pid(), log=worker.log))
+        return
+    try:
+        worker.wait_healthy(wait, since)
+    except StackError as exc:
+        worker.stop()
+        raise OperatorError("worker.start_failed", reason=str(exc), log=worker.log) from None
+    click.echo(text("worker.started", pid=worker.pid(), log=worker.log))
+
+
 @command("worker", help="worker.help")
 @click.option("--loglevel", default=None, help="worker.loglevel")
 @click.option("--background", is_flag=True, help="worker.background")
+@click.option("--wait", default=120.0, show_default=True, help="worker.wait")
 @pass_settings
-def cli(settings: Settings, loglevel: str, background: bool) -> None:
+def cli(settings: Settings, loglevel: str, background: bool, wait: float) -> None:
     if background:
-        from devstack.worker import Worker
-        worker = Worker(settings)
-        click.echo(text("worker.started" if worker.start_background() else "worker.running",
-                        pid=worker.pid(), log=worker.log))
+        start_background(settings, wait)
         return
     run_foreground(loglevel, settings)
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 
 import psycopg2.errors
 from hisbridge.clock import local_text
-from hisbridge.delivery import ledger, staging
+from hisbridge.delivery import ledger, replay, staging
 from hisbridge.delivery.schedule import (Batch, Schedule, batch_by_name,
                                          batch_for, is_closed)
 from hisbridge.messages import cadence_name, render
@@ -26,7 +26,7 @@ from hisbridge.settings import defaults
 from psycopg2 import sql
 
 log = logging.getLogger(__name__)
-KINDS = ("first", "resubmission", "forced")
+KINDS = ledger.KINDS
 
 
 class WindowClosed(RuntimeError):
@@ -249,7 +249,8 @@ def current_plan(staging_conn, table: str, batch: str) -> Plan | None:
 
 def claim(staging_conn, frontend_conn, table: str, batch: str, now: datetime, window_batch: str | None,
           forced: Forced | None = None) -> Plan | None:
-    """Step 1: a new plan with a fresh report_datetime and the cut of rows it carries; None if none pending."""
+    """Step 1: a new plan with a fresh report_datetime and the cut of rows it carries; None if none pending.
+    Rows a replay staged make it a `replay` flush, ledgered with that replay's operator and reason."""
     with frontend_conn, frontend_conn.cursor() as fcur:
         last = ledger.last_report_datetime(fcur, table, batch)
     kind = "forced" if forced else ("resubmission" if last is not None else "first")
@@ -262,8 +263,12 @@ def claim(staging_conn, frontend_conn, table: str, batch: str, now: datetime, wi
                     {"tbl": table, "batch": batch, "cut": cut})
         if not cur.fetchone()[0]:
             return None
-        plan = Plan(table, batch, rdt, kind, cut, window_batch, forced.operator if forced else None,
-                    forced.reason if forced else None)
+        operator, reason = (forced.operator, forced.reason) if forced else (None, None)
+        replayed = None if forced else replay.flush_replay(cur, staging.pending_predicate(),
+                                                           {"tbl": table, "batch": batch, "cut": cut})
+        if replayed is not None:
+            kind, operator, reason = "replay", replayed.operator, replayed.reason
+        plan = Plan(table, batch, rdt, kind, cut, window_batch, operator, reason)
         cur.execute("""INSERT INTO hisbridge.flush_plan (tbl, batch, report_datetime, kind, cut, window_batch,
                                                          operator, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)""",
                     (table, batch, rdt, kind, cut, window_batch, plan.operator, plan.reason))
@@ -389,6 +394,7 @@ def mark_flushed(staging_conn, plan: Plan, row: ledger.LedgerRow) -> int:
         staging.mark_flushed(cur, plan.table, plan.batch, plan.cut, plan.report_datetime)
         ledger.copy_to_staging(cur, row)
         cur.execute("DELETE FROM hisbridge.flush_plan WHERE tbl = %s AND batch = %s", (plan.table, plan.batch))
+        replay.mark_delivered(cur)
     return row.row_count
 
 

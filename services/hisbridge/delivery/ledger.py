@@ -13,14 +13,20 @@ from typing import Any
 
 from hisbridge.clock import SHANGHAI
 
+KINDS = ("first", "resubmission", "forced", "replay")
+
 FRONTEND_SQL = """
 CREATE SCHEMA IF NOT EXISTS hisbridge;
 CREATE TABLE IF NOT EXISTS hisbridge.ledger (
     tbl text NOT NULL, batch text NOT NULL, report_datetime timestamp NOT NULL,
     row_count bigint NOT NULL, checksum text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('first', 'resubmission', 'forced')),
+    kind text NOT NULL CONSTRAINT ledger_kind_check CHECK (kind IN ('first', 'resubmission', 'forced', 'replay')),
     operator text, reason text, written_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tbl, batch, report_datetime));
+-- a ledger created before replays existed: its kind check gains 'replay'
+ALTER TABLE hisbridge.ledger DROP CONSTRAINT IF EXISTS ledger_kind_check;
+ALTER TABLE hisbridge.ledger ADD CONSTRAINT ledger_kind_check
+    CHECK (kind IN ('first', 'resubmission', 'forced', 'replay'));
 """
 
 

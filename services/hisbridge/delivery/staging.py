@@ -29,7 +29,8 @@ import psycopg2
 import psycopg2.extras
 from hisbridge.catalog.model import Table
 from hisbridge.catalog.records import to_json
-from hisbridge.contract import business_key
+from hisbridge.contract import QuarantineEntry, business_key
+from hisbridge.delivery import quarantine, replay
 from hisbridge.delivery.ledger import key_checksum_sql
 
 WRITE_LOCK = 0x4B15_0001  # shared by writers, exclusive for the flush planner
@@ -89,6 +90,7 @@ class StagedRow:
     revoked: bool
     lsn: int
     commit_ms: int
+    replay: str | None = None    # the replay that staged it (None: live traffic)
 
 
 def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
@@ -105,6 +107,8 @@ def ensure_schema(conn) -> None:
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.staging.schema'))")
         cur.execute(SCHEMA_SQL)
+        cur.execute(replay.SCHEMA_SQL)
+        cur.execute(quarantine.SCHEMA_SQL)
 
 
 def copy_text(value: Any) -> str:
@@ -121,20 +125,20 @@ def _copy_buffer(rows: Iterable[StagedRow]) -> io.StringIO:
         payload = json.dumps(r.payload, ensure_ascii=False, separators=(",", ":"))
         out.write("\t".join((copy_text(r.table), copy_text(r.cadence), copy_text(r.org), copy_text(r.bkey),
                              copy_text(r.batch), copy_text(payload), "t" if r.revoked else "f",
-                             str(r.lsn), str(r.commit_ms))) + "\n")
+                             str(r.lsn), str(r.commit_ms), copy_text(r.replay))) + "\n")
     out.seek(0)
     return out
 
 
 # report_datetime of the flush that carried the stored version `s` (NULL: not sent, or not pending)
-_CARRIED = """(CASE WHEN s.status = 'pending' THEN (
+CARRIED = _CARRIED = """(CASE WHEN s.status = 'pending' THEN (
     SELECT min(f.report_datetime) FROM hisbridge.flushed f
     WHERE f.tbl = s.tbl AND f.batch = s.batch AND f.cut >= s.seq) END)"""
 
 _UPSERT = """
-INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status)
+INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status, replay)
 SELECT DISTINCT ON (tbl, org, bkey) tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms,
-       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END
+       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END, replay
 FROM staged_in ORDER BY tbl, org, bkey, lsn DESC, commit_ms DESC
 ON CONFLICT (tbl, org, bkey) DO UPDATE SET
     cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload,
@@ -145,22 +149,30 @@ ON CONFLICT (tbl, org, bkey) DO UPDATE SET
                                        WHERE p.tbl = s.tbl AND p.batch = s.batch AND s.seq <= p.cut)
                   THEN 'superseded' ELSE 'pending' END,
     report_datetime = COALESCE(""" + _CARRIED + """, s.report_datetime),
-    seq = nextval('hisbridge.staged_seq')
+    seq = nextval('hisbridge.staged_seq'), replay = excluded.replay
+-- a replay of the same version goes out only when it changed (a mapping or value-map fix): exactly once
 WHERE (excluded.lsn, excluded.commit_ms) > (s.lsn, s.commit_ms)
+   OR (excluded.replay IS NOT NULL AND (excluded.lsn, excluded.commit_ms) = (s.lsn, s.commit_ms)
+       AND excluded.payload IS DISTINCT FROM s.payload)
 """
 
 
 def upsert_rows(conn, rows: Iterable[StagedRow],
-                progress: Mapping[tuple[str, str, int], int] | None = None) -> int:
-    """Stage rows in one transaction (with the consumer progress they cover); returns rows changed."""
+                progress: Mapping[tuple[str, str, int], int] | None = None,
+                entries: Iterable[QuarantineEntry] = (), replays: Iterable[tuple[str, str, str]] = ()) -> int:
+    """Stage rows in one transaction with the consumer progress they cover, the quarantine entries they
+    resolve or that arrived with them, and replay batch requests; returns rows changed."""
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
                            tbl text, cadence text, org text, bkey text, batch text, payload jsonb,
-                           revoked boolean, lsn bigint, commit_ms bigint) ON COMMIT DELETE ROWS""")
+                           revoked boolean, lsn bigint, commit_ms bigint, replay text) ON COMMIT DELETE ROWS""")
         cur.copy_expert("COPY staged_in FROM STDIN", _copy_buffer(rows))
         cur.execute(_UPSERT)
         changed = cur.rowcount
+        quarantine.resolve_staged(cur)
+        quarantine.record_entries(cur, entries)
+        changed += replay.apply_batch_requests(cur, replays)
         if progress:
             record_progress(cur, progress)
     return changed

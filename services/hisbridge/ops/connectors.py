@@ -88,6 +88,7 @@ def template_values(spec: ConnectorSpec, settings: Settings, password: str) -> d
         "publication_name": slot_name(spec.name) + "_pub",
         "table_include_list": include_list(spec.kind, spec.tables),
         "heartbeat_ms": str(spec.heartbeat_ms),
+        "max_retries": str(source.max_retries),
         "max_record_bytes": str(source.max_record_bytes),
         "topic_replication_factor": str(settings.connections.topic_replication),
         "server_id": str(replica_server_id(spec.name, source.server_id)),

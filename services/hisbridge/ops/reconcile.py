@@ -11,7 +11,8 @@ Pure comparison first (plain sets and counts in, a verdict out), thin readers af
   staged       distinct keys held in staging for the batch (pending + flushed)
   delivered    distinct keys of the front-end table whose batch-time field falls in the batch
   ledger       the flushes of the batch (first, resubmission, forced): row counts and key checksums
-  quarantined  distinct (key, rule) pairs on the quarantine topic for the table (and batch)
+  quarantined  distinct (key, rule) pairs of the table's OPEN quarantine entries (delivery.quarantine: a
+               released, replayed, superseded or dismissed entry no longer counts)
 
 A batch is OK when delivered + quarantined == expected (as key sets: nothing missing, nothing extra, no key
 both delivered and quarantined) and the front-end agrees with the ledger. The ledger check knows two facts
@@ -25,6 +26,7 @@ in quarantine entries.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,11 +36,11 @@ from hisbridge.catalog.model import Catalog, Table
 from hisbridge.clock import SHANGHAI, wall_text
 from hisbridge.contract import (QuarantineEntry, QuarantineFormatError,
                                 parse_entry)
+from hisbridge.delivery import quarantine as quarantine_state
 from hisbridge.delivery import staging
 from hisbridge.delivery.ledger import LedgerRow, key_checksum_sql
 from hisbridge.delivery.schedule import batch_by_name
 from hisbridge.ops.source_keys import SourceKeys
-from hisbridge.runtime.topics import read_topic
 
 # --- pure: the verdict ----------------------------------------------------------------------------------------
 
@@ -75,6 +77,7 @@ class TableReport:
     both: list[str] = field(default_factory=list)          # delivered AND quarantined
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
     duplicated: list[str] = field(default_factory=list)    # keys on more than one front-end row of the batch
+    quarantined_by_key: dict[str, list[str]] = field(default_factory=dict)   # rule → the keys it holds
     unkeyed: int = 0                                       # HIS records of the batch without a business key
     elsewhere: dict[str, str] = field(default_factory=dict)  # missing key → the batch it is staged under instead
 
@@ -128,7 +131,8 @@ def compare(table: str, batch: str, expected: Expected, delivered: Iterable[str]
     for _, rule in quarantined:
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
-                       list(flushes), missing, unexpected, wrong_rule, both, orphans)
+                       list(flushes), missing, unexpected, wrong_rule, both, orphans,
+                       quarantined_by_key=quarantine_state.keys_by_rule(quarantined))
 
 
 def compare_with_source(table: str, batch: str, source: SourceKeys, staged_keys: Iterable[str],
@@ -149,7 +153,8 @@ def compare_with_source(table: str, batch: str, source: SourceKeys, staged_keys:
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
                        list(flushes), sorted(want - live - q_keys), sorted(live - want), [],
-                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)), source.unkeyed)
+                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)),
+                       quarantined_by_key=quarantine_state.keys_by_rule(pairs), unkeyed=source.unkeyed)
 
 
 # --- thin readers --------------------------------------------------------------------------------------------
@@ -242,15 +247,25 @@ def staged_counts(conn, table: str, batch: str) -> tuple[int, int]:
     return (counts[0].staged, counts[0].pending) if counts else (0, 0)
 
 
-def read_quarantine(bootstrap: str, topic: str) -> list[QuarantineEntry]:
-    """Every entry on the quarantine topic, from the beginning (no consumer group)."""
-    entries = []
-    for _, _, value in read_topic(bootstrap, topic):
+def open_entries(staging_conn) -> list[QuarantineEntry]:
+    """The open quarantine entries (delivery.quarantine), as the entries the transform wrote: what reconcile
+    counts (released, replayed, superseded and dismissed ones no longer do)."""
+    if not quarantine_state.exists(staging_conn):
+        return []
+    out = []
+    for e in quarantine_state.entries(staging_conn, state="open"):
         try:
-            entries.append(parse_entry(value))
+            out.append(parse_entry(json.dumps(e.entry)))
         except QuarantineFormatError:
             continue
-    return entries
+    return out
+
+
+def open_quarantine(staging_conn, table: str, batch: str) -> set[tuple[str, str]]:
+    """Distinct (key, rule) of the table's open entries in the batch: what reconcile counts."""
+    if not quarantine_state.exists(staging_conn):
+        return set()
+    return quarantine_state.open_pairs(staging_conn, table, batch)
 
 
 def quarantine_pairs(entries: Iterable, table: str, batches: set[str] | None = None) -> set[tuple[str, str]]:
@@ -301,9 +316,9 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
                             + ([f"{len(resub)} resub {sum(f.ledger_count for f in resub)}"] if resub else [])) or "-"
         lines.append(f"{r.table:<10} {r.batch:<10} {r.expected:>8} {r.staged:>6} {r.pending:>7} {r.delivered:>9} "
                      f"{r.quarantined_keys:>8}  {flushes:<22} {'OK' if r.ok else 'MISMATCH'}")
-        if r.quarantined:
-            problems.append(f"  {r.table} {r.batch}: quarantined by rule: "
-                            + ", ".join(f"{rule} {n}" for rule, n in r.quarantined.items()))
+        for rule, keys in r.quarantined_by_key.items():
+            problems.append(f"  {r.table} {r.batch}: quarantined {rule}: {', '.join(keys[:show])}"
+                            + (f" … ({len(keys)})" if len(keys) > show else ""))
         for name in ("missing", "unexpected", "wrong_rule", "both", "duplicated"):
             keys = getattr(r, name)
             if keys:

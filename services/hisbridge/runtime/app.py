@@ -32,6 +32,7 @@ def make_app(settings: Settings) -> faust.App:
         web_enabled=worker.web_port != 0,
         web_port=worker.web_port or 56066,
         web_host=worker.web_host,
+        web_bind=worker.web_host,      # Faust binds 0.0.0.0 unless told: /metrics stays on loopback by default
         topic_partitions=1,
         topic_replication_factor=settings.connections.topic_replication,
         consumer_auto_offset_reset="earliest",
@@ -59,7 +60,9 @@ STAGES = {"transform": "hisbridge.runtime.transform_worker", "sink": "hisbridge.
 
 
 def register_stages(app: faust.App, settings: Settings) -> None:
-    """Register the stages `worker.agents` names ("none": no stage at all)."""
+    """Register the stages `worker.agents` names ("none": no stage at all), and the monitoring (/metrics,
+    /health, the connector supervisor) that every worker runs."""
+    from hisbridge.runtime import monitor
     for name in settings.worker.agents:
         if name == "none":
             continue
@@ -69,3 +72,4 @@ def register_stages(app: faust.App, settings: Settings) -> None:
         if name not in STAGES:
             raise ValueError(f"unknown worker stage {name!r} in HISBRIDGE_AGENTS (known: transform, sink, probe)")
         importlib.import_module(STAGES[name]).register(app, settings)
+    monitor.register(app, settings)

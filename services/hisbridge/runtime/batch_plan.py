@@ -9,7 +9,8 @@ objects, no Kafka. The transform worker produces what the plan says, then releas
                    store, held records retried — no other output (the group's owner of that partition
                    quarantines what is bad)
   plan_present     held records whose row is in the store already (a partition taken over from another worker)
-  plan_expiry      held records whose bounded wait is over: run with give_up=True (quarantine with the missing key)
+  plan_expiry      held records whose batch closed without them (or whose operator bound is over): run with
+                   give_up=True → quarantine with the missing key; they stay held (released when the row comes)
 
 No silent drop: every message of plan_batch ends with a fate (BatchPlan.fates): what it produced — `core`,
 `quarantine`, `held` — or, producing nothing, `lookup` (a reference row kept), or a counted skip:
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from hisbridge.chain.chain import CoreRecord, Waiting, finish_outputs
+from hisbridge.chain.batch import BatchError, assign_batch
+from hisbridge.chain.chain import Unfinished, Waiting, finish_outputs
 from hisbridge.chain.decode import Change, DecodeError, Heartbeat, decode_message
 from hisbridge.chain.mapping import SourceMapping, lookup_updates
 from hisbridge.chain.screen import SchemaWatch, screen
-from hisbridge.contract import QuarantineEntry
+from hisbridge.contract import SOURCE_MESSAGE_FIELDS, QuarantineEntry
 from hisbridge.runtime.ordering import Partition, RawEvent
 from hisbridge.state.codec import text
 from hisbridge.state.held import Held, HeldRecords
@@ -48,6 +50,8 @@ class BatchPlan:
     parked: int = 0
     fates: dict[tuple[str, int, int], tuple[str, ...]] = field(default_factory=dict)   # (topic, part, offset) →
     counts: Counter = field(default_factory=Counter)     # fate → messages
+    given_up: list[str] = field(default_factory=list)     # held records quarantined, still held
+    close_of: "CloseOf | None" = None                    # when a parked record's batch closes
 
     def fate(self, event: RawEvent, *kinds: str) -> None:
         self.fates[(event.topic, event.partition, event.offset)] = kinds
@@ -57,10 +61,21 @@ class BatchPlan:
 # (Change | DecodeError, give_up) → transform outputs; Unfinished ones (transform's defer=True) are finished
 # together at the end of the batch
 Run = Callable[[Any, bool], list[Any]]
+# a Waiting output → when its batch closes (ms), or None when its batch cannot be told yet
+CloseOf = Callable[[Waiting], "int | None"]
 
 
-def _empty() -> BatchPlan:
-    return BatchPlan([], [], {}, {}, {})
+def batch_close_ms(tables: Mapping[str, Any], grace_ms: int, waiting: Waiting) -> int | None:
+    """The close (period end + grace) of the batch the waiting record belongs to, from its partial record."""
+    try:
+        period = assign_batch(tables[waiting.table], waiting.missing.partial)
+    except (BatchError, KeyError):
+        return None
+    return int(period.end.timestamp() * 1000) + grace_ms
+
+
+def _empty(close_of: CloseOf | None = None) -> BatchPlan:
+    return BatchPlan([], [], {}, {}, {}, close_of=close_of)
 
 
 def _held_for(event: RawEvent, table: str, now_ms: int, commit_ms: int | None, since_ms: int | None = None) -> Held:
@@ -69,9 +84,11 @@ def _held_for(event: RawEvent, table: str, now_ms: int, commit_ms: int | None, s
 
 
 def located(outputs: list[Any], topic: str, partition: int, offset: int, key: str | None) -> list[Any]:
-    """Quarantine entries with the raw message they came from (topic, partition, offset, key) in their source."""
-    where = {"topic": topic, "partition": partition, "offset": offset, "message_key": key}
-    return [replace(o, source={**o.source, **where}) if isinstance(o, QuarantineEntry) else o for o in outputs]
+    """Quarantine entries (and records still to finish, which may become one) with the raw message they came
+    from (topic, partition, offset, key) in their source."""
+    where = dict(zip(SOURCE_MESSAGE_FIELDS, (topic, partition, offset, key)))
+    return [replace(o, source={**o.source, **where}) if isinstance(o, (QuarantineEntry, Unfinished)) else o
+            for o in outputs]
 
 
 def _kind(out: Any) -> str:
@@ -86,7 +103,10 @@ def _route(plan: BatchPlan, pending: HeldRecords, outputs: list[Any], make_held:
             continue    # a retried change re-derives every table it feeds: keep the one that waited
         kinds.append(_kind(out))
         if isinstance(out, Waiting):
-            plan.parked += pending.park(out.missing.lookup, out.missing.key, make_held(out.table)) is not None
+            held = make_held(out.table)
+            if plan.close_of is not None and held.close_ms is None:
+                held = replace(held, close_ms=plan.close_of(out))
+            plan.parked += pending.park(out.missing.lookup, out.missing.key, held) is not None
         else:
             plan.outputs.append(out)
     return kinds
@@ -117,11 +137,13 @@ def _keep_reference(plan: BatchPlan, mapping: SourceMapping, store: ReferenceSto
 
 
 def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: ReferenceStore,
-               pending: HeldRecords, run: Run, now_ms: int, watch: SchemaWatch | None = None) -> BatchPlan:
+               pending: HeldRecords, run: Run, now_ms: int, watch: SchemaWatch | None = None,
+               close_of: CloseOf | None = None) -> BatchPlan:
     """Decode every event in order; reference rows go into `lookups` BEFORE the change is transformed
     (transform's wiring contract), and records held for a row that just arrived are retried right after
-    it. Waiting outputs are parked in `pending`. Every event gets its fate (module docstring)."""
-    plan = _empty()
+    it. Waiting outputs are parked in `pending`, with their batch's close (`close_of`). Every event gets its
+    fate (module docstring)."""
+    plan = _empty(close_of)
     for event in events:
         part = (event.topic, event.partition)
         plan.offsets[part] = event.offset
@@ -153,10 +175,10 @@ def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: R
 
 
 def plan_references(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: ReferenceStore,
-                    pending: HeldRecords, run: Run) -> BatchPlan:
+                    pending: HeldRecords, run: Run, close_of: CloseOf | None = None) -> BatchPlan:
     """The reference topics' messages as every worker reads them: rows into the store (what passes the
     screen), records this worker holds for them retried. Offsets are the store's, not the group's."""
-    plan = _empty()
+    plan = _empty(close_of)
     for event in events:
         plan.offsets[(event.topic, event.partition)] = event.offset
         message = decode_message(event.topic, event.key, event.value)
@@ -166,10 +188,11 @@ def plan_references(events: Iterable[RawEvent], *, mapping: SourceMapping, looku
     return plan
 
 
-def plan_present(*, lookups: ReferenceStore, pending: HeldRecords, run: Run) -> BatchPlan:
+def plan_present(*, lookups: ReferenceStore, pending: HeldRecords, run: Run,
+                 close_of: CloseOf | None = None) -> BatchPlan:
     """Held records whose reference row the store holds already: retried now (rows that arrived while
     another worker owned their partition, or before a restart finished what it started)."""
-    plan = _empty()
+    plan = _empty(close_of)
     for lookup, key in pending.missing_keys():
         if lookups.get(lookup_store_key(lookup, key)) is not None:
             _retry(plan, pending, run, lookup, key)
@@ -177,17 +200,25 @@ def plan_present(*, lookups: ReferenceStore, pending: HeldRecords, run: Run) -> 
     return plan
 
 
-def plan_expiry(*, pending: HeldRecords, run: Run, now_ms: int, wait_ms: int) -> BatchPlan:
-    """Held records whose bounded wait is over: transformed with give_up=True (quarantine with the missing
-    key — or the record itself, should the row have arrived by another path)."""
+def plan_expiry(*, pending: HeldRecords, run: Run, now_ms: int, wait_ms: int,
+                free_mark_ms: int | None = None) -> BatchPlan:
+    """Held records given up on (HeldRecords.expired): transformed with give_up=True — quarantined with the
+    missing key and kept held for the row's late arrival, or released should the record now be complete
+    (the row arrived by another path)."""
     plan = _empty()
-    for skey, h in pending.expired(now_ms, wait_ms):
-        outputs = located(run(decode_message(h.topic, h.key, h.value), True), h.topic, h.partition, h.offset, h.key)
-        plan.outputs += [o for o in outputs if getattr(o, "table", None) == h.table and not isinstance(o, Waiting)]
-        plan.release.append(skey)
+    for skey, h in pending.expired(now_ms, wait_ms, free_mark_ms):
+        outputs = [o for o in located(run(decode_message(h.topic, h.key, h.value), True), h.topic, h.partition,
+                                      h.offset, h.key)
+                   if getattr(o, "table", None) == h.table and not isinstance(o, Waiting)]
+        plan.outputs += outputs
+        missing = any("missing_lookup" in getattr(o, "rules", ()) for o in outputs)
+        (plan.given_up if missing else plan.release).append(skey)
     plan.outputs = finish_outputs(plan.outputs)
     return plan
 
 
 def release_all(pending: HeldRecords, plan: BatchPlan) -> None:
+    """What the worker does once a plan's outputs are acknowledged: forget what went out, and keep the
+    records given up on as quarantined (only now: a crash before the acks gives up on them again)."""
     pending.release(plan.release)
+    pending.give_up(plan.given_up)

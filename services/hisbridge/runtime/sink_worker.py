@@ -18,9 +18,12 @@ from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro
 from hisbridge.clock import clock_for, log_text
 from hisbridge.delivery import staging
-from hisbridge.delivery.intake import SinkEvent, stage_chunk, tables_by_topic
+from hisbridge.contract import quarantine_topic, replay_topic
+from hisbridge.delivery.intake import (SinkEvent, StageChunk, stage_chunk,
+                                       tables_by_topic)
 from hisbridge.delivery.schedule import load_schedule
 from hisbridge.delivery.timer import LoopState, tick
+from hisbridge.runtime.monitor import monitor_of
 from hisbridge.logs import Activity
 from hisbridge.runtime.sink_io import PgSinkIO
 from hisbridge.runtime.topics import ensure_topics
@@ -56,17 +59,17 @@ class StagingWriter:
     def __init__(self, dsn: str, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.dsn, self.conn, self.sleep = dsn, None, sleep
 
-    def _commit(self, rows, progress) -> int:
+    def _commit(self, chunk: StageChunk) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
             staging.ensure_schema(self.conn)
-        return staging.upsert_rows(self.conn, rows, progress)
+        return staging.upsert_rows(self.conn, chunk.rows, chunk.progress, chunk.entries, chunk.replays)
 
-    async def commit(self, rows, progress) -> int:
+    async def commit(self, chunk: StageChunk) -> int:
         backoff = Backoff()
         while True:
             try:
-                return await _in_thread(lambda: self._commit(rows, progress))
+                return await _in_thread(lambda: self._commit(chunk))
             except psycopg2.Error as exc:
                 delay = backoff.next()
                 log.error("staging commit failed (%s); retrying in %.1fs — offsets stay where they are",
@@ -78,18 +81,33 @@ class StagingWriter:
 
 
 def register(app, config: Settings) -> None:
-    """The sink agent over every catalog table's core topic and the on-leader flush timer (called when the
-    worker starts: the core topics are created here, before the agent's consumer subscribes, or it would see
-    them only at the next metadata refresh)."""
+    """The sink agent over every catalog table's core topic, the quarantine topic (entries → their life cycle
+    in staging) and the replay topic, and the on-leader flush timer (called when the worker starts: the
+    topics are created here, before the agent's consumer subscribes, or it would see them only at the next
+    metadata refresh)."""
     catalog = catalog_for(config.paths)
     topics = tables_by_topic(catalog.tables.values(), config.worker.core_prefix)
     schemas = avro.schemas_by_fingerprint(avro.load_all(config.paths.avro).values())
     schedule = load_schedule(config.paths.schedule, config.worker.schedule_mode)
     clock = clock_for(config.clock)
     w, c = config.worker, config.connections
-    ensure_topics(c.kafka_bootstrap, topics, "hisbridge-sink-setup", replication=c.topic_replication)
-    core = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+    extra = [quarantine_topic(w.core_prefix), replay_topic(w.core_prefix)]
+    ensure_topics(c.kafka_bootstrap, [*topics, *extra], "hisbridge-sink-setup", replication=c.topic_replication)
+    core = app.topic(*topics, *extra, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
+    metrics = monitor_of(app).metrics
+
+    async def commit_offsets(events) -> None:
+        """Ack the staged events and commit their offsets now, not at Faust's next commit interval (2.8 s):
+        marks arrive every second while changes flow, so the interval alone never let the committed offset
+        reach the end (lag stayed 1 per core partition on an idle, drained pipeline). A message's ack is
+        idempotent, so take_events' own ack after the loop body finds them acked."""
+        for e in events:
+            e.message.ack(app.consumer)
+        try:
+            await app.consumer.commit()
+        except Exception as exc:  # noqa: BLE001 — broker away: the acks stand, Faust's own commit retries
+            log.warning("sink offsets not committed now (%s); Faust's periodic commit retries", exc)
     activity = Activity(log, "sink")
 
     @app.agent(core, name="hisbridge.sink.stage_core")
@@ -113,8 +131,11 @@ def register(app, config: Settings) -> None:
                     for problem in chunk.problems:
                         counters["unstageable"] = counters.get("unstageable", 0) + 1
                         log.error("sink cannot stage %s (total unstageable=%d)", problem, counters["unstageable"])
-                    staged = await writer.commit(chunk.rows, chunk.progress)
+                    staged = await writer.commit(chunk)
                     committed = True
+                    await commit_offsets(events)
+                    for row in chunk.rows:
+                        metrics.count("sink", row.table, "revoked" if row.revoked else "staged")
                     activity.add(time.monotonic() - started, events=len(events), rows=len(chunk.rows),
                                  staged=staged or 0, unstageable=len(chunk.problems))
                 finally:
@@ -129,7 +150,8 @@ def register(app, config: Settings) -> None:
     state = LoopState()
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick
     io = PgSinkIO(catalog.tables, topics, schedule, c.staging_dsn, c.frontend_dsn,
-                  config.paths.frontend_sql / "frontend.sql", app.conf.id, expected=lambda: expected)
+                  config.paths.frontend_sql / "frontend.sql", app.conf.id, expected=lambda: expected,
+                  on_flush=metrics.flushed)
 
     def partitions() -> list[Partition]:
         found = []

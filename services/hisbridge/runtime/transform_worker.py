@@ -21,8 +21,10 @@ comes later is held as before. The store keeps its applied offsets beside the ro
 the tail; a lost folder is rebuilt from the topics (progress logged). Held records in memory, written
 through to the compacted held-records topic before a batch's offsets are committed, read back for the
 partitions the group assigns (on every assignment: a partition taken over brings its held records along).
-A record still waiting after worker.lookup_wait seconds is quarantined with the missing key (a 1 s timer
-and after every batch). A record over worker.produce_limit, or one the broker refuses as too large, is
+A record waits for its reference row until its batch closes (the schedule's period end + grace) by the
+watermark of everything else — so it never delays the close — or worker.lookup_wait seconds when an operator
+set that bound; then it is quarantined with the missing key and stays held, released (and its entry
+resolved by the sink) whenever the row arrives (a 1 s timer and after every batch). A record over worker.produce_limit, or one the broker refuses as too large, is
 quarantined as `oversize`; the worker does not stop for it.
 
 Limits: marks name one connector, the topic prefix (all raw topics of this worker); with several transform
@@ -56,8 +58,12 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 quarantine_topic, raw_topics, serialize_entry,
                                 transform_group)
 from hisbridge.chain.screen import SchemaWatch
-from hisbridge.runtime.batch_plan import (BatchPlan, plan_batch, plan_expiry,
-                                          plan_present, plan_references)
+from hisbridge.delivery.schedule import load_schedule
+from hisbridge.runtime.batch_plan import (BatchPlan, batch_close_ms,
+                                          plan_batch, plan_expiry,
+                                          plan_present, plan_references,
+                                          release_all)
+from hisbridge.runtime.monitor import monitor_of
 from hisbridge.runtime.ordering import Merge, Partition, RawEvent
 from hisbridge.runtime.reference import ReferenceFeed
 from hisbridge.runtime.topics import (ensure_topics, not_compacted,
@@ -151,8 +157,8 @@ class TransformIO:
     """What the worker writes: outputs to core and quarantine topics, held-record changes, marks — each send
     awaited until the broker acknowledged it (producer acks=all, Faust's default)."""
 
-    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str, limit: int) -> None:
-        self.app, self.core_prefix, self.held, self.limit = app, core_prefix, held, limit
+    def __init__(self, app, core_prefix: str, tables: Iterable[str], held: str, limit: int, metrics=None) -> None:
+        self.app, self.core_prefix, self.held, self.limit, self.metrics = app, core_prefix, held, limit, metrics
         self.core_topics = [core_topic(core_prefix, t) for t in sorted(tables)]
         self.quarantine = quarantine_topic(core_prefix)
 
@@ -186,8 +192,16 @@ class TransformIO:
         for out, exc in refused:
             if not isinstance(exc, _TOO_LARGE):
                 raise exc
+        self.count([out for out, r in zip(outputs, results) if not isinstance(r, BaseException)])
         if refused:
             await self.produce([too_large_entry(out, exc) for out, exc in refused])
+
+    def count(self, outputs: list[Any]) -> None:
+        """Records out per table and outcome (hisbridge_records_total{stage="transform"}), once acknowledged."""
+        if self.metrics is None:
+            return
+        for out in outputs:
+            self.metrics.count("transform", out.table, "core" if isinstance(out, CoreRecord) else "quarantine")
 
     async def save_held(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Held-record writes (None: a release) to their compacted topic, in order."""
@@ -221,7 +235,8 @@ class TransformWorker:
         catalog = catalog_for(settings.paths)
         self.settings, self.mapping = settings, load_mapping(catalog, settings.paths.mapping, settings.org)
         self.catalog, self.prefix = catalog, settings.source.topic_prefix
-        self.topics = raw_topics(self.prefix, self.mapping.sources) + [heartbeat_topic(self.prefix)]
+        self.heartbeats = heartbeat_topic(self.prefix)
+        self.topics = raw_topics(self.prefix, self.mapping.sources) + [self.heartbeats]
         self.group, self.held = transform_group(app.conf.id), held_topic(app.conf.id)
         self.held_rows = LoggedStore()
         self.pending = HeldRecords(CodedStore(self.held_rows))
@@ -230,9 +245,15 @@ class TransformWorker:
         self.watch = SchemaWatch(self.store.space("schema"))
         self.refs = ReferenceFeed(settings.connections.kafka_bootstrap, lookup_topics(self.mapping, self.prefix),
                                   f"{self.group}-reference", settings.worker.transform_take)
-        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held, settings.worker.produce_limit)
-        self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000)))
+        self.monitor = monitor_of(app)
+        self.io = TransformIO(app, settings.worker.core_prefix, catalog.tables, self.held, settings.worker.produce_limit,
+                              self.monitor.metrics)
+        self.monitor.held = self.held_state
+        self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000),
+                                                           int(settings.worker.idle_mark_every * 1000)))
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
+        grace = load_schedule(settings.paths.schedule, settings.worker.schedule_mode).grace
+        self.close_of = functools.partial(batch_close_ms, catalog.tables, int(grace.total_seconds() * 1000))
         self.lock = asyncio.Lock()   # the loop, the timer and rebalances never interleave their plan → checkpoint
         self.batches: RawBatches | None = None
         self.activity = Activity(log, "transform")
@@ -241,6 +262,13 @@ class TransformWorker:
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
             schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro), watch=self.watch,
             max_bytes=settings.worker.produce_limit)
+
+    def held_state(self) -> tuple[int, float | None] | None:
+        """(records held, seconds the oldest has waited) once restored, for the metrics."""
+        if self.batches is None:
+            return None
+        since = self.pending.oldest_since()
+        return len(self.pending), (None if since is None else max(0.0, (_now_ms() - since) / 1000))
 
     def run(self, message, give_up: bool) -> list[Any]:
         """batch_plan's Run: the chain, leaving a batch's records to be finished together (defer=True)."""
@@ -285,7 +313,7 @@ class TransformWorker:
                 continue
             read += len(events)
             plan = plan_references(events, mapping=self.mapping, lookups=self.store, pending=self.pending,
-                                   run=self.run)
+                                   run=self.run, close_of=self.close_of)
             for (topic, part), offset in plan.offsets.items():
                 self.store.note_offset(topic, part, offset + 1)
             await self.checkpoint(plan)
@@ -306,7 +334,8 @@ class TransformWorker:
             self.held_rows, self.pending = rows, HeldRecords(CodedStore(rows))
             log.info("assigned %d raw partitions, holding %d records for them", len(assigned), len(rows))
             # no mark from inside a rebalance: the consumer's positions are not settled yet
-            await self.checkpoint(plan_present(lookups=self.store, pending=self.pending, run=self.run), mark=False)
+            await self.checkpoint(plan_present(lookups=self.store, pending=self.pending, run=self.run,
+                                               close_of=self.close_of), mark=False)
 
     async def settle(self) -> None:
         """Before partitions are revoked: the batch in progress finishes its checkpoint first."""
@@ -319,13 +348,14 @@ class TransformWorker:
         this retries them), then write the held-record changes, then the reference store (rows and their
         offsets, one write), then the mark — all acknowledged."""
         await self.io.produce(plan.outputs)
-        self.pending.release(plan.release)
+        release_all(self.pending, plan)
         await self.io.save_held(self.held_rows.drain())
         self.store.commit()
         for source, column, change in self.watch.drain():
             log.error("源表结构变化 / schema drift in %s: column %s %s — its records are quarantined as schema_drift",
                       source, column, change)
-        self.marks.observe(plan.commits, plan.heartbeats)
+        data = bool(plan.outputs) or any(topic != self.heartbeats for topic, _ in plan.offsets)
+        self.marks.observe(plan.commits, plan.heartbeats, produced=data)
         if mark:
             await self._mark()
 
@@ -336,23 +366,33 @@ class TransformWorker:
         value = self.marks.due(now, await self.batches.positions(set(self.topics)), self.pending.oldest_commit())
         if value is not None:
             sent = await self.io.send_marks(self.prefix, value)
-            self.marks.throttle.sent(now, value)
+            self.marks.sent(now, value)
             log.debug("watermark mark %s commit_time_ms=%d on %d partitions", self.prefix, value, sent)
+
+    async def _expiry(self, now: int) -> BatchPlan:
+        """Held records to give up on: their batch closed by the mark of everything else (or the bound)."""
+        free = None if self.batches is None else self.marks.free(await self.batches.positions(set(self.topics)))
+        return plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms, free_mark_ms=free)
 
     async def handle(self, batch: list[RawEvent]) -> dict[Partition, int]:
         """The reference store caught up to the reference topics' end now, then the batch, then the expired
         held records, each through plan → checkpoint; returns the last offset handled per partition."""
         started = time.monotonic()
+        consumed: dict[str, int] = {}
+        for event in batch:
+            consumed[event.topic] = consumed.get(event.topic, 0) + 1
+        for topic, n in consumed.items():
+            self.monitor.metrics.count("transform", topic, "consumed", n)
         async with self.lock:
             await self.catch_up()
             now = _now_ms()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.store, pending=self.pending,
-                              run=self.run, now_ms=now, watch=self.watch)
+                              run=self.run, now_ms=now, watch=self.watch, close_of=self.close_of)
             await self.checkpoint(plan)
             skipped = {k: n for k, n in plan.counts.items() if k.startswith("skip:") and k != "skip:heartbeat"}
             if skipped:
                 log.debug("batch of %d: skipped %s", len(batch), skipped)
-            expired = plan_expiry(pending=self.pending, run=self.run, now_ms=now, wait_ms=self.wait_ms)
+            expired = await self._expiry(now)
             await self.checkpoint(expired)
         self.activity.add(time.monotonic() - started, raw=len(batch), **_output_counts(plan.outputs + expired.outputs),
                           waiting=len(self.pending))
@@ -391,9 +431,11 @@ class TransformWorker:
                 await self.commit(consumer, handled)
         finally:
             self.activity.flush()
-            await consumer.stop()
-            await self.refs.stop()
-            self.store.close()
+            self.batches = None          # the timer leaves the store alone from now on
+            async with self.lock:
+                await consumer.stop()
+                await self.refs.stop()
+                self.store.close()
 
     async def log_activity(self) -> None:
         """The activity line also when the topics went quiet after a burst."""
@@ -407,11 +449,17 @@ class TransformWorker:
         if self.batches is None:
             return
         async with self.lock:
+            if self.batches is None:      # stopped while this tick waited
+                return
             try:
                 await self.catch_up()
-                if self.pending:     # (len(pending) builds its index)
-                    await self.checkpoint(plan_expiry(pending=self.pending, run=self.run, now_ms=_now_ms(),
-                                                      wait_ms=self.wait_ms))
+            except Exception:   # noqa: BLE001 — the next tick (or batch) catches up again; nothing is lost
+                log.warning("reference store catch-up failed: retried in a second", exc_info=True)
+                return
+            if not self.pending:     # (len(pending) builds its index)
+                return
+            try:
+                await self.checkpoint(await self._expiry(_now_ms()))
             except BaseException:
                 log.critical("expiry of %d waiting records not finished: exiting (a restart retries them)",
                              len(self.pending), exc_info=True)

@@ -45,15 +45,20 @@ def connector_mark_ms(last_commit: Mapping[Partition, int | None], caught_up: It
 
 @dataclass
 class MarkThrottle:
-    """At most one mark per `every_ms` per connector, and only when T moved."""
+    """At most one mark per `every_ms` per connector, and only when T moved. While no change came in since
+    the last mark (T moved by heartbeats alone: the worker is idle), at most one per `idle_every_ms`: such a
+    mark only advances time, and each one is a record on every core partition the sink must consume and
+    commit — sent every heartbeat, they kept the sink's lag at 1 per partition while nothing happened."""
     every_ms: int = 1000
+    idle_every_ms: int = 0          # 0: the same as every_ms
     last_sent_at: int | None = None
     last_value: int | None = None
 
-    def due(self, now_ms: int, value: int | None) -> bool:
+    def due(self, now_ms: int, value: int | None, produced: bool = True) -> bool:
         if value is None or value == self.last_value:
             return False
-        return self.last_sent_at is None or now_ms - self.last_sent_at >= self.every_ms
+        every = self.every_ms if produced or not self.idle_every_ms else max(self.every_ms, self.idle_every_ms)
+        return self.last_sent_at is None or now_ms - self.last_sent_at >= every
 
     def sent(self, now_ms: int, value: int) -> None:
         self.last_sent_at, self.last_value = now_ms, value
@@ -73,8 +78,10 @@ class MarkTracker:
     throttle: MarkThrottle
     commits: dict[Partition, int] = field(default_factory=dict)
     heartbeat_ms: int | None = None
+    produced: bool = True           # changes came in since the last mark (a fresh worker: assume so)
 
-    def observe(self, commits: Mapping[Partition, int], heartbeats: Mapping[str, int]) -> None:
+    def observe(self, commits: Mapping[Partition, int], heartbeats: Mapping[str, int], produced: bool = True) -> None:
+        self.produced = self.produced or produced
         for part, ms in commits.items():
             self.commits[part] = max(ms, self.commits.get(part, ms))
         if self.connector in heartbeats:
@@ -87,7 +94,19 @@ class MarkTracker:
             return None
         last = {p: self.commits.get(p) for p in positions}
         value = connector_mark_ms(last, caught_up(positions), self.heartbeat_ms, held_commit_ms)
-        return value if self.throttle.due(now_ms, value) else None
+        return value if self.throttle.due(now_ms, value, self.produced) else None
+
+    def sent(self, now_ms: int, value: int) -> None:
+        self.throttle.sent(now_ms, value)
+        self.produced = False
+
+    def free(self, positions: Mapping[Partition, tuple[int | None, int]]) -> int | None:
+        """The mark of everything but the held records: how far every other change has been produced (a
+        held record whose batch closed before it is given up, so it never holds the close back)."""
+        if not positions:
+            return None
+        return connector_mark_ms({p: self.commits.get(p) for p in positions}, caught_up(positions),
+                                 self.heartbeat_ms)
 
 
 # --- sink side ------------------------------------------------------------------------------------------

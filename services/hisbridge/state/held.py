@@ -4,10 +4,15 @@ A held record is the raw message itself (topic, partition, offset, key, value): 
 re-running them when the reference row arrives gives the record exactly as if the row had been there;
 nothing derived (and no plaintext beyond what the raw topic already holds) is stored twice. The store is
 written through to the compacted held-records topic (hisbridge.contract.held_topic) and read back at start.
+
+A record waits until its batch closes (`close_ms`: the batch's end + grace, from the schedule), or an
+operator's upper bound; then it is quarantined as `missing_lookup` but stays held (`quarantined`), no longer
+holding the watermark back, so that the row arriving days later still releases it (its quarantine entry is
+resolved when the record is staged).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, MutableMapping
 
 from hisbridge.state.lookups import LOOKUP_SEP, lookup_store_key
@@ -25,6 +30,8 @@ class Held:
     since_ms: int
     commit_ms: int | None
     table: str                  # the catalog table whose record waits (a change may feed several)
+    close_ms: int | None = None     # when its batch closes (None: batch unknown, its own commit time counts)
+    quarantined: bool = False       # given up waiting: entry sent, still released if the row comes
 
     @property
     def position(self) -> tuple[str, int, int]:
@@ -32,12 +39,14 @@ class Held:
 
     def as_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset, "key": self.key,
-                "value": self.value, "since_ms": self.since_ms, "commit_ms": self.commit_ms, "table": self.table}
+                "value": self.value, "since_ms": self.since_ms, "commit_ms": self.commit_ms, "table": self.table,
+                "close_ms": self.close_ms, "quarantined": self.quarantined}
 
 
 def held_from(data: Mapping[str, Any]) -> Held:
     return Held(data["topic"], int(data["partition"]), int(data["offset"]), data.get("key"), data["value"],
-                int(data["since_ms"]), data.get("commit_ms"), str(data["table"]))
+                int(data["since_ms"]), data.get("commit_ms"), str(data["table"]), data.get("close_ms"),
+                bool(data.get("quarantined", False)))
 
 
 HELD_SEP = "\x1d"     # group separator: missing-row key | position of the held message
@@ -60,7 +69,8 @@ class HeldRecords:
     def __init__(self, store: MutableMapping[str, Any]) -> None:
         self.store = store
         self._by_missing: dict[str, set[str]] | None = None
-        self._meta: dict[str, tuple[str, int, int | None]] = {}    # entry → (missing, since_ms, commit_ms)
+        self._meta: dict[str, tuple[str, int, int | None, int | None, bool]] = {}
+        # entry → (missing, since_ms, commit_ms, close_ms, quarantined)
 
     def _index(self) -> dict[str, set[str]]:
         if self._by_missing is None:
@@ -73,7 +83,7 @@ class HeldRecords:
     def _note(self, skey: str, held: Held) -> None:
         missing = skey.split(HELD_SEP, 1)[0]
         self._by_missing.setdefault(missing, set()).add(skey)   # type: ignore[union-attr]
-        self._meta[skey] = (missing, held.since_ms, held.commit_ms)
+        self._meta[skey] = (missing, held.since_ms, held.commit_ms, held.close_ms, held.quarantined)
 
     def park(self, lookup: str, key: str, held: Held) -> str | None:
         """Hold `held` until lookup[key] arrives; None when it is held there already (a batch consumed
@@ -109,16 +119,46 @@ class HeldRecords:
         """The (lookup, key) pairs records are held for."""
         return [tuple(m.split(LOOKUP_SEP, 1)) for m in sorted(self._index())]    # type: ignore[misc]
 
-    def expired(self, now_ms: int, wait_ms: int) -> list[tuple[str, Held]]:
-        """Held records whose bounded wait is over, oldest first."""
+    def expired(self, now_ms: int, wait_ms: int, free_mark_ms: int | None = None) -> list[tuple[str, Held]]:
+        """Records to give up on, oldest first: the watermark of everything else (`free_mark_ms`) has passed
+        their batch's close, or the operator's bound `wait_ms` (> 0) is over. Quarantined ones are not due."""
         self._index()
-        due = sorted((since, skey) for skey, (_, since, _) in self._meta.items() if now_ms - since >= wait_ms)
-        return [(skey, held_from(self.store[skey])) for _, skey in due]
+
+        def due(since: int, commit: int | None, close: int | None) -> bool:
+            if wait_ms > 0 and now_ms - since >= wait_ms:
+                return True
+            limit = close if close is not None else commit
+            return free_mark_ms is not None and limit is not None and free_mark_ms >= limit
+
+        found = sorted((since, skey) for skey, (_, since, commit, close, given_up) in self._meta.items()
+                       if not given_up and due(since, commit, close))
+        return [(skey, held_from(self.store[skey])) for _, skey in found]
+
+    def give_up(self, skeys: Iterable[str]) -> None:
+        """Quarantined but still held: released if the row arrives, no longer holding the watermark."""
+        self._index()
+        for skey in skeys:
+            if skey in self._meta:
+                held = replace(held_from(self.store[skey]), quarantined=True)
+                self.store[skey] = held.as_dict()
+                self._note(skey, held)
 
     def oldest_commit(self) -> int | None:
+        """The oldest commit among records still waiting (quarantined ones no longer hold the mark)."""
         self._index()
-        times = [commit for _, _, commit in self._meta.values() if commit is not None]
+        times = [commit for _, _, commit, _, given_up in self._meta.values() if commit is not None and not given_up]
         return min(times) if times else None
+
+    def waiting(self) -> tuple[int, int, int | None]:
+        """(records waiting, of which quarantined, the oldest wait start ms) — for status."""
+        self._index()
+        starts = [since for _, since, _, _, _ in self._meta.values()]
+        return len(starts), sum(1 for m in self._meta.values() if m[4]), min(starts) if starts else None
+
+    def oldest_since(self) -> int | None:
+        """When the longest-waiting record started to wait (ms), or None."""
+        self._index()
+        return min((m[1] for m in self._meta.values()), default=None)
 
     def __len__(self) -> int:
         self._index()

@@ -163,3 +163,11 @@ def test_every_command_has_catalogue_help_in_both_languages():
                                         and p.name not in ("version",)]
         untranslated += [f"{path}: {t[:40]}" for t in texts if not re.search(r"[\u4e00-\u9fff]", t)]
     assert untranslated == []
+
+
+def test_catalog_batch_shows_the_window_in_shanghai_time():
+    result = run("catalog", "batch", "mjzzlxx", "2026-12-01 17:59:59")
+    assert (result.exit_code, result.stdout) == (0, '{"batch": "2026-12-01", "window_start": "2026-12-01 18:00:00+08:00", '
+                                                    '"window_end": "2026-12-01 22:00:00+08:00"}\n')
+    after = run("catalog", "batch", "mjzzlxx", "2026-12-01 18:00:00")
+    assert after.stdout.startswith('{"batch": "2026-12-02"')

@@ -57,3 +57,23 @@ def test_bad_events_are_problems_with_their_position_not_exceptions():
     chunk = stage_chunk(bad, TOPICS, SCHEMAS)
     assert chunk.rows == [] and chunk.progress == {}
     assert [p.split(":")[0] for p in chunk.problems] == ["core.mjzzlxx[0]@7", "core.mjzzlxx[0]@8", "core.nosuch[0]@9"]
+
+def test_quarantine_entries_replayed_records_and_batch_requests_are_told_apart():
+    from hisbridge.contract import (QuarantineEntry, replay_batch_value,
+                                    replay_record_headers, serialize_entry)
+    entry = QuarantineEntry("mjzzlxx", ({"rule": "unmapped_code", "field": "xb", "message": "m"},),
+                            {"lsn": 7, "commit_time_ms": 70}, "2026-04-01", None, "v", "2026-04-01T10:00:00+08:00",
+                            "V000009")
+    live = data_event(3, at(10), 2, 102)
+    replayed = SinkEvent("core.replay", 0, 5, live.value,
+                         dict(replay_record_headers(tuple(live.headers.items()), "r1", "mjzzlxx")))
+    events = [SinkEvent("core.quarantine", 0, 0, serialize_entry(entry), {"hisbridge.kind": b"quarantine"}),
+              replayed,
+              SinkEvent("core.replay", 0, 6, replay_batch_value("mjzzlxx", "2026-04-01"),
+                        {"hisbridge.kind": b"replay_batch", "hisbridge.replay": b"r2"}),
+              SinkEvent("core.quarantine", 0, 1, b"not json", {"hisbridge.kind": b"quarantine"})]
+    chunk = stage_chunk(events, TOPICS, SCHEMAS)
+    assert [(e.table, e.key, e.rules) for e in chunk.entries] == [("mjzzlxx", "V000009", ["unmapped_code"])]
+    assert [(r.bkey, r.replay) for r in chunk.rows] == [("V000003", "r1")]
+    assert chunk.replays == [("r2", "mjzzlxx", "2026-04-01")]
+    assert len(chunk.problems) == 1 and chunk.problems[0].startswith("core.quarantine[0]@1")

@@ -5,6 +5,7 @@ Debezium JSON-converter messages (tests/support/debezium.py)."""
 from __future__ import annotations
 
 from typing import Any
+from datetime import datetime
 
 import pytest
 from fixtures.mapping import his_rows as h
@@ -12,9 +13,11 @@ from hisbridge.catalog import load_catalog
 from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
+from hisbridge.clock import SHANGHAI
 from hisbridge.contract import QuarantineEntry, heartbeat_topic, raw_topics
-from hisbridge.runtime.batch_plan import (FATES, plan_batch, plan_expiry,
-                                          plan_present, plan_references)
+from hisbridge.runtime.batch_plan import (FATES, batch_close_ms, plan_batch,
+                                          plan_expiry, plan_present,
+                                          plan_references, release_all)
 from hisbridge.runtime.ordering import RawEvent
 from hisbridge.state.codec import CodedStore, LoggedStore
 from hisbridge.state.held import HeldRecords
@@ -116,7 +119,36 @@ def test_a_patient_that_never_arrives_is_quarantined_after_the_wait_with_the_mis
     assert {o.rules[0] for o in late.outputs} == {"missing_lookup"}
     assert all("patient[P0001]" in o.reasons[0]["message"] and o.key == "V0001" for o in late.outputs)
     release(late)
-    assert raw_pending() == {}
+    # still held (the row may come days later), but no longer holding the watermark, and given up once
+    assert len(pending()) == 2 and pending().oldest_commit() is None and pending().waiting()[1] == 2
+    assert expiry(10_000 + 10 * WAIT_MS).outputs == []
+
+
+def test_a_patient_arriving_after_the_give_up_releases_the_record_as_it_would_have_been():
+    feed = Feed()
+    release(batch(reference_events(feed, patient=False) + [feed.event("op_diagnosis", h.op_diagnosis()),
+                                                            feed.event("op_visit", h.visit())], now_ms=10_000))
+    release(expiry(10_000 + WAIT_MS))
+    late = batch([feed.event("pat_master", h.patient())], now_ms=99_000_000)
+    assert {o.key for o in late.outputs if isinstance(o, CoreRecord)} == {"V0001"}
+    release(late)
+    assert len(pending()) == 0
+
+
+def test_a_waiting_record_holds_until_everything_else_passed_its_batch_close():
+    feed = Feed()
+    tables = CATALOG.tables
+    events = reference_events(feed, patient=False) + [feed.event("op_diagnosis", h.op_diagnosis()),
+                                                      feed.event("op_visit", h.visit())]
+    release(plan_batch(events, mapping=MAPPING, lookups=STORE["lookups"], pending=pending(), run=run,
+                       now_ms=10_000, close_of=lambda w: batch_close_ms(tables, 600_000, w)))
+    # visit 2026-03-01 10:30 local → batch 2026-03-01, closing at 18:00 + 10 min grace
+    close = int(datetime(2026, 3, 1, 18, 10, tzinfo=SHANGHAI).timestamp() * 1000)
+    assert {held.close_ms for _, held in pending().at("patient", "P0001")} == {close}
+    never = plan_expiry(pending=pending(), run=run, now_ms=10**13, wait_ms=0, free_mark_ms=close - 1)
+    assert never.outputs == []            # no operator bound: only the batch's close gives up on it
+    closed = plan_expiry(pending=pending(), run=run, now_ms=10_000, wait_ms=0, free_mark_ms=close)
+    assert {r for o in closed.outputs for r in o.rules} == {"missing_lookup"} and closed.given_up
 
 def test_delete_revokes_and_removes_the_reference_row():
     feed = Feed()
@@ -241,4 +273,4 @@ def test_held_records_written_through_to_their_topic_come_back_after_a_restart()
 
 def release(plan) -> None:
     """What the worker does once a plan's outputs are acknowledged."""
-    pending().release(plan.release)
+    release_all(pending(), plan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import psycopg2
+from hisbridge.delivery.intake import StageChunk
 from hisbridge.runtime.sink_worker import Backoff, StagingWriter
 
 
@@ -21,11 +22,11 @@ def test_a_staging_commit_is_retried_until_it_is_durable():
     class Flaky(StagingWriter):
         failures = 3
 
-        def _commit(self, rows, progress) -> int:
+        def _commit(self, chunk) -> int:
             if self.failures:
                 self.failures -= 1
                 raise psycopg2.OperationalError("connection refused")
-            return len(rows)
+            return len(chunk.rows)
 
-    assert asyncio.run(Flaky("host=nowhere", sleep=sleep).commit([1, 2], {})) == 2
+    assert asyncio.run(Flaky("host=nowhere", sleep=sleep).commit(StageChunk([1, 2], {}, []))) == 2
     assert slept == [0.5, 1.0, 2.0]

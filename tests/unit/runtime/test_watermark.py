@@ -33,6 +33,27 @@ def test_mark_throttle_sends_at_most_once_a_second_and_only_when_it_moved():
     assert not t.due(500, 6) and not t.due(2000, 5) and t.due(1000, 6)
 
 
+def test_idle_marks_go_out_at_most_once_per_idle_interval():
+    t = MarkThrottle(1000, idle_every_ms=30_000)
+    t.sent(0, 5)
+    assert t.due(1000, 6, produced=True)                  # changes came in: the usual second
+    assert not t.due(1000, 6, produced=False) and not t.due(29_999, 6, produced=False)
+    assert t.due(30_000, 6, produced=False)               # heartbeats alone: every 30 s
+
+
+def test_tracker_is_idle_after_a_mark_until_a_change_comes_in():
+    tracker = MarkTracker("his", MarkThrottle(1000, idle_every_ms=30_000))
+    a, hb = ("his.his.a", 0), ("__debezium-heartbeat.his", 0)
+    tracker.observe({a: 5_000}, {"his": 6_000}, produced=True)
+    assert tracker.due(0, {a: (3, 3), hb: (1, 1)}, None) == 6_000
+    tracker.sent(0, 6_000)
+    tracker.observe({}, {"his": 8_000}, produced=False)   # a heartbeat only
+    assert tracker.due(2_000, {a: (3, 3), hb: (2, 2)}, None) is None
+    assert tracker.due(30_000, {a: (3, 3), hb: (2, 2)}, None) == 8_000
+    tracker.observe({a: 9_000}, {}, produced=True)
+    assert tracker.due(2_000, {a: (4, 4), hb: (2, 2)}, None) == 8_000   # a change: the usual second
+
+
 def test_caught_up_means_the_next_offset_reached_the_high_water_mark():
     positions = {("a", 0): (10, 10), ("b", 0): (10, 7), ("c", 0): (None, 0)}
     assert caught_up(positions) == [("a", 0)]

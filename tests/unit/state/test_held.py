@@ -4,8 +4,9 @@ from __future__ import annotations
 from hisbridge.state.held import Held, HeldRecords
 
 
-def held(offset: int, since_ms: int, commit_ms: int | None = 100, table: str = "mjzzlxx") -> Held:
-    return Held("his.his.op_visit", 0, offset, "k", "{}", since_ms, commit_ms, table)
+def held(offset: int, since_ms: int, commit_ms: int | None = 100, table: str = "mjzzlxx",
+         close_ms: int | None = None) -> Held:
+    return Held("his.his.op_visit", 0, offset, "k", "{}", since_ms, commit_ms, table, close_ms)
 
 
 def test_park_once_find_by_missing_key_release_and_expire():
@@ -20,6 +21,19 @@ def test_park_once_find_by_missing_key_release_and_expire():
     assert [h.offset for _, h in pending.expired(now_ms=6_500, wait_ms=5_000)] == [1, 2]
     pending.release([first])
     assert [h.offset for _, h in pending.at("patient", "P1")] == [2] and len(pending) == 2
+
+
+def test_a_record_given_up_stays_held_but_no_longer_holds_the_mark_nor_expires_again():
+    pending = HeldRecords({})
+    skey = pending.park("patient", "P1", held(1, since_ms=1_000, commit_ms=500))
+    pending.park("patient", "P2", held(2, since_ms=1_000, commit_ms=700, close_ms=9_000))
+    assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=600)] == [1]
+    pending.give_up([skey])
+    assert pending.oldest_commit() == 700 and pending.waiting() == (2, 1, 1_000)
+    assert pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=8_999) == []
+    assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=9_000)] == [2]
+    assert [h.offset for _, h in HeldRecords(pending.store).at("patient", "P1")] == [1]   # survives a restart
+    assert HeldRecords(pending.store).oldest_commit() == 700
 
 
 def test_the_index_is_rebuilt_from_the_store_after_a_restart():

@@ -1,0 +1,215 @@
+"""Re-submissions through the replay topic (hisbridge.contract): quarantined records re-run after a fix, raw
+changes re-run after a mapping change, a delivered batch sent again.
+
+The re-run is the transform's own chain over the record's source message (read back from its raw topic,
+matched by its source version), with the reference rows as the raw topics hold them now and the mapping,
+value maps and rules as they are now: what passes goes to the replay topic (the sink stages it once per
+record version and content, and the next window carries it as a `replay` flush); what still fails goes to
+the quarantine topic with its new reasons (the open entry takes them). Nothing here touches a core topic,
+so live traffic and its lag are undisturbed.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from hisbridge.chain import avro, crypto
+from hisbridge.chain.chain import CoreRecord, transform
+from hisbridge.chain.decode import Change, decode_message
+from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, REPLAY_BATCH_KIND,
+                                REPLAY_HEADER, QuarantineEntry, quarantine_key,
+                                quarantine_topic, raw_topics, replay_batch_value,
+                                replay_record_headers, replay_topic, serialize_entry)
+from hisbridge.runtime.topics import read_from_start
+from hisbridge.settings import Settings
+from hisbridge.state.lookups import ReferenceStore, TableLookups, lookup_topics
+
+Message = tuple[str, bytes | None, bytes | None]     # (topic, key, value)
+
+
+@dataclass
+class ReplayOutcome:
+    sent: int = 0                                   # records to the replay topic
+    still_failing: list[QuarantineEntry] = field(default_factory=list)
+    not_found: list[Any] = field(default_factory=list)     # entries whose source message is gone
+
+
+# --- pure -----------------------------------------------------------------------------------------------
+
+def version_of(change: Change) -> tuple[int | None, int | None]:
+    return change.source.lsn, change.source.commit_time_ms
+
+
+def entry_version(entry: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    source = entry.get("source") or {}
+    return source.get("lsn"), source.get("commit_time_ms")
+
+
+def match_sources(messages: Iterable[Message], wanted: set[tuple[str, int | None, int | None]]
+                  ) -> dict[tuple[str, int | None, int | None], Change]:
+    """(raw topic, lsn, commit_ms) → the decoded change with that source version (the latest one read)."""
+    found: dict[tuple[str, int | None, int | None], Change] = {}
+    for topic, key, value in messages:
+        change = decode_message(topic, key, value)
+        if isinstance(change, Change) and (topic, *version_of(change)) in wanted:
+            found[(topic, *version_of(change))] = change
+    return found
+
+
+def outputs_for(run: Callable[[Change], list[Any]], change: Change, table: str | None) -> list[Any]:
+    """What the chain makes of a change now (for `table` only when given: a change may feed several)."""
+    return [o for o in run(change) if table is None or getattr(o, "table", None) == table]
+
+
+# --- shell ----------------------------------------------------------------------------------------------
+
+class ReplaySender:
+    """A producer to the replay and quarantine topics (acks=all, flushed before the command returns)."""
+
+    def __init__(self, bootstrap: str, core_prefix: str) -> None:
+        self.bootstrap, self.core_prefix = bootstrap, core_prefix
+        self._producer = None
+
+    @property
+    def producer(self):
+        if self._producer is None:
+            from kafka import KafkaProducer
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", client_id="hisbridge-replay")
+        return self._producer
+
+    def send(self, replay_id: str, outputs: Iterable[Any], outcome: ReplayOutcome) -> None:
+        for out in outputs:
+            if isinstance(out, CoreRecord):
+                self.producer.send(replay_topic(self.core_prefix), key=out.key.encode("utf-8"), value=out.value,
+                                   headers=list(replay_record_headers(out.headers, replay_id, out.table)))
+                outcome.sent += 1
+            elif isinstance(out, QuarantineEntry):
+                self.producer.send(quarantine_topic(self.core_prefix), key=quarantine_key(out.table, out.key),
+                                   value=serialize_entry(out), headers=[(KIND_HEADER, QUARANTINE_KIND)])
+                outcome.still_failing.append(out)
+
+    def request_batch(self, replay_id: str, table: str, batch: str) -> None:
+        self.producer.send(replay_topic(self.core_prefix), key=f"{table}|{batch}".encode(),
+                           value=replay_batch_value(table, batch),
+                           headers=[(KIND_HEADER, REPLAY_BATCH_KIND), (REPLAY_HEADER, replay_id.encode())])
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush()
+            self._producer.close()
+
+
+class Replayer:
+    """The chain as the transform runs it, over the reference rows the raw topics hold now."""
+
+    def __init__(self, settings: Settings, prefix: str | None = None) -> None:
+        from hisbridge.catalog import catalog_for
+        from hisbridge.chain.mapping import load_mapping
+        self.settings, self.prefix = settings, prefix or settings.source.topic_prefix
+        self.catalog = catalog_for(settings.paths)
+        self.mapping = load_mapping(self.catalog, settings.paths.mapping, settings.org)
+        self.bootstrap = settings.connections.kafka_bootstrap
+        self.run = functools.partial(
+            transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(self._references(),
+                                                                                        self.mapping.lookups),
+            key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), give_up=True,
+            schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro),
+            max_bytes=settings.worker.produce_limit)
+
+    def _references(self) -> ReferenceStore:
+        """The reference rows as the raw topics hold them now (in memory: a replay is short-lived)."""
+        from hisbridge.chain.mapping import lookup_updates
+        store = ReferenceStore()
+        topics = _whole(self.bootstrap, lookup_topics(self.mapping, self.prefix))
+        for topic, key, value in read_from_start(self.bootstrap, topics, "hisbridge-replay"):
+            change = decode_message(topic, key, value)
+            if isinstance(change, Change):
+                store.apply(lookup_updates(self.mapping, change))
+        return store
+
+    def driver_topics(self) -> list[str]:
+        return raw_topics(self.prefix, self.mapping.by_source)
+
+    def sources(self, topics: Iterable[str], since_ms: int | None = None) -> Iterator[Message]:
+        return read_raw(self.bootstrap, topics, since_ms)
+
+
+def replay_entries(replayer: Replayer, sender: ReplaySender, replay_id: str, entries: list[Any]) -> ReplayOutcome:
+    """Open entries (delivery.quarantine.Entry) re-run from their source messages."""
+    outcome = ReplayOutcome()
+    wanted = {(e.entry.get("source", {}).get("topic"), *entry_version(e.entry)): e for e in entries}
+    topics = sorted({t for t, _, _ in wanted if t})
+    found = match_sources(replayer.sources(topics), set(wanted))
+    for where, entry in wanted.items():
+        change = found.get(where)
+        if change is None:
+            outcome.not_found.append(entry)
+            continue
+        sender.send(replay_id, outputs_for(replayer.run, change, entry.table), outcome)
+    return outcome
+
+
+def replay_raw(replayer: Replayer, sender: ReplaySender, replay_id: str, since_ms: int) -> ReplayOutcome:
+    """Every change on the mapping's driver topics since `since_ms` (Kafka timestamp) re-run."""
+    outcome = ReplayOutcome()
+    for topic, key, value in replayer.sources(replayer.driver_topics(), since_ms):
+        change = decode_message(topic, key, value)
+        if isinstance(change, Change):
+            sender.send(replay_id, outputs_for(replayer.run, change, None), outcome)
+    return outcome
+
+
+def _whole(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int | None]:
+    from kafka import KafkaConsumer
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             client_id="hisbridge-replay")
+    try:
+        return {(t, p): None for t in topics for p in (consumer.partitions_for_topic(t) or set())}
+    finally:
+        consumer.close()
+
+
+def read_raw(bootstrap: str, topics: Iterable[str], since_ms: int | None = None) -> Iterator[Message]:
+    """The raw topics' messages up to their ends now, from `since_ms` (Kafka timestamp) or the start."""
+    parts = _whole(bootstrap, topics)
+    if since_ms is None:
+        yield from read_from_start(bootstrap, parts, "hisbridge-replay")
+        return
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             client_id="hisbridge-replay")
+    try:
+        tps = [TopicPartition(t, p) for t, p in parts]
+        if not tps:
+            return
+        consumer.assign(tps)
+        end = consumer.end_offsets(tps)
+        starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        remaining = set()
+        for tp in tps:
+            start = starts.get(tp)
+            if start is not None and start.offset < end[tp]:
+                consumer.seek(tp, start.offset)
+                remaining.add(tp)
+        if set(tps) - remaining:
+            consumer.pause(*(set(tps) - remaining))
+        while remaining:
+            for tp, messages in consumer.poll(timeout_ms=1000).items():
+                for m in messages:
+                    if m.offset < end[tp]:
+                        yield m.topic, m.key, m.value
+            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+    finally:
+        consumer.close()
+
+
+def held_waiting(bootstrap: str, app_id: str) -> tuple[int, int, int | None]:
+    """(records held for a reference row, of which already quarantined, the oldest wait start ms) as the
+    transform's compacted held-records topic has them now (status)."""
+    from hisbridge.contract import held_topic
+    from hisbridge.state.codec import CodedStore, LoggedStore
+    from hisbridge.state.held import HeldRecords
+    rows = LoggedStore()
+    rows.restore(read_from_start(bootstrap, _whole(bootstrap, [held_topic(app_id)]), "hisbridge-status"))
+    return HeldRecords(CodedStore(rows)).waiting()
