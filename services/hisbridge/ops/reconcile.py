@@ -77,8 +77,8 @@ class TableReport:
     both: list[str] = field(default_factory=list)          # delivered AND quarantined
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
     duplicated: list[str] = field(default_factory=list)    # keys on more than one front-end row of the batch
-    quarantined_by_key: dict[str, list[str]] = field(default_factory=dict)   # rule → the keys it holds
     unkeyed: int = 0                                       # HIS records of the batch without a business key
+    quarantined_by_key: dict[str, list[str]] = field(default_factory=dict)   # rule → the keys it holds
 
     @property
     def ok(self) -> bool:
@@ -152,8 +152,8 @@ def compare_with_source(table: str, batch: str, source: SourceKeys, staged_keys:
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
                        list(flushes), sorted(want - live - q_keys), sorted(live - want), [],
-                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)), source.unkeyed,
-                       quarantine_state.keys_by_rule(pairs))
+                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)), unkeyed=source.unkeyed,
+                       quarantined_by_key=quarantine_state.keys_by_rule(pairs))
 
 
 # --- thin readers --------------------------------------------------------------------------------------------
