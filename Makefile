@@ -50,14 +50,14 @@ test: install jars mariadb prometheus
 
 # Every fault scenario of tests/faults (≤ 40 min; the fast ones also run in `make test`), each ending with the
 # HIS-side reconcile; the stack is stopped afterwards.
-faults: install jars mariadb
+faults: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(VENV)/bin/pytest tests/faults -q -s -p no:cacheprovider -W ignore::DeprecationWarning -m 'faults_full or not faults_full'
 
 # One simulated day with 20 faults drawn at random (seeded; the seed is printed), reconciled against the HIS.
 SEED ?= 1
-chaos: install jars mariadb
+chaos: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
 	$(PY) tests/faults/chaos.py --seed $(SEED)

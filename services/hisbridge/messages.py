@@ -51,6 +51,25 @@ CATALOGUE: Mapping[str, Template] = {
                   "the HIS database at {address} is unreachable ({detail}): is it running? The address is {knob}"),
     "log.repeated": ("过去 {seconds} 秒内另有 {count} 次", "{count} more in the last {seconds} s"),
 
+    # --- status -----------------------------------------------------------------------------------------
+    "status.help": ("运维总览：连接器、复制槽、积压、水位线、批次与窗口、台账、隔离区",
+                    "operator view: connectors, slots, lag, watermark, batches and windows, ledger, quarantine"),
+    "status.batches": ("显示的批次数", "batches to show"),
+    "status.ledger_rows": ("显示的最近台账行数", "last ledger rows to show"),
+    "status.all_topics": ("也列出空闲的消费组和积压为 0 的主题", "list idle groups and topics with zero lag too"),
+    "status.json": ("以 JSON 输出同样的各部分", "the same sections as JSON"),
+    "status.stack": ("本地栈", "stack"),
+    "status.connectors": ("连接器", "connectors"),
+    "status.slots": ("复制槽（HIS）", "replication slots (HIS)"),
+    "status.lag": ("消费积压", "consumer lag"),
+    "status.worker": ("工作进程", "worker"),
+    "status.delivery": ("上报：水位线、入库时钟、批次", "delivery: watermark, sink clock, batches"),
+    "status.ledger": ("前置机台账：最近上报", "front-end ledger: last flushes"),
+    "status.quarantine": ("隔离区（未处理，按规则）", "quarantine (open, by rule)"),
+    "status.replays": ("等待参照行的记录与进行中的重发", "held records and replays in flight"),
+    "status.unreachable": ("不可达：{detail}", "unreachable: {detail}"),
+    "status.slot_lost": ("已失效，需重新快照（见 connectors/README.md）", "LOST: re-snapshot (connectors/README.md)"),
+
     # --- worker -----------------------------------------------------------------------------------------
     "worker.help": ("运行 Faust 工作进程（转换 + 入库），连接本地或设置中的 Kafka",
                     "run the Faust worker (transform + sink) against the local or configured Kafka"),

@@ -53,10 +53,7 @@ def _library_error(exc: Exception) -> OperatorError | None:
 
 
 def _kafka_error(exc: Exception) -> OperatorError | None:
-    try:
-        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
-    except ImportError:      # pragma: no cover — kafka-python is a dependency
-        return None
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
     if isinstance(exc, (NoBrokersAvailable, KafkaConnectionError, KafkaTimeoutError)):
         from hisbridge.cli.common import current_settings
         return OperatorError("reach.kafka", address=current_settings().connections.kafka_bootstrap,

@@ -16,16 +16,18 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import click
-from hisbridge.cli.common import pass_settings
-from hisbridge.clock import SHANGHAI
+from hisbridge.cli.common import command, pass_settings
+from hisbridge.clock import SHANGHAI, wall_text
+from hisbridge.messages import render
 from hisbridge.ops import observe
 from hisbridge.settings import Settings
 
-UNREACHABLE = "不可达 / unreachable"
 
 
 def _local(moment: datetime | None) -> str:
-    return moment.astimezone(SHANGHAI).isoformat(timespec="seconds") if moment else "-"
+    """Aware moments in Asia/Shanghai; a naive one is front-end wall clock (report_datetime), already local —
+    astimezone would read it in the machine's zone."""
+    return wall_text(moment) if moment else "-"
 
 
 def _countdown(seconds: float) -> str:
@@ -99,12 +101,9 @@ def ledger_data(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
 
 def quarantine_data(settings: Settings) -> list[dict[str, Any]]:
-    """Open entries by rule and table, from their life cycle in staging (delivery.quarantine)."""
     c = settings.connections
-    rows = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.quarantine", """
-        SELECT tbl, r, count(*) FROM hisbridge.quarantine, unnest(rules) AS r WHERE state = 'open'
-        GROUP BY tbl, r ORDER BY tbl, r""")
-    return [{"table": t, "rule": r, "open": n} for t, r, n in rows]
+    counts = observe.read_open_quarantine(c.staging_dsn, c.connect_timeout)
+    return [{"table": t, "rule": r, "open": n} for (t, r), n in sorted(counts.items())]
 
 
 def replays_data(settings: Settings) -> dict[str, Any]:
@@ -112,6 +111,7 @@ def replays_data(settings: Settings) -> dict[str, Any]:
     from hisbridge.delivery import replay
     from hisbridge.ops.replay import held_waiting
     c = settings.connections
+    observe.admin_client(c.kafka_bootstrap, c.connect_timeout, "hisbridge-status").close()   # down: said in 3 s
     held, given_up, oldest = held_waiting(c.kafka_bootstrap, settings.worker.app_id)
     found = observe.query_if_exists(c.staging_dsn, c.connect_timeout, "hisbridge.replays", "SELECT 1")
     flying = _in_flight(c.staging_dsn, replay.in_flight) if found else []
@@ -184,7 +184,7 @@ def _lines(name: str, data: Any, limit: int) -> list[str]:
         return [f"{s['name']}: {'active' if s['active'] else 'inactive'}, wal_status {s['wal_status']}, "
                 f"retained WAL {(s['retained_bytes'] or 0) / 1048576:.1f} MiB"
                 + (f", {s['safe_wal_size'] / 1048576:.0f} MiB before invalidation" if s["safe_wal_size"] is not None else "")
-                + (" — 已失效，需重新快照 / LOST: re-snapshot (connectors/README.md)" if s["wal_status"] == "lost" else "")
+                + (" — " + _line("status.slot_lost") if s["wal_status"] == "lost" else "")
                 for s in data]
     if name == "lag":
         out = []
@@ -221,32 +221,31 @@ def _lines(name: str, data: Any, limit: int) -> list[str]:
     return [str(data)]
 
 
-TITLES = {"stack": "stack", "connectors": "connectors", "slots": "replication slots (HIS)",
-          "lag": "consumer lag", "worker": "worker", "delivery": "delivery: watermark, sink clock, batches",
-          "ledger": "front-end ledger: last flushes", "quarantine": "quarantine (open, by rule)",
-          "replays": "held records and replays in flight"}
+def _line(message_id: str, **params: Any) -> str:
+    """A catalogue message on one line (both languages: Chinese / English)."""
+    return render(message_id, params, joiner=" / ")
 
 
-def render(sections: dict[str, dict[str, Any]], limit: int) -> list[str]:
+def screen(sections: dict[str, dict[str, Any]], limit: int) -> list[str]:
     out = []
     for name, result in sections.items():
-        out.append(f"== {TITLES[name]}")
-        lines = _lines(name, result["data"], limit) if result["ok"] else [f"{UNREACHABLE}: {result['error']}"]
+        out.append(f"== {_line('status.' + name)}")
+        lines = _lines(name, result["data"], limit) if result["ok"] else [_line("status.unreachable",
+                                                                               detail=result["error"])]
         out += [f"  {line}" for line in lines or ["(nothing)"]]
     return out
 
 
-@click.command("status")
-@click.option("--batches", default=40, show_default=True, help="batches to show")
-@click.option("--ledger", "ledger_rows", default=10, show_default=True, help="last ledger rows to show")
-@click.option("--all-topics", is_flag=True, help="list idle groups and topics with zero lag too")
-@click.option("--json", "as_json", is_flag=True, help="the same sections as JSON")
+@command("status", help="status.help")
+@click.option("--batches", default=40, show_default=True, help="status.batches")
+@click.option("--ledger", "ledger_rows", default=10, show_default=True, help="status.ledger_rows")
+@click.option("--all-topics", is_flag=True, help="status.all_topics")
+@click.option("--json", "as_json", is_flag=True, help="status.json")
 @pass_settings
 def cli(settings: Settings, batches: int, ledger_rows: int, all_topics: bool, as_json: bool) -> None:
-    """Operator view: connectors, slots, lag, watermark, batches and windows, ledger, quarantine."""
     sections = collect(settings, batches, ledger_rows, all_topics)
     if as_json:
         click.echo(json.dumps(sections, ensure_ascii=False, indent=2, default=str))
         return
-    for line in render(sections, batches):
+    for line in screen(sections, batches):
         click.echo(line)

@@ -317,97 +317,22 @@ def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | No
 
 # --- quarantine ------------------------------------------------------------------------------------------
 
-class QuarantineTally:
-    """Open quarantine entries per (table, rule), fed with the quarantine topic's (key, value) messages in order.
-
-    What counts as open is decided here and only here: today every entry on core.quarantine is open, the
-    latest per key (a re-quarantined record replaces its earlier entry; a tombstone removes it). When the
-    quarantine life cycle (open / resolved / dismissed) lands, this is the one class that changes."""
-
-    def __init__(self) -> None:
-        self.latest: dict[bytes, tuple[str, tuple[str, ...]]] = {}
-        self.unkeyed: Counter = Counter()
-
-    def apply(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> "QuarantineTally":
-        from hisbridge.contract import QuarantineFormatError, parse_entry
-        for key, value in messages:
-            if value is None:
-                if key is not None:
-                    self.latest.pop(key, None)
-                continue
-            try:
-                entry = parse_entry(value)
-            except QuarantineFormatError:
-                continue
-            rules = tuple(sorted(set(entry.rules))) or ("unknown",)
-            if key is None:
-                self.unkeyed.update((entry.table, rule) for rule in rules)
-            else:
-                self.latest[key] = (entry.table, rules)
-        return self
-
-    def counts(self) -> Counter:
-        out = Counter(self.unkeyed)
-        for table, rules in self.latest.values():
-            out.update((table, rule) for rule in rules)
-        return out
-
-
-def open_quarantine(messages: Iterable[tuple[bytes | None, bytes | None]]) -> Counter:
-    return QuarantineTally().apply(messages).counts()
-
-
-class TopicTail:
-    """A topic read from its start, then only what was added since the last read (one consumer kept open,
-    outside every consumer group)."""
-
-    def __init__(self, bootstrap: str, topic: str, timeout: float) -> None:
-        self.bootstrap, self.topic, self.timeout = bootstrap, topic, timeout
-        self.consumer = None
-        self.tps: list = []
-
-    def _open(self) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-        try:
-            self.consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                          request_timeout_ms=int(self.timeout * 1000) + 1000,
-                                          bootstrap_timeout_ms=int(self.timeout * 1000))
-        except (KafkaError, OSError) as exc:
-            raise Unreachable(f"Kafka {self.bootstrap}: {first_line(exc)}") from None
-
-    def read_new(self) -> list[tuple[bytes | None, bytes | None]]:
-        from kafka import TopicPartition
-        if self.consumer is None:
-            self._open()
-        if not self.tps:
-            parts = self.consumer.partitions_for_topic(self.topic) or set()
-            self.tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            if not self.tps:
-                return []
-            self.consumer.assign(self.tps)
-            self.consumer.seek_to_beginning(*self.tps)
-        ends = self.consumer.end_offsets(self.tps)
-        out: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + max(self.timeout * 10, 30)
-        while any(self.consumer.position(tp) < ends[tp] for tp in self.tps) and time.monotonic() < deadline:
-            for records in self.consumer.poll(timeout_ms=1000).values():
-                out += [(r.key, r.value) for r in records]
-        return out
-
-    def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
-        self.consumer, self.tps = None, []
-
-
-def read_topic(bootstrap: str, topic: str, timeout: float) -> list[tuple[bytes | None, bytes | None]]:
-    """Every (key, value) of `topic` from its start to its current end."""
-    tail = TopicTail(bootstrap, topic, timeout)
+def read_open_quarantine(staging_dsn: str, timeout: float) -> dict[tuple[str, str], int]:
+    """(table, rule) → open quarantine entries (delivery.quarantine's life cycle: resolved and dismissed ones
+    no longer count; an entry with two rules counts under each) — what `hisbridge quarantine list` shows.
+    The one place status and the metrics count quarantine from."""
+    import psycopg2
+    from hisbridge.delivery import quarantine
     try:
-        return tail.read_new()
+        conn = psycopg2.connect(staging_dsn, connect_timeout=max(1, int(timeout)))
+    except psycopg2.OperationalError as exc:
+        raise Unreachable(first_line(exc)) from None
+    try:
+        if not quarantine.exists(conn):
+            return {}
+        return {(table, rule): n for rule, table, _, n in quarantine.counts(conn, state="open")}
     finally:
-        tail.close()
+        conn.close()
 
 
 def as_json(value: Any) -> Any:

@@ -77,8 +77,8 @@ class TableReport:
     both: list[str] = field(default_factory=list)          # delivered AND quarantined
     orphans: int = 0                                       # front-end rows whose report_datetime has no ledger row
     duplicated: list[str] = field(default_factory=list)    # keys on more than one front-end row of the batch
-    unkeyed: int = 0                                       # HIS records of the batch without a business key
     quarantined_by_key: dict[str, list[str]] = field(default_factory=dict)   # rule → the keys it holds
+    unkeyed: int = 0                                       # HIS records of the batch without a business key
 
     @property
     def ok(self) -> bool:
@@ -152,8 +152,8 @@ def compare_with_source(table: str, batch: str, source: SourceKeys, staged_keys:
         by_rule[rule] += 1
     return TableReport(table, batch, len(want), staged, pending, len(delivered), dict(sorted(by_rule.items())),
                        list(flushes), sorted(want - live - q_keys), sorted(live - want), [],
-                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)), unkeyed=source.unkeyed,
-                       quarantined_by_key=quarantine_state.keys_by_rule(pairs))
+                       sorted(delivered & q_keys), orphans, sorted(set(duplicated)),
+                       quarantined_by_key=quarantine_state.keys_by_rule(pairs), unkeyed=source.unkeyed)
 
 
 # --- thin readers --------------------------------------------------------------------------------------------
@@ -302,9 +302,6 @@ def format_report(reports: Iterable[TableReport], catalog: Catalog | None = None
                             + ([f"{len(resub)} resub {sum(f.ledger_count for f in resub)}"] if resub else [])) or "-"
         lines.append(f"{r.table:<10} {r.batch:<10} {r.expected:>8} {r.staged:>6} {r.pending:>7} {r.delivered:>9} "
                      f"{r.quarantined_keys:>8}  {flushes:<22} {'OK' if r.ok else 'MISMATCH'}")
-        if r.quarantined:
-            problems.append(f"  {r.table} {r.batch}: quarantined by rule: "
-                            + ", ".join(f"{rule} {n}" for rule, n in r.quarantined.items()))
         for rule, keys in r.quarantined_by_key.items():
             problems.append(f"  {r.table} {r.batch}: quarantined {rule}: {', '.join(keys[:show])}"
                             + (f" … ({len(keys)})" if len(keys) > show else ""))

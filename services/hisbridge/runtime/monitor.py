@@ -54,7 +54,7 @@ class Reader:
     def __init__(self, settings: Settings, monitor: Monitor) -> None:
         from hisbridge.catalog import catalog_for
         from hisbridge.clock import clock_for
-        from hisbridge.contract import quarantine_topic, transform_group
+        from hisbridge.contract import transform_group
         from hisbridge.delivery.schedule import load_schedule
         self.settings, self.monitor = settings, monitor
         catalog = catalog_for(settings.paths)
@@ -64,9 +64,6 @@ class Reader:
         self.groups = [transform_group(settings.worker.app_id), settings.worker.app_id]
         c = settings.connections
         self.timeout = c.connect_timeout
-        self.quarantine_tail = observe.TopicTail(c.kafka_bootstrap, quarantine_topic(settings.worker.core_prefix),
-                                                 self.timeout)
-        self.quarantine = observe.QuarantineTally()
         self.his_dsn = his_monitor_dsn(settings)
         self.failing: set[str] = set()
 
@@ -86,7 +83,8 @@ class Reader:
         s, c = self.settings, self.settings.connections
         self._section(snap, "kafka", lambda: setattr(snap, "lags", observe.read_lag(c.kafka_bootstrap, self.timeout,
                                                                                    self.groups)))
-        self._section(snap, "kafka", self._read_quarantine(snap))
+        self._section(snap, "staging", lambda: setattr(snap, "quarantine", observe.read_open_quarantine(
+            c.staging_dsn, self.timeout)))
         self._section(snap, "staging", self._read_staging(snap))
         self._section(snap, "connect", lambda: setattr(snap, "connectors", [
             v for v in observe.read_connectors(c.connect_url, self.timeout) if v.name in s.ops.connectors]))
@@ -95,17 +93,6 @@ class Reader:
         snap.sources["frontend"] = observe.database_up(c.frontend_dsn, self.timeout)
         snap.windows = self._windows(snap)
         return snap
-
-    def _read_quarantine(self, snap: Snapshot) -> Callable[[], None]:
-        def read() -> None:
-            try:
-                self.quarantine.apply(self.quarantine_tail.read_new())
-            except Exception:
-                self.quarantine_tail.close()
-                self.quarantine = observe.QuarantineTally()   # re-read from the start next time
-                raise
-            snap.quarantine = dict(self.quarantine.counts())
-        return read
 
     def _read_staging(self, snap: Snapshot) -> Callable[[], None]:
         def read() -> None:
@@ -180,6 +167,7 @@ def register(app, settings: Settings) -> None:
                           observe.first_line(exc))
                 continue
             monitor.metrics.restarts.labels(r.connector, task).inc()
-            log.error("connector %s task %s FAILED (%s); restarted (attempt %d in a row, next back-off %.0fs)",
-                      r.connector, task, r.reason, r.attempt, supervisor.policy.delay(r.attempt))
+            # formatted here: every restart is its own (back-off-spaced) event, never folded as a repeat
+            log.error(f"连接器任务失败，已重启 / connector {r.connector} task {task} FAILED ({r.reason}); restarted "
+                      f"(attempt {r.attempt} in a row, next back-off {supervisor.policy.delay(r.attempt):.0f}s)")
         monitor.metrics.consecutive.counts = supervisor.consecutive()

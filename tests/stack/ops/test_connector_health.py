@@ -108,14 +108,16 @@ def test_a_failed_task_is_restarted_counted_and_reported_until_it_runs_again(wat
     reason = re.search(r'hisbridge_connector_task_failed_info\{[^}]*reason="([^"]*)"', text).group(1)
     assert "permission denied for table t" in reason, reason
 
-    # it keeps failing: restarted again and again with a growing back-off, each restart counted and logged
+    # it keeps failing: restarted again and again with a growing back-off, each restart counted; the log writes
+    # the first with its reason and, being a repeated error, the ones within the next minute only as a count
+    # on the next line after it (hisbridge.logs.RepeatFilter)
     wait_for("two restarts in a row", lambda: (sample(scrape(port), "hisbridge_connector_task_consecutive_restarts",
                                                      connector=name, task="0") or 0) >= 2, 120, 1)
     with open(worker.log, "rb") as fh:
         fh.seek(since)
         log = fh.read().decode(errors="replace")
     restarts = [line for line in log.splitlines() if f"connector {name} task 0 FAILED" in line and "restarted" in line]
-    assert len(restarts) >= 2 and all("permission denied for table t" in line for line in restarts), restarts
+    assert len(restarts) >= 1 and all("permission denied for table t" in line for line in restarts), restarts
 
     set_read_right(his_dsn, True)
     client = ConnectClient(run.connections.connect_url)

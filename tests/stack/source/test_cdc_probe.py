@@ -259,7 +259,7 @@ def test_wrong_his_password_is_named_and_not_echoed(probe, resources, monkeypatc
     name = resources.connector(f"stackprobe-badpassword-{resources.id}")
     result = CliRunner().invoke(cli_main, ["connectors", "apply", "--name", name,
                                            "--tables", "stackprobe.probe", "--timeout", "60"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2        # a configuration error (hisbridge.messages.EXIT_USAGE), not a failed check
     assert f'password authentication failed for user "{probe.settings.source.user}"' in result.output
     assert wrong not in result.output
     assert connectors.ConnectClient(probe.settings.connections.connect_url).current_config(name) is None

@@ -3,11 +3,9 @@ quarantine, connector views."""
 from datetime import datetime, timedelta
 
 from hisbridge.clock import SHANGHAI
-from hisbridge.contract import QuarantineEntry, quarantine_key, serialize_entry
 from hisbridge.delivery.schedule import Schedule
 from hisbridge.delivery.staging import BatchCounts
-from hisbridge.ops.observe import (QuarantineTally, batch_state, batch_views, connector_view,
-                                   current_or_next_window, open_quarantine)
+from hisbridge.ops.observe import batch_state, batch_views, connector_view, current_or_next_window
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -42,22 +40,6 @@ def test_current_or_next_window():
     assert b.name == "2026-02-11" and b.window_end == at(11, 22)
     m = current_or_next_window("monthly", at(10, 15), s)
     assert m.name == "2026-01" and m.in_window(at(10, 15))
-
-
-def entry(table: str, key: str | None, *rules: str) -> tuple[bytes | None, bytes]:
-    e = QuarantineEntry(table, tuple({"rule": r, "field": "f", "message": "m"} for r in rules), {"topic": "t"},
-                        "2026-02-10", None, None, "2026-02-10T10:00:00+08:00", key)
-    return quarantine_key(table, key), serialize_entry(e)
-
-
-def test_open_quarantine_counts_the_latest_entry_per_record_by_rule():
-    messages = [entry("mjzzlxx", "A", "required"), entry("mjzzlxx", "A", "required", "unmapped_code"),
-                entry("mjzzlxx", "B", "resident_id"), entry("_unknown", None, "malformed"),
-                entry("_unknown", None, "malformed"), (quarantine_key("mjzzlxx", "B"), None), (None, b"not json")]
-    assert open_quarantine(messages) == {("mjzzlxx", "required"): 1, ("mjzzlxx", "unmapped_code"): 1,
-                                         ("_unknown", "malformed"): 2}
-    tally = QuarantineTally().apply(messages[:1])
-    assert tally.apply(messages[1:2]).counts() == {("mjzzlxx", "required"): 1, ("mjzzlxx", "unmapped_code"): 1}
 
 
 def test_connector_view_names_the_failure_and_shows_paused():
