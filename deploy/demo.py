@@ -36,7 +36,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from datetime import time as dtime
 from datetime import timedelta
@@ -52,7 +52,7 @@ from hisbridge.chain.mapping import load_mapping
 from hisbridge.clock import SHANGHAI, wall_text, write_clock_file
 from hisbridge.contract import (core_topic, quarantine_topic, raw_topics,
                                 transform_group)
-from hisbridge.delivery import ledger, quarantine, staging
+from hisbridge.delivery import ledger, staging
 from hisbridge.ops import connectors, reconcile
 from hisbridge.messages import OperatorError
 from hisbridge.ops.lag import lag_by_topic, partition_lags
@@ -361,7 +361,7 @@ def summarize(cfg: DemoConfig, catalog, mapping, out: Outcome) -> None:
     front = psycopg2.connect(c.frontend_dsn)
     stage = psycopg2.connect(c.staging_dsn)
     # only open entries count: a late reference row's entry is resolved when its record is staged
-    out.quarantine = [replace(e, key=e.key or None) for e in quarantine.entries(stage, state="open")]
+    out.quarantine = reconcile.open_entries(stage)
     try:
         for table_name, batch in wanted:
             table = catalog.table(table_name)
