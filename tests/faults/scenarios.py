@@ -21,11 +21,10 @@ SCENARIOS = [
     Scenario("frontend_down_at_window_open", FAULTS["frontend_down"], "window_open", own_frontend=True),
     Scenario("connector_paused", FAULTS["connector_paused"], "evening"),
     Scenario("duplicate_raw_messages", FAULTS["duplicate_raw"], "evening", fast=True),
+    Scenario("older_version_replayed", FAULTS["older_version"], "evening"),
+    Scenario("oversize_value", FAULTS["oversize_value"], "evening"),
+    Scenario("schema_drift_dropped_column", FAULTS["schema_drift"], "evening"),
 ]
-
-# Scenarios whose data differs from the demo day (an older version replayed, a 1.5 MB value, a dropped
-# column) need the injectors rel-core's items bring; they are listed in README.md as pending, with no entry.
-PENDING_WITHOUT_ENTRY = ("older_version_replayed", "oversize_value", "schema_drift_dropped_column")
 
 
 def enabled() -> list[Scenario]:
