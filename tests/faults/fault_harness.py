@@ -4,8 +4,9 @@ moment, and how it recovers — and every scenario ends with the same verdict:
 
   * `hisbridge reconcile --batch B` WITHOUT --sim-* (the HIS itself, through the CDC role) for every daily batch
     the run touched: 0 missing, 0 duplicated, exit 0;
-  * the quarantine holds exactly the planted defects (the simulator's manifest), nothing more, nothing less;
-  * the demo's own exact reconciliation against the manifest is OK.
+  * the quarantine holds exactly the planted defects (the simulator's manifest) plus the entries the fault
+    itself expects (`FaultRun.expect_quarantine`), nothing more, nothing less;
+  * the demo's own exact reconciliation against the manifest is OK (unless the fault added HIS rows).
 
 Moments (`Scenario.at`):
   stream        the worker has staged its first rows of day D (the day is being inserted live)
