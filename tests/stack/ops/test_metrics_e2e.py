@@ -125,7 +125,13 @@ def test_quarantine_and_held_gauges_match_quarantine_list_and_the_held_topic(sce
 
 
 def test_the_window_countdown_follows_the_schedule_on_the_steered_clock(scenario):
-    run, _, _, texts = scenario
+    run, web, _, sampled = scenario
+
+    def inside_the_window() -> str | None:      # the clock stays in D's window after the run
+        text = scrape(web)
+        return text if any(labels["cadence"] == "daily" and v == 1.0
+                           for labels, v in series(text, "hisbridge_window_open")) else None
+    texts = [*sampled, wait_for("a refresh inside D's window", inside_the_window, 60, 0.5)]
     schedule = load_schedule(run.settings.paths.schedule)
     checked = 0
     for text in texts:
@@ -152,7 +158,7 @@ def test_prometheus_scrapes_the_worker(scenario):
 
 def dashboard_exprs() -> list[tuple[str, str]]:
     doc = json.loads((DEPLOY / "grafana" / "dashboards" / "hisbridge.json").read_text(encoding="utf-8"))
-    return [(p["title"], t["expr"].replace("$__rate_interval", "1m")) for p in doc["panels"]
+    return [(p["title"], t["expr"].replace("$__rate_interval", "10m")) for p in doc["panels"]
             for t in p.get("targets", [])]
 
 
