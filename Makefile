@@ -46,7 +46,7 @@ status: install
 test: install jars mariadb prometheus
 	@trap '$(HB) stack down' EXIT; \
 	$(HB) stack up && \
-	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning
+	$(VENV)/bin/pytest tests/ -q -p no:cacheprovider -W ignore::DeprecationWarning --durations=25
 
 # Every fault scenario of tests/faults (≤ 40 min; the fast ones also run in `make test`), each ending with the
 # HIS-side reconcile; the stack is stopped afterwards.

@@ -99,32 +99,27 @@ def read_slots(dsn: str, timeout: float) -> list[SlotView]:
             for n, a, w, r, s in rows]
 
 
+def _connect(dsn: str, timeout: float):
+    import psycopg2
+    try:
+        return psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
+    except psycopg2.OperationalError as exc:
+        raise Unreachable(first_line(exc)) from None
+
+
 def _query(dsn: str, timeout: float, sql: str, params: tuple = ()) -> list[tuple]:
-    import psycopg2
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
-    except psycopg2.OperationalError as exc:
-        raise Unreachable(first_line(exc)) from None
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return query_if_exists(dsn, timeout, None, sql, params)
 
 
-def query_if_exists(dsn: str, timeout: float, relation: str, sql: str, params: tuple = ()) -> list[tuple]:
+def query_if_exists(dsn: str, timeout: float, relation: str | None, sql: str, params: tuple = ()) -> list[tuple]:
     """The rows of `sql`, or none while `relation` does not exist yet (nothing has written there)."""
-    import psycopg2
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
-    except psycopg2.OperationalError as exc:
-        raise Unreachable(first_line(exc)) from None
+    conn = _connect(dsn, timeout)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (relation,))
-            if cur.fetchone()[0] is None:
-                return []
+            if relation is not None:
+                cur.execute("SELECT to_regclass(%s)", (relation,))
+                if cur.fetchone()[0] is None:
+                    return []
             cur.execute(sql, params)
             return cur.fetchall()
     finally:
@@ -290,13 +285,9 @@ class StagingView:
 
 def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | None:
     """None while the staging schema does not exist (the sink has not run)."""
-    import psycopg2
     from hisbridge.delivery import staging
     from hisbridge.runtime.watermark import from_ms
-    try:
-        conn = psycopg2.connect(dsn, connect_timeout=max(1, int(timeout)))
-    except psycopg2.OperationalError as exc:
-        raise Unreachable(first_line(exc)) from None
+    conn = _connect(dsn, timeout)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT to_regclass('hisbridge.staged'), to_regclass('hisbridge.sink_ticks')")
@@ -321,12 +312,8 @@ def read_open_quarantine(staging_dsn: str, timeout: float) -> dict[tuple[str, st
     """(table, rule) → open quarantine entries (delivery.quarantine's life cycle: resolved and dismissed ones
     no longer count; an entry with two rules counts under each) — what `hisbridge quarantine list` shows.
     The one place status and the metrics count quarantine from."""
-    import psycopg2
     from hisbridge.delivery import quarantine
-    try:
-        conn = psycopg2.connect(staging_dsn, connect_timeout=max(1, int(timeout)))
-    except psycopg2.OperationalError as exc:
-        raise Unreachable(first_line(exc)) from None
+    conn = _connect(staging_dsn, timeout)
     try:
         if not quarantine.exists(conn):
             return {}

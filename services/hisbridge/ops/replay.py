@@ -21,7 +21,7 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, REPLAY_BATCH_KIND,
                                 REPLAY_HEADER, QuarantineEntry, quarantine_key,
                                 quarantine_topic, raw_topics, replay_batch_value,
                                 replay_record_headers, replay_topic, serialize_entry)
-from hisbridge.runtime.topics import read_from_start
+from hisbridge.runtime.topics import partitions, read_from_start
 from hisbridge.settings import Settings
 from hisbridge.state.lookups import ReferenceStore, TableLookups, lookup_topics
 
@@ -121,7 +121,7 @@ class Replayer:
         """The reference rows as the raw topics hold them now (in memory: a replay is short-lived)."""
         from hisbridge.chain.mapping import lookup_updates
         store = ReferenceStore()
-        topics = _whole(self.bootstrap, lookup_topics(self.mapping, self.prefix))
+        topics = partitions(self.bootstrap, lookup_topics(self.mapping, self.prefix), "hisbridge-replay")
         for topic, key, value in read_from_start(self.bootstrap, topics, "hisbridge-replay"):
             change = decode_message(topic, key, value)
             if isinstance(change, Change):
@@ -160,48 +160,9 @@ def replay_raw(replayer: Replayer, sender: ReplaySender, replay_id: str, since_m
     return outcome
 
 
-def _whole(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int | None]:
-    from kafka import KafkaConsumer
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             client_id="hisbridge-replay")
-    try:
-        return {(t, p): None for t in topics for p in (consumer.partitions_for_topic(t) or set())}
-    finally:
-        consumer.close()
-
-
 def read_raw(bootstrap: str, topics: Iterable[str], since_ms: int | None = None) -> Iterator[Message]:
     """The raw topics' messages up to their ends now, from `since_ms` (Kafka timestamp) or the start."""
-    parts = _whole(bootstrap, topics)
-    if since_ms is None:
-        yield from read_from_start(bootstrap, parts, "hisbridge-replay")
-        return
-    from kafka import KafkaConsumer, TopicPartition
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             client_id="hisbridge-replay")
-    try:
-        tps = [TopicPartition(t, p) for t, p in parts]
-        if not tps:
-            return
-        consumer.assign(tps)
-        end = consumer.end_offsets(tps)
-        starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
-        remaining = set()
-        for tp in tps:
-            start = starts.get(tp)
-            if start is not None and start.offset < end[tp]:
-                consumer.seek(tp, start.offset)
-                remaining.add(tp)
-        if set(tps) - remaining:
-            consumer.pause(*(set(tps) - remaining))
-        while remaining:
-            for tp, messages in consumer.poll(timeout_ms=1000).items():
-                for m in messages:
-                    if m.offset < end[tp]:
-                        yield m.topic, m.key, m.value
-            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
-    finally:
-        consumer.close()
+    return read_from_start(bootstrap, partitions(bootstrap, topics, "hisbridge-replay"), "hisbridge-replay", since_ms)
 
 
 def held_waiting(bootstrap: str, app_id: str) -> tuple[int, int, int | None]:
@@ -211,5 +172,6 @@ def held_waiting(bootstrap: str, app_id: str) -> tuple[int, int, int | None]:
     from hisbridge.state.codec import CodedStore, LoggedStore
     from hisbridge.state.held import HeldRecords
     rows = LoggedStore()
-    rows.restore(read_from_start(bootstrap, _whole(bootstrap, [held_topic(app_id)]), "hisbridge-status"))
+    held = partitions(bootstrap, [held_topic(app_id)], "hisbridge-status")
+    rows.restore(read_from_start(bootstrap, held, "hisbridge-status"))
     return HeldRecords(CodedStore(rows)).waiting()

@@ -61,21 +61,28 @@ def partitions_of(bootstrap: str, topics: Iterable[str], client_id: str = "hisbr
 
 def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """Every message of every partition of `topic` up to its end now (read_from_start); none if it is absent."""
+    return read_from_start(bootstrap, partitions(bootstrap, [topic]))
+
+
+def partitions(bootstrap: str, topics: Iterable[str],
+               client_id: str = "hisbridge-restore") -> dict[tuple[str, int], int | None]:
+    """Every partition of `topics` as read_from_start's `until`: each to its end when reading starts."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             client_id=client_id)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
+        return {(t, p): None for t in topics for p in (consumer.partitions_for_topic(t) or set())}
     finally:
         consumer.close()
-    return read_from_start(bootstrap, {(topic, p): None for p in parts})
 
 
 def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
-                    client_id: str = "hisbridge-restore") -> Iterator[tuple[str, bytes | None, bytes | None]]:
+                    client_id: str = "hisbridge-restore",
+                    since_ms: int | None = None) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """(topic, key, value) of every message before `until[(topic, partition)]` (None: the end offset when
-    reading starts), from the first offset kept, in offset order per partition. No consumer group: nothing
-    is committed."""
+    reading starts), from the first offset kept — or from the first message timestamped at or after
+    `since_ms` —, in offset order per partition. No consumer group: nothing is committed."""
     from kafka import KafkaConsumer, TopicPartition
 
     parts = [TopicPartition(t, p) for (t, p), offset in sorted(until.items()) if offset is None or offset > 0]
@@ -84,8 +91,16 @@ def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:
+        starts = consumer.offsets_for_times({tp: since_ms for tp in parts}) if since_ms is not None else {}
+        if since_ms is not None:                       # a partition with nothing that recent has nothing to read
+            parts = [tp for tp in parts if starts.get(tp) is not None]
+            if not parts:
+                return
         consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
+        if since_ms is None:
+            consumer.seek_to_beginning(*parts)
+        for tp in parts if since_ms is not None else ():
+            consumer.seek(tp, starts[tp].offset)
         end = {tp: min(offset, until[(tp.topic, tp.partition)] or offset)
                for tp, offset in consumer.end_offsets(parts).items()}
         # compaction leaves gaps in the offsets: a partition is done when its position reaches its end
