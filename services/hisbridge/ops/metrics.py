@@ -219,6 +219,17 @@ class Metrics:
         if n:
             self.records.labels(stage, table, outcome).inc(n)
 
+    def expect_flushes(self, tables: Iterable[str], kinds: Iterable[str]) -> None:
+        """Every table's flush series at 0 from the first scrape: a counter that first appears with its
+        first flush has one sample then, and `increase`/`rate` over one sample is no series at all (an empty
+        dashboard panel, a silent alert) until a second flush."""
+        kinds = tuple(kinds)
+        for table in tables:
+            self.flush_seconds.labels(table)
+            for kind in kinds:
+                self.flushes.labels(table, kind)
+                self.flush_rows.labels(table, kind)
+
     def flushed(self, table: str, kind: str, rows: int, seconds: float, at: float) -> None:
         self.flush_seconds.labels(table).observe(seconds)
         self.flushes.labels(table, kind).inc()

@@ -17,7 +17,7 @@ import psycopg2
 from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro
 from hisbridge.clock import clock_for, log_text
-from hisbridge.delivery import staging
+from hisbridge.delivery import ledger, staging
 from hisbridge.contract import quarantine_topic, replay_topic
 from hisbridge.delivery.intake import (SinkEvent, StageChunk, stage_chunk,
                                        tables_by_topic)
@@ -96,6 +96,7 @@ def register(app, config: Settings) -> None:
     core = app.topic(*topics, *extra, key_serializer="raw", value_serializer="raw")
     counters: dict[str, int] = {}
     metrics = monitor_of(app).metrics
+    metrics.expect_flushes(catalog.tables, ledger.KINDS)
 
     async def commit_offsets(events) -> None:
         """Ack the staged events and commit their offsets now, not at Faust's next commit interval (2.8 s):
