@@ -15,6 +15,7 @@ D 18:00:01 and frozen there, inside batch D's window) — then, on top of it:
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ from hisbridge import hisdb
 from hisbridge.cli import quarantine as quarantine_cli
 from hisbridge.cli import replay as replay_cli
 from hisbridge.contract import quarantine_topic, replay_topic
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, write_clock_file
 from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.ops import reconcile
 from hisbridge.ops.replay import (Replayer, ReplaySender, held_waiting,
@@ -306,36 +307,78 @@ def clone_visit(his, run, suffix: str, start: datetime | None = None) -> tuple[s
     return vid, patient
 
 
-def test_a_late_patient_row_inside_its_open_batch_is_waited_for_without_quarantine(run, tmp_path):
-    """No operator bound (HISBRIDGE_LOOKUP_WAIT=0): a visit of a batch the watermark has not closed waits for
-    its patient row however long it takes, is never quarantined, and is staged in its batch when the row
-    comes. The visit happened half an hour ago (real time: the watermark is the HIS's real commit times) and
-    the schedule's grace is two days, so its batch stays open whatever the time of day."""
-    schedule = tmp_path / "schedule.yaml"
-    schedule.write_text(re.sub(r"(?m)^grace: \S+", "grace: 2d", run.settings.paths.schedule.read_text("utf-8")),
-                        encoding="utf-8")
-    env = {**environment_for(run.settings), "HISBRIDGE_LOOKUP_WAIT": "0", "HISBRIDGE_SCHEDULE": str(schedule)}
+def steer_clock(run, delta: timedelta) -> datetime:
+    """Moves the run's clock file (the sink's and the transform's "now"; frozen) by `delta`; returns the old moment."""
+    path = run.settings.clock.file
+    before = datetime.fromisoformat(json.loads(path.read_text("utf-8"))["now"])
+    write_clock_file(path, before + delta)
+    return before
+
+
+def held_late_visit(run, his, suffix: str, env: dict) -> tuple[str, dict]:
+    """A visit of an open batch written without its patient row, with the worker restarted on `env`, once
+    the transform holds it; returns its id and the patient row."""
     run.worker.start_background(env=env, restart=True)
     bootstrap, app = run.settings.connections.kafka_bootstrap, run.settings.worker.app_id
     held_before = held_waiting(bootstrap, app)[0]
-    his = his_conn(run)
-    try:
-        start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0) - timedelta(minutes=30)
-        vid, patient = clone_visit(his, run, "W", start)
-        wait_for("the visit held for its patient", lambda: held_waiting(bootstrap, app)[0] > held_before, timeout=180)
-        ticks = sink_ticks(run)
-        wait_for("the pipeline running on for a while", lambda: sink_ticks(run) >= ticks + 20, timeout=120)
-        assert not [e for e in entries(run) if e.key == vid]
-        his_insert(his, "pat_master", patient)
-    finally:
-        his.close()
+    start = datetime.now(SHANGHAI).replace(tzinfo=None, microsecond=0) - timedelta(minutes=30)
+    vid, patient = clone_visit(his, run, suffix, start)
+    wait_for(f"visit {vid} held for its patient", lambda: held_waiting(bootstrap, app)[0] > held_before, timeout=180)
+    return vid, patient
+
+
+def staged_visit(run, vid: str) -> None:
     conn = staging_conn(run)
     try:
-        wait_for("the visit staged once its patient came", lambda: [
+        wait_for(f"visit {vid} staged once its patient came", lambda: [
             k for (_, k) in staging.row_states(conn, TABLE.name) if k == vid], timeout=120)
     finally:
         conn.close()
-    assert not [e for e in entries(run) if e.key == vid]
+
+
+def test_a_patient_row_three_hours_late_inside_its_open_batch_is_waited_for_on_the_steered_clock(run, tmp_path):
+    """The hold counts the deployment's time (the clock file, as the sink does), so 3 hours can pass in a test.
+    No operator bound (HISBRIDGE_LOOKUP_WAIT=0): a visit of a batch the watermark has not closed waits 3 steered
+    hours for its patient row — past any fixed wait — is never quarantined, and is staged in its batch when
+    the row comes. With an operator bound of 1 hour, the same 3 hours quarantine a second such visit as
+    missing_lookup (which shows the transform reads the steered clock: 1 real hour has not passed); it stays
+    held and goes out by itself when its row comes, its entry resolved. The visits happened half an hour ago
+    (the watermark is the HIS's real commit times) and the schedule's grace is two days, so their batch stays
+    open whatever the time of day."""
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(re.sub(r"(?m)^grace: \S+", "grace: 2d", run.settings.paths.schedule.read_text("utf-8")),
+                        encoding="utf-8")
+    env = {**environment_for(run.settings), "HISBRIDGE_SCHEDULE": str(schedule)}
+    bootstrap, app = run.settings.connections.kafka_bootstrap, run.settings.worker.app_id
+    held_before = held_waiting(bootstrap, app)[0]
+    his = his_conn(run)
+    moved = timedelta(0)
+    try:
+        vid, patient = held_late_visit(run, his, "W", {**env, "HISBRIDGE_LOOKUP_WAIT": "0"})
+        steer_clock(run, timedelta(hours=3))
+        moved += timedelta(hours=3)
+        ticks = sink_ticks(run)
+        wait_for("the pipeline running on the steered clock", lambda: sink_ticks(run) >= ticks + 10, timeout=120)
+        assert not [e for e in entries(run) if e.key == vid]
+        his_insert(his, "pat_master", patient)
+        staged_visit(run, vid)
+        assert not [e for e in entries(run) if e.key == vid]
+
+        bound, bound_patient = held_late_visit(run, his, "B", {**env, "HISBRIDGE_LOOKUP_WAIT": "3600"})
+        steer_clock(run, timedelta(hours=3))
+        moved += timedelta(hours=3)
+        wait_for(f"visit {bound} quarantined at the 1-hour bound", lambda: [
+            e for e in entries(run) if e.key == bound and e.state == "open"], timeout=120)
+        (entry,) = [e for e in entries(run) if e.key == bound]
+        assert entry.rules == ["missing_lookup"], entry
+        his_insert(his, "pat_master", bound_patient)
+        staged_visit(run, bound)
+        wait_for(f"the entry of {bound} resolved", lambda: [
+            e for e in entries(run) if e.key == bound and e.state == "resolved"], timeout=120)
+    finally:
+        his.close()
+        steer_clock(run, -moved)        # back inside batch D's window for the tests after this one
+        run.worker.start_background(env=environment_for(run.settings), restart=True)
     wait_for("nothing held any more", lambda: held_waiting(bootstrap, app)[0] == held_before, timeout=60)
 
 

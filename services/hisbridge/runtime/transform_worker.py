@@ -22,8 +22,8 @@ the tail; a lost folder is rebuilt from the topics (progress logged). Held recor
 through to the compacted held-records topic before a batch's offsets are committed, read back for the
 partitions the group assigns (on every assignment: a partition taken over brings its held records along).
 A record waits for its reference row until its batch closes (the schedule's period end + grace) by the
-watermark of everything else — so it never delays the close — or worker.lookup_wait seconds when an operator
-set that bound; then it is quarantined with the missing key and stays held, released (and its entry
+watermark of everything else — so it never delays the close — or worker.lookup_wait seconds (on the
+deployment's clock, steered in the demo and the tests like the sink's) when an operator set that bound; then it is quarantined with the missing key and stays held, released (and its entry
 resolved by the sink) whenever the row arrives (a 1 s timer and after every batch). A record over worker.produce_limit, or one the broker refuses as too large, is
 quarantined as `oversize`; the worker does not stop for it.
 
@@ -50,7 +50,7 @@ from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, clock_for
 from hisbridge.logs import Activity
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 QuarantineEntry, core_topic, heartbeat_topic,
@@ -252,6 +252,9 @@ class TransformWorker:
         self.marks = MarkTracker(self.prefix, MarkThrottle(int(settings.worker.mark_every * 1000),
                                                            int(settings.worker.idle_mark_every * 1000)))
         self.wait_ms = int(settings.worker.lookup_wait * 1000)
+        # how long a record has been held is the deployment's time (steered in the demo and the tests, like
+        # the sink's); the marks' pace stays real time, as it paces real traffic
+        self.clock = clock_for(settings.clock)
         grace = load_schedule(settings.paths.schedule, settings.worker.schedule_mode).grace
         self.close_of = functools.partial(batch_close_ms, catalog.tables, int(grace.total_seconds() * 1000))
         self.lock = asyncio.Lock()   # the loop, the timer and rebalances never interleave their plan → checkpoint
@@ -268,7 +271,10 @@ class TransformWorker:
         if self.batches is None:
             return None
         since = self.pending.oldest_since()
-        return len(self.pending), (None if since is None else max(0.0, (_now_ms() - since) / 1000))
+        return len(self.pending), (None if since is None else max(0.0, (self._held_now() - since) / 1000))
+
+    def _held_now(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
 
     def run(self, message, give_up: bool) -> list[Any]:
         """batch_plan's Run: the chain, leaving a batch's records to be finished together (defer=True)."""
@@ -385,7 +391,7 @@ class TransformWorker:
             self.monitor.metrics.count("transform", topic, "consumed", n)
         async with self.lock:
             await self.catch_up()
-            now = _now_ms()
+            now = self._held_now()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.store, pending=self.pending,
                               run=self.run, now_ms=now, watch=self.watch, close_of=self.close_of)
             await self.checkpoint(plan)
@@ -459,7 +465,7 @@ class TransformWorker:
             if not self.pending:     # (len(pending) builds its index)
                 return
             try:
-                await self.checkpoint(await self._expiry(_now_ms()))
+                await self.checkpoint(await self._expiry(self._held_now()))
             except BaseException:
                 log.critical("expiry of %d waiting records not finished: exiting (a restart retries them)",
                              len(self.pending), exc_info=True)
