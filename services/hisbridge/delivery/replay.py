@@ -4,7 +4,9 @@ and what a flush carrying replayed rows is ledgered as (kind `replay`, with the 
 A replay is written here by the operator's command BEFORE anything goes to the replay topic
 (hisbridge.contract), so every replayed row the sink stages can be traced to its request. Staged rows
 carry the id of the replay that last wrote them (`staged.replay`); a flush carrying any such row is a
-`replay` flush. A replay is in flight from its request until every row it staged has gone out.
+`replay` flush. A replay is in flight from its request until the sink has handled every record it sent
+(`handled` counts them in the staging transaction, staged or found unchanged) and every row it staged has
+gone out: a replay whose records all turn out unchanged is done when the sink has seen them all.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ CREATE TABLE IF NOT EXISTS hisbridge.replays (
     id text PRIMARY KEY, kind text NOT NULL CHECK (kind IN ('quarantine', 'batch', 'raw')),
     operator text NOT NULL, reason text NOT NULL, args jsonb NOT NULL, sent bigint NOT NULL DEFAULT 0,
     requested_at timestamptz NOT NULL DEFAULT now(), applied_at timestamptz, delivered_at timestamptz);
+ALTER TABLE hisbridge.replays ADD COLUMN IF NOT EXISTS handled bigint NOT NULL DEFAULT 0;
 """
 
 
@@ -50,10 +53,20 @@ def request(conn, kind: str, operator: str, reason: str, args: Mapping[str, Any]
 
 
 def record_sent(conn, rid: str, sent: int) -> None:
-    """How many messages the replay sent; one that sent nothing is done at once."""
+    """How many messages the replay sent; one that sent nothing is done at once, and so is one the sink
+    has already handled whole (it may run ahead of this call)."""
     with conn, conn.cursor() as cur:
         cur.execute("""UPDATE hisbridge.replays SET sent = %s, delivered_at = CASE WHEN %s = 0 THEN now() END
                        WHERE id = %s""", (sent, sent, rid))
+        mark_delivered(cur)
+
+
+def record_handled(cur, handled: Mapping[str, int]) -> None:
+    """Records of each replay the sink took in this staging transaction (staged or unchanged). A batch the
+    sink reads again after a crash counts twice; that can only end a replay's "in flight" early, never
+    change what is delivered."""
+    for rid, n in handled.items():
+        cur.execute("UPDATE hisbridge.replays SET handled = handled + %s WHERE id = %s", (n, rid))
 
 
 def apply_batch_requests(cur, requests: Iterable[tuple[str, str, str]]) -> int:
@@ -86,11 +99,13 @@ def flush_replay(cur, pending_sql: str, params: Mapping[str, Any]) -> Replay | N
 
 
 def mark_delivered(cur) -> None:
-    """Replays none of whose rows wait any more (called after a flush is marked)."""
+    """Replays the sink has taken whole (a batch request applied; every record sent handled — `sent` is 0
+    until the command has recorded it) none of whose rows wait any more: after a flush is marked, after
+    the sink handled replayed records, and once a replay's sent count is known."""
     from hisbridge.delivery.staging import LAST_CUT
     cur.execute("""UPDATE hisbridge.replays r SET delivered_at = now()
-                   WHERE delivered_at IS NULL AND (kind <> 'batch' OR applied_at IS NOT NULL)
-                     AND EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.replay = r.id)
+                   WHERE delivered_at IS NULL
+                     AND (kind = 'batch' AND applied_at IS NOT NULL OR kind <> 'batch' AND sent > 0 AND handled >= sent)
                      AND NOT EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.replay = r.id AND s.status = 'pending'
                                      AND s.seq > """ + LAST_CUT.format(tbl="s.tbl", batch="s.batch") + ")")
 

@@ -162,6 +162,7 @@ def upsert_rows(conn, rows: Iterable[StagedRow],
                 entries: Iterable[QuarantineEntry] = (), replays: Iterable[tuple[str, str, str]] = ()) -> int:
     """Stage rows in one transaction with the consumer progress they cover, the quarantine entries they
     resolve or that arrived with them, and replay batch requests; returns rows changed."""
+    rows = list(rows)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
@@ -173,9 +174,21 @@ def upsert_rows(conn, rows: Iterable[StagedRow],
         quarantine.resolve_staged(cur)
         quarantine.record_entries(cur, entries)
         changed += replay.apply_batch_requests(cur, replays)
+        handled = _replayed(rows)
+        replay.record_handled(cur, handled)
+        if handled or replays:
+            replay.mark_delivered(cur)
         if progress:
             record_progress(cur, progress)
     return changed
+
+
+def _replayed(rows: Iterable[StagedRow]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.replay is not None:
+            counts[r.replay] = counts.get(r.replay, 0) + 1
+    return counts
 
 
 def record_progress(cur, progress: Mapping[tuple[str, str, int], int]) -> None:

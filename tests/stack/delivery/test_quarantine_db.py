@@ -116,6 +116,8 @@ def test_replayed_rows_go_out_once_as_a_replay_flush_with_operator_and_reason(db
     rid = replay.request(stage, "quarantine", "tester", "value map fixed", {"rule": "unmapped_code"})
     for _ in range(2):                                                         # a replay run twice
         staging.upsert_rows(stage, [row(org, key, day, 610, rid)])
+    replay.record_sent(stage, rid, 1)                                          # the sink ran ahead of the command
+    assert rid in {r.id for r in replay.in_flight(stage)}                      # its row still waits
     assert state_of(stage, key) == [("resolved", "replayed", rid)]
     done = flush_batch(stage, front, TABLE, batch, window + timedelta(minutes=1), HOSPITAL)
     assert (done.kind, done.row_count) == ("replay", 1)
@@ -123,6 +125,19 @@ def test_replayed_rows_go_out_once_as_a_replay_flush_with_operator_and_reason(db
     assert [(r.kind, r.operator, r.reason) for r in rows][-1] == ("replay", "tester", "value map fixed")
     staging.upsert_rows(stage, [row(org, key, day, 610, rid)])                  # the same version again
     assert flush_batch(stage, front, TABLE, batch, window + timedelta(minutes=2), HOSPITAL).outcome == "nothing"
+    assert rid not in {r.id for r in replay.in_flight(stage)}
+
+
+def test_a_replay_whose_records_all_come_back_unchanged_is_done_once_the_sink_has_seen_them(dbs, case):
+    stage, _ = dbs
+    org, day, n = case
+    keys = [f"K{n}U", f"K{n}V"]
+    staging.upsert_rows(stage, [row(org, k, day, 650 + i) for i, k in enumerate(keys)])
+    rid = replay.request(stage, "raw", "tester", "mapping unchanged after all", {"since": "2026-02-10"})
+    replay.record_sent(stage, rid, 2)
+    staging.upsert_rows(stage, [row(org, keys[0], day, 650, rid)])             # the same content: not taken
+    assert rid in {r.id for r in replay.in_flight(stage)}                      # one record still to come
+    assert staging.upsert_rows(stage, [row(org, keys[1], day, 651, rid)]) == 0
     assert rid not in {r.id for r in replay.in_flight(stage)}
 
 
