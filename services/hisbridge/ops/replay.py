@@ -2,7 +2,7 @@
 changes re-run after a mapping change, a delivered batch sent again.
 
 The re-run is the transform's own chain over the record's source message (read back from its raw topic,
-matched by its source version), with the reference rows as the raw topics hold them now and the mapping,
+at the position its entry names, checked against its source version), with the reference rows as the raw topics hold them now and the mapping,
 value maps and rules as they are now: what passes goes to the replay topic (the sink stages it once per
 record version and content, and the next window carries it as a `replay` flush); what still fails goes to
 the quarantine topic with its new reasons (the open entry takes them). Nothing here touches a core topic,
@@ -21,7 +21,7 @@ from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, REPLAY_BATCH_KIND,
                                 REPLAY_HEADER, QuarantineEntry, quarantine_key,
                                 quarantine_topic, raw_topics, replay_batch_value,
                                 replay_record_headers, replay_topic, serialize_entry)
-from hisbridge.runtime.topics import partitions, read_from_start
+from hisbridge.runtime.topics import partitions, read_at, read_from_start
 from hisbridge.settings import Settings
 from hisbridge.state.lookups import ReferenceStore, TableLookups, lookup_topics
 
@@ -46,15 +46,21 @@ def entry_version(entry: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return source.get("lsn"), source.get("commit_time_ms")
 
 
-def match_sources(messages: Iterable[Message], wanted: set[tuple[str, int | None, int | None]]
-                  ) -> dict[tuple[str, int | None, int | None], Change]:
-    """(raw topic, lsn, commit_ms) → the decoded change with that source version (the latest one read)."""
-    found: dict[tuple[str, int | None, int | None], Change] = {}
-    for topic, key, value in messages:
-        change = decode_message(topic, key, value)
-        if isinstance(change, Change) and (topic, *version_of(change)) in wanted:
-            found[(topic, *version_of(change))] = change
-    return found
+def source_position(entry: Mapping[str, Any]) -> tuple[str, int, int] | None:
+    """Where an entry's source message is on its raw topic (every entry names it: contract)."""
+    source = entry.get("source") or {}
+    topic, part, offset = source.get("topic"), source.get("partition"), source.get("offset")
+    return None if topic is None or part is None or offset is None else (str(topic), int(part), int(offset))
+
+
+def source_change(entry: Mapping[str, Any], message: tuple[bytes | None, bytes | None] | None) -> Change | None:
+    """The entry's source change from the message at its position — only if it is that record version
+    (a message is never replaced at an offset, but a position from another topic layout must not pass)."""
+    position = source_position(entry)
+    if message is None or position is None:
+        return None
+    change = decode_message(position[0], *message)
+    return change if isinstance(change, Change) and version_of(change) == entry_version(entry) else None
 
 
 def outputs_for(run: Callable[[Change], list[Any]], change: Change, table: str | None) -> list[Any]:
@@ -136,13 +142,12 @@ class Replayer:
 
 
 def replay_entries(replayer: Replayer, sender: ReplaySender, replay_id: str, entries: list[Any]) -> ReplayOutcome:
-    """Open entries (delivery.quarantine.Entry) re-run from their source messages."""
+    """Open entries (delivery.quarantine.Entry) re-run from their source messages, read at their positions."""
     outcome = ReplayOutcome()
-    wanted = {(e.entry.get("source", {}).get("topic"), *entry_version(e.entry)): e for e in entries}
-    topics = sorted({t for t, _, _ in wanted if t})
-    found = match_sources(replayer.sources(topics), set(wanted))
-    for where, entry in wanted.items():
-        change = found.get(where)
+    found = read_at(replayer.bootstrap, [p for p in (source_position(e.entry) for e in entries) if p])
+    for entry in entries:
+        position = source_position(entry.entry)
+        change = source_change(entry.entry, found.get(position) if position else None)
         if change is None:
             outcome.not_found.append(entry)
             continue

@@ -113,3 +113,47 @@ def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
             remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
     finally:
         consumer.close()
+
+
+Position = tuple[str, int, int]     # (topic, partition, offset)
+_SEEK_GAP = 500                     # nearer than this, reading on is cheaper than a seek and a new fetch
+
+
+def read_at(bootstrap: str, positions: Iterable[Position], client_id: str = "hisbridge-replay"
+            ) -> dict[Position, tuple[bytes | None, bytes | None]]:
+    """(key, value) of the message at each position that is still there (compaction or retention may have
+    removed it: then it is missing from the answer). Seeks to each, so a few positions in a topic of
+    millions read a few fetches, not the topic."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    wanted: dict[tuple[str, int], list[int]] = {}
+    for topic, part, offset in positions:
+        wanted.setdefault((topic, part), []).append(offset)
+    found: dict[Position, tuple[bytes | None, bytes | None]] = {}
+    if not wanted:
+        return found
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        for (topic, part), offsets in sorted(wanted.items()):
+            tp = TopicPartition(topic, part)
+            consumer.assign([tp])
+            first, end = consumer.beginning_offsets([tp])[tp], consumer.end_offsets([tp])[tp]
+            todo = {o for o in offsets if first <= o < end}
+            for offset in sorted(todo):
+                position = consumer.position(tp)
+                if offset < position:                 # read with an earlier one's fetch (or compacted away)
+                    continue
+                if offset >= position + _SEEK_GAP:
+                    consumer.seek(tp, offset)
+                empty = 0
+                while consumer.position(tp) <= offset and empty < 3:   # 3 empty polls: nothing left up to the end
+                    got = consumer.poll(timeout_ms=1000).get(tp, [])
+                    empty = 0 if got else empty + 1
+                    for m in got:
+                        if m.offset in todo:
+                            found[(topic, part, m.offset)] = (m.key, m.value)
+    finally:
+        consumer.close()
+    return found
+

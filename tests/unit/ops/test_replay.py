@@ -1,18 +1,20 @@
-"""Replay's pure parts: a quarantined record's source message found again by its source version."""
+"""Replay's pure parts: a quarantined record's source message, read at the position its entry names, is taken
+only when it is the entry's record version."""
 from __future__ import annotations
 
 from fixtures.mapping import his_rows as h
-from hisbridge.ops.replay import entry_version, match_sources
+from hisbridge.ops.replay import entry_version, source_change, source_position
 from support.debezium import Feed
 
 
-def test_the_source_message_is_found_by_topic_and_source_version():
+def test_the_source_message_at_the_entrys_position_is_taken_only_with_the_entrys_version():
     feed = Feed()
-    events = [feed.event("op_visit", h.visit(), commit_ms=1_000), feed.event("op_visit", h.visit(total_fee=1),
-                                                                             commit_ms=2_000)]
-    messages = [(e.topic, e.key, e.value) for e in events]
-    wanted = {(events[1].topic, 102, 2_000), (events[1].topic, 999, 2_000)}
-    found = match_sources(messages, wanted)
-    assert list(found) == [(events[1].topic, 102, 2_000)]
-    assert found[(events[1].topic, 102, 2_000)].source.commit_time_ms == 2_000
-    assert entry_version({"source": {"lsn": 102, "commit_time_ms": 2_000}}) == (102, 2_000)
+    event = feed.event("op_visit", h.visit(total_fee=1), commit_ms=2_000)
+    entry = {"source": {"topic": event.topic, "partition": 0, "offset": 41, "lsn": 101, "commit_time_ms": 2_000}}
+    assert source_position(entry) == (event.topic, 0, 41)
+    assert entry_version(entry) == (101, 2_000)
+    change = source_change(entry, (event.key, event.value))
+    assert change is not None and change.source.commit_time_ms == 2_000 and change.source.lsn == 101
+    assert source_change({"source": {**entry["source"], "lsn": 999}}, (event.key, event.value)) is None
+    assert source_change(entry, None) is None                                  # compacted or deleted away
+    assert source_position({"source": {"topic": event.topic}}) is None
