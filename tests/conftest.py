@@ -11,11 +11,14 @@ from support import Resources
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "stack_restart: stops and restarts the stack; runs after all other tests")
+    config.addinivalue_line("markers", "demo_day_mutates: changes the shared demo day; runs after its readers")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that take the stack down run last, so they never pull it from under another test."""
-    items.sort(key=lambda item: item.get_closest_marker("stack_restart") is not None)
+    """Tests that take the stack down run last, so they never pull it from under another test; before them
+    the tests that change the shared demo day, so every reader sees the day as the demo left it."""
+    items.sort(key=lambda item: (item.get_closest_marker("stack_restart") is not None,
+                                 item.get_closest_marker("demo_day_mutates") is not None))
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +40,17 @@ def local_stack(settings):
 def _stack_for_stack_tests(request):
     if request.node.get_closest_marker("stack"):
         request.getfixturevalue("local_stack")
+    if request.node.get_closest_marker("stack_restart"):
+        _end_shared()         # the shared day's worker must not run through a stack restart
+
+
+_SHARED: list[Resources] = []      # the session's own resources while they exist
+
+
+def _end_shared() -> None:
+    while _SHARED:
+        problems = _SHARED.pop().cleanup()
+        assert not problems, "cleanup left things behind: " + "; ".join(problems)
 
 
 def _resources(settings: Settings):
@@ -54,3 +68,20 @@ def resources(settings, local_stack):
 @pytest.fixture(scope="module")
 def module_resources(settings, local_stack):
     yield from _resources(settings)
+
+
+@pytest.fixture(scope="session")
+def session_resources(settings, local_stack):
+    """Removed at the session's end, or before the first test that restarts the stack (all of whose users
+    run before it: pytest_collection_modifyitems)."""
+    res = Resources(settings)
+    _SHARED.append(res)
+    yield res
+    _end_shared()
+
+
+@pytest.fixture(scope="session")
+def demo_day(settings, session_resources, tmp_path_factory):
+    """The demo day the e2e, metrics and replay tests share (support.demo_day), run at its first use."""
+    from support.demo_day import run_demo_day
+    return run_demo_day(settings, session_resources, tmp_path_factory.mktemp("demo-day"))

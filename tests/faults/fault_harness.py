@@ -391,7 +391,7 @@ def schema_drift_dropped_column(run: FaultRun) -> Recover | None:
     run.note(f"op_diagnosis.icd_name dropped, {DRIFT_VISITS} visits written, the column added back")
 
     def one_error_line(demo_run) -> None:
-        lines = [l for l in run_worker_log(demo_run).read_text(errors="replace").splitlines()
+        lines = [l for l in demo_run.worker_log.read_text(errors="replace").splitlines()
                  if " ERROR " in l and "schema drift in his.op_diagnosis" in l]
         assert len(lines) == 1 and "icd_name" in lines[0], lines
         entries = [e for e in demo_run.out.quarantine if e.key in news]
@@ -633,7 +633,7 @@ def run_scenario(res: Resources, tmp: Path, scenario: Scenario, speed: float = 4
     injector.finish()
     want = e2e.expected(datetime.combine(e2e.DAY, datetime.min.time()) + timedelta(hours=22))
     fr = injector.run
-    observed = {**_operator_view(run_worker_log(run), fr.fired[0][1], fr.recovered[0] if fr.recovered else None),
+    observed = {**_operator_view(run.worker_log, fr.fired[0][1], fr.recovered[0] if fr.recovered else None),
                 **_quarantine_counts(run, want, fr.expect_quarantine), "supervisor_restarts": fr.restarts}
     outputs = check_his_side(run.settings, want)
     observed.update(_his_counts(outputs))
@@ -646,11 +646,6 @@ def run_scenario(res: Resources, tmp: Path, scenario: Scenario, speed: float = 4
     verdict = Verdict(outputs, time.monotonic() - began, fr.notes, observed)
     record(scenario.name, verdict, res.settings)
     return verdict
-
-
-def run_worker_log(run) -> Path:
-    name = next(l for l in run.lines if l.startswith("worker: pid")).split(", log ")[-1].strip()
-    return Path(name)
 
 
 # --- a chaos day --------------------------------------------------------------------------------------------
@@ -726,7 +721,7 @@ def run_chaos(res: Resources, tmp: Path, seed: int, count: int = 20) -> Verdict:
     injector.finish()
     want = e2e.expected(datetime.combine(e2e.DAY, datetime.min.time()) + timedelta(hours=22))
     fr = injector.run
-    observed = {**_operator_view(run_worker_log(run), fr.fired[0][1], fr.recovered[-1]),
+    observed = {**_operator_view(run.worker_log, fr.fired[0][1], fr.recovered[-1]),
                 **_quarantine_counts(run, want), "supervisor_restarts": fr.restarts}
     outputs = check_his_side(run.settings, want)
     observed.update(_his_counts(outputs))

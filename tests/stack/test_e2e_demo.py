@@ -7,7 +7,8 @@ clock before 18:00 until the pipeline has drained, opens the window and waits fo
 
 Isolated from everything else on the shared stack, so it can run beside other tests and be re-run: its own
 HIS database, connector (slot, publication), topic prefixes, consumer group, staging and front-end databases,
-clock file and throwaway SM4 key — all created for the run and removed afterwards (support.e2e).
+clock file and throwaway SM4 key — all created for the run and removed afterwards (support.e2e). The day is
+the session's shared one (support.demo_day): the metrics and replay tests read the same run.
 
 Asserted: every valid HIS record the manifest predicts is in the front-end exactly once, its identity fields
 decrypting (with the test key) to the HIS values and its coded fields inside the national value sets; every
@@ -23,10 +24,8 @@ pytestmark = pytest.mark.stack
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, module_resources):
-    res = module_resources
-    his = {"HISBRIDGE_HIS_DSN": res.database("his", f"his_e2e_{res.id}", create=False)}
-    return e2e.run_demo(res, tmp_path_factory.mktemp("e2e"), "e2e", his)
+def demo_run(demo_day):
+    return demo_day.run
 
 
 def test_every_batch_reconciles_exactly(demo_run):

@@ -1,6 +1,7 @@
-"""Nothing is a dead end (issue 12), end to end on the real stack: the demo scenario's day D (support.e2e: real
-PostgreSQL HIS, Debezium, the Faust worker, staging and front-end databases, the sink's clock steered to
-D 18:00:01 and frozen there, inside batch D's window) — then, on top of it:
+"""Nothing is a dead end (issue 12), end to end on the real stack: the session's shared demo day D
+(support.demo_day, support.e2e: real PostgreSQL HIS, Debezium, the Faust worker, staging and front-end
+databases, the sink's clock steered to D 18:00:01 and frozen there, inside batch D's window) — then, on top of
+it (so these run after every reader of the day):
 
 - a visit whose patient row arrives after batch D was flushed: held, quarantined as missing_lookup when the
   watermark of everything else passed D's close, released when the row comes, delivered as a resubmission,
@@ -11,6 +12,8 @@ D 18:00:01 and frozen there, inside batch D's window) — then, on top of it:
 - `hisbridge replay batch` with the worker killed (-9) right after the request: every row once more, one
   `replay` ledger row, one front-end row per key, reconciled;
 - a dismissed entry stays dismissed across that restart;
+- a patient row 3 hours late on the steered clock: its visit waits without quarantine and is staged in its
+  batch; with a 1-hour operator bound, quarantined as missing_lookup, still held, released and resolved;
 - identity fields on the quarantine and replay topics are ciphertext (the topics' bytes hold no HIS plaintext).
 """
 from __future__ import annotations
@@ -26,7 +29,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from click.testing import CliRunner
-from devstack.worker import Worker
 from hisbridge import hisdb
 from hisbridge.cli import quarantine as quarantine_cli
 from hisbridge.cli import replay as replay_cli
@@ -40,20 +42,16 @@ from hisbridge.runtime.topics import read_topic
 from hisbridge.settings import environment_for
 from support import e2e, wait_for
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.demo_day_mutates]
 D = e2e.DAY.isoformat()
 TABLE = e2e.CATALOG.table("mjzzlxx")
 UNMAPPED = re.compile(r"local code '([^']*)' has no entry in value map (\w+)")   # masked codes do not match
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, module_resources):
-    res = module_resources
-    his = {"HISBRIDGE_HIS_DSN": res.database("his", f"his_rp_{res.id}", create=False)}
-    demo_run = e2e.run_demo(res, tmp_path_factory.mktemp("replay"), "rp", his)
-    demo_run.worker = Worker(demo_run.settings, f"worker-rp-{res.id}")
-    demo_run.connector = f"his-rp-{res.id}"          # support.e2e names the run's connector so
-    return demo_run
+def run(demo_day):
+    """The session's shared demo day (support.demo_day); these tests change it, so they run after its readers."""
+    return demo_day.run
 
 
 def staging_conn(run):

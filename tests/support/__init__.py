@@ -7,7 +7,10 @@ an earlier run left; `make demo` after `make test` shows nothing of them.
 """
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +23,24 @@ from hisbridge.settings import Settings
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]          # the checkout
 FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def end_process(proc: subprocess.Popen | None, graceful: bool = True, timeout: float = 20.0) -> None:
+    """End a worker started in its own session (start_new_session): SIGTERM to its group, as an operator
+    stops it — it leaves its consumer group on the way out, so the group can be deleted at once, where a
+    killed member holds it for the session timeout — and SIGKILL if it does not exit in `timeout`;
+    `graceful=False`: kill -9 at once (no shutdown hook runs, no offset is committed on the way out)."""
+    if proc is None or proc.poll() is not None:
+        return
+    if graceful:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 def wait_for(what: str, check: Callable[[], T], timeout: float = 60.0, every: float = 0.2) -> T:

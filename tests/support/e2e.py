@@ -44,7 +44,12 @@ class DemoRun:
     lines: list[str]
     settings: Settings
     seconds: float
-    worker_log: Path | None = None
+    worker: Worker | None = None        # the run's worker, still running after the demo
+    connector: str = ""
+
+    @property
+    def worker_log(self) -> Path | None:
+        return None if self.worker is None else self.worker.log
 
 
 def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: bool = False,
@@ -90,7 +95,8 @@ def run_demo(res: Resources, tmp: Path, tag: str, env: dict[str, str], evening: 
         out = demo.run(cfg)
     finally:
         print("\n".join(lines))          # the demo's progress, shown with -s or on failure
-    return DemoRun(out, crypto.parse_key(key_text, "test"), lines, run_settings, time.monotonic() - began, worker.log)
+    return DemoRun(out, crypto.parse_key(key_text, "test"), lines, run_settings, time.monotonic() - began, worker,
+                   connector)
 
 
 # INFO lines a worker may write per 1,000 raw changes of a demo-sized day. At INFO it writes its start and

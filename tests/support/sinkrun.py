@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -25,7 +24,7 @@ from hisbridge.delivery.flush import ensure_frontend
 from hisbridge.runtime.watermark import from_ms, to_ms
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from support import Resources, admin_statement, dsn, wait_for
+from support import Resources, admin_statement, dsn, end_process, wait_for
 
 CATALOG = load_catalog()
 TABLE = CATALOG.table("mjzzlxx")
@@ -90,7 +89,7 @@ class SinkRun:
 
     def teardown(self) -> None:
         """The worker and the connections; databases and topics go with `resources`."""
-        self.kill()
+        self.stop()
         if self.producer:
             self.producer.close()
         for conn in (self.stage, self.front):
@@ -122,9 +121,11 @@ class SinkRun:
 
     def kill(self) -> None:
         """kill -9: no shutdown hook runs, no offset is committed on the way out."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        end_process(self.proc, graceful=False)
+        self.proc = None
+
+    def stop(self) -> None:
+        end_process(self.proc)
         self.proc = None
 
     def alive(self) -> bool:

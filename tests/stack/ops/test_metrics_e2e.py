@@ -1,6 +1,6 @@
-"""The worker's metrics during and after the demo scenario (tests/support/e2e: 200 visits, 5 % bad), scraped
-by a real Prometheus (Debian's binary with deploy/prometheus/'s config and alert rules, its own port and data
-folder for this run): lag rises and returns to exactly 0, the quarantine and held gauges match `hisbridge
+"""The worker's metrics during and after the session's shared demo day (support.demo_day; tests/support/e2e:
+200 visits, 5 % bad), scraped by a real Prometheus (Debian's binary with deploy/prometheus/'s config and
+alert rules, its own port and data folder): lag rises and returns to exactly 0, the quarantine and held gauges match `hisbridge
 quarantine list` and the held-records topic, the window countdown matches the schedule on the steered clock, and every
 dashboard panel's and every alert's PromQL is valid and returns series."""
 from __future__ import annotations
@@ -8,23 +8,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from devstack.prometheus import Prometheus
 from hisbridge.contract import held_topic, transform_group
 from hisbridge.delivery.schedule import batch_by_name, load_schedule
 from click.testing import CliRunner
 from hisbridge.cli import main as cli_main
 from hisbridge.runtime.topics import read_topic
 from hisbridge.settings import environment_for
-from support import free_port, wait_for
-from support.e2e import run_demo
+from support import wait_for
+from support.demo_day import scrape
 
 pytestmark = pytest.mark.stack
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -32,11 +29,6 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 # series themselves by tests/stack/ops/test_connector_health.py
 FAILURE_ONLY = {"hisbridge_connector_task_failed_info"}
 METRIC = re.compile(r"\b((?:hisbridge|kafka)_[a-z_]+|up)\b(?=\s*[{\[)]|\s*$|\s*[=!<>*+/-]|\s+(?:and|or|unless)\b)")
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
 
 
 def series(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -53,42 +45,10 @@ def query(url: str, expr: str) -> dict:
         return json.loads(r.read())
 
 
-class Sampler(threading.Thread):
-    """Scrapes the worker every half second while the demo runs."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port, self.texts, self.stop = port, [], threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.texts.append(scrape(self.port))
-            except OSError:
-                pass          # the worker is not up yet, or restarting
-            self.stop.wait(0.5)
-
-
 @pytest.fixture(scope="module")
-def scenario(settings, module_resources, tmp_path_factory):
-    res = module_resources
-    tmp = tmp_path_factory.mktemp("metrics")
-    web, prom_port = free_port(), free_port()
-    prom = Prometheus(settings.with_values(paths={"var": tmp / "var"}, worker={"web_port": web},
-                                           stack={"prometheus_port": prom_port, "prometheus_scrape": "1s"},
-                                           connections={"prometheus_url": f"http://127.0.0.1:{prom_port}"}))
-    res.finally_(prom.stop)
-    prom.start()
-    sampler = Sampler(web)
-    sampler.start()
-    try:
-        run = run_demo(res, tmp, "mon", {"HISBRIDGE_HIS_DSN": res.database("his", f"his_mon_{res.id}", create=False),
-                                         "HISBRIDGE_WORKER_WEB_PORT": str(web), "HISBRIDGE_METRICS_EVERY": "1",
-                                         "HISBRIDGE_WATCH_CONNECTORS": f"his-mon-{res.id}"})
-    finally:
-        sampler.stop.set()
-        sampler.join()
-    return run, web, prom.url, sampler.texts
+def scenario(demo_day):
+    """The session's shared demo day (support.demo_day), sampled while it ran and scraped by Prometheus."""
+    return demo_day.run, demo_day.web, demo_day.prometheus_url, demo_day.sampled
 
 
 def group_lags(text: str, app_id: str) -> dict[str, float]:

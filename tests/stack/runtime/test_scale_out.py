@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
@@ -32,7 +31,7 @@ from hisbridge.sim import expectations, generate
 from hisbridge.sim import load as sim_load
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from support import ROOT, wait_for
+from support import ROOT, end_process, wait_for
 
 pytestmark = pytest.mark.stack
 MAPPING_FILE = ROOT / "schemas" / "mapping" / "demo_hospital.yaml"
@@ -122,9 +121,7 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            end_process(proc)
 
     def sharing(self) -> bool:
         """Every worker's latest assignment (its log) is non-empty and together they cover every raw partition."""

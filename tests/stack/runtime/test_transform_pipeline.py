@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import uuid
@@ -31,7 +30,7 @@ from hisbridge.runtime.topics import not_compacted
 from hisbridge.sim import load as sim_load
 from hisbridge.state.held import HELD_SEP
 from kafka import KafkaConsumer, TopicPartition
-from support import ROOT, wait_for
+from support import ROOT, end_process, wait_for
 from support.hisrun import BAD_ID, VALID_ID, HisRun, at, execute, insert
 
 pytestmark = pytest.mark.stack
@@ -116,11 +115,12 @@ class Worker:
             consumer.close()
         return bool(ends) and all(committed[tp.topic] >= end for tp, end in ends.items())
 
-    def stop(self) -> None:
+    def kill(self) -> None:
         """kill -9: no shutdown hook runs, no offset is committed on the way out."""
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        end_process(self.proc, graceful=False)
+
+    def stop(self) -> None:
+        end_process(self.proc)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-5000:] if self.log.exists() else ""
@@ -187,7 +187,7 @@ class CoreReader:
 def _pipeline(tmp_path, source: Source, res, lookup_wait: int = LOOKUP_WAIT):
     conn = sim_load.connect(source.settings.connections.his_dsn)
     worker = Worker(tmp_path, source, res, lookup_wait)
-    res.finally_(worker.stop)                   # killed before its topics and groups go
+    res.finally_(worker.stop)                   # stopped before its topics and groups go
     worker.start()
     reader = CoreReader(worker)
     try:
@@ -351,7 +351,7 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
     # what the restart restores from keeps every key's newest row: raw topics as the connector template
     # creates them, and the held-records topic
     assert not_compacted(worker.bootstrap, [tp.topic for tp in ends] + [held_topic(worker.app_id)]) == []
-    worker.stop()
+    worker.kill()
     before = len([r for r in reader.records if r["key"].startswith(f"V{his.id}")])
     worker.start()
     insert(conn, "op_register", his.register("K2", t))      # a second visit of the same (already known) patient
