@@ -181,13 +181,15 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
         return done >= keys
     wait_for("every fixed entry resolved by its replayed record", resolved, timeout=120)
     tables = {t for t, _ in keys}
-    wait_for("the replayed records flushed", lambda: all(
-        any(r.kind == "replay" for r in ledger_rows(run, t)[before[t]:]) for t in tables), timeout=120)
+    # the replayed records may reach staging in more than one sink batch, so more than one flush may carry them
+    wait_for("every replayed record delivered", lambda: all(
+        k in e2e.frontend_keys(run, t) for t, k in keys), timeout=120)
     for t in tables:
         new = ledger_rows(run, t)[before[t]:]
-        assert [(r.kind, r.operator, r.reason) for r in new] == [("replay", "tester", "value maps fixed")]
+        assert new and {(r.kind, r.operator, r.reason) for r in new} == {("replay", "tester", "value maps fixed")}
         got = e2e.frontend_keys(run, t)
         assert all(got.count(k) == 1 for tt, k in keys if tt == t)
+    flushed = {t: len(ledger_rows(run, t)) for t in tables}
     # a second replay finds nothing open; re-sending the same records anyway changes nothing
     assert "nothing sent" in invoke(run, quarantine_cli.cli, ["replay", "--rule", "unmapped_code", "--batch", D,
                                                               "--operator", "tester"], settings)
@@ -199,7 +201,7 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
         sender.close()
     ticks = sink_ticks(run)
     wait_for("a few more sink ticks", lambda: sink_ticks(run) >= ticks + 3, timeout=60)
-    assert {t: len(ledger_rows(run, t)) for t in tables} == {t: before[t] + 1 for t in tables}
+    assert {t: len(ledger_rows(run, t)) for t in tables} == flushed
     run.fixed = frozenset(k for t, k in keys if t == TABLE.name)
     report = reconciles(run)
     assert report.ok, reconcile.format_report([report])

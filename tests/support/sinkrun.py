@@ -107,9 +107,7 @@ class SinkRun:
                    HISBRIDGE_CORE_PREFIX=self.prefix, HISBRIDGE_STAGING_DSN=self.stage_dsn,
                    HISBRIDGE_FRONTEND_DSN=self.front_dsn(), HISBRIDGE_CLOCK_FILE=str(self.clock),
                    HISBRIDGE_SINK_TICK="0.5", HISBRIDGE_SINK_WITHIN="0.3", HISBRIDGE_SINK_TAKE="200",
-                   HISBRIDGE_VAR=str(self.tmp / "var"), HISBRIDGE_AGENTS="sink",
-                   # Faust settings from the environment: a killed member leaves the group after 10 s, not 60
-                   BROKER_SESSION_TIMEOUT="10", BROKER_HEARTBEAT_INTERVAL="1")
+                   HISBRIDGE_VAR=str(self.tmp / "var"), HISBRIDGE_AGENTS="sink")
         env.pop("HISBRIDGE_SCHEDULE_MODE", None)
         env.pop("HISBRIDGE_SCHEDULE", None)
         env.update(extra_env)

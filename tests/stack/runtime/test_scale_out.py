@@ -112,8 +112,7 @@ class Workers:
             env = dict(os.environ, HISBRIDGE_WORKER_APP_ID=self.app_id, HISBRIDGE_WORKER_WEB_PORT="0",
                        HISBRIDGE_AGENTS="transform", HISBRIDGE_CORE_PREFIX=self.core_prefix,
                        HISBRIDGE_MAPPING=str(MAPPING_FILE), HISBRIDGE_SM4_KEY=KEY.key.hex(), HISBRIDGE_LOOKUP_WAIT="600",
-                       HISBRIDGE_TOPIC_PREFIX=self.his.prefix, HISBRIDGE_TRANSFORM_WITHIN="0.3", HISBRIDGE_VAR=str(var),
-                       BROKER_SESSION_TIMEOUT="10", BROKER_HEARTBEAT_INTERVAL="1")
+                       HISBRIDGE_TOPIC_PREFIX=self.his.prefix, HISBRIDGE_TRANSFORM_WITHIN="0.3", HISBRIDGE_VAR=str(var))
             env.pop("HISBRIDGE_SM4_KEY_FILE", None)
             with open(self.tmp / f"worker{i}.log", "ab") as out:
                 self.procs.append(subprocess.Popen([sys.executable, "-m", "hisbridge.cli.worker"], env=env, stdout=out,

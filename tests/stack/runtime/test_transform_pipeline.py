@@ -84,7 +84,7 @@ class Worker:
                    HISBRIDGE_MAPPING=str(MAPPING), HISBRIDGE_SM4_KEY=KEY.key.hex(),
                    HISBRIDGE_LOOKUP_WAIT=str(self.lookup_wait), HISBRIDGE_TOPIC_PREFIX=self.source.prefix,
                    HISBRIDGE_TRANSFORM_WITHIN="0.3",
-                   HISBRIDGE_VAR=str(self.tmp / "var"), BROKER_SESSION_TIMEOUT="10", BROKER_HEARTBEAT_INTERVAL="1")
+                   HISBRIDGE_VAR=str(self.tmp / "var"))
         env.pop("HISBRIDGE_SM4_KEY_FILE", None)
         (self.tmp / "var").mkdir(exist_ok=True)
         with open(self.log, "ab") as out:
