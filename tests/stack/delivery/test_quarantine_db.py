@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 from datetime import date, datetime, timedelta
 
-import psycopg2
 import pytest
 from hisbridge.catalog import load_catalog
 from hisbridge.catalog.sample import sample_records
@@ -15,8 +14,9 @@ from hisbridge.chain.batch import assign_batch
 from hisbridge.clock import SHANGHAI
 from hisbridge.contract import QuarantineEntry
 from hisbridge.delivery import ledger, quarantine, replay, staging
-from hisbridge.delivery.flush import ensure_frontend, flush_batch
+from hisbridge.delivery.flush import flush_batch
 from hisbridge.delivery.schedule import parse
+from support.delivery_dbs import delivery_dbs, delivery_dsns
 
 pytestmark = pytest.mark.stack
 TABLE = load_catalog().table("mjzzlxx")
@@ -26,14 +26,8 @@ _CASES = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def dbs(module_resources):
-    res = module_resources
-    front = psycopg2.connect(res.database("frontend", f"qdb_front_{res.id}"))
-    stage = psycopg2.connect(res.database("frontend", f"qdb_stage_{res.id}"))
-    ensure_frontend(front)
-    staging.ensure_schema(stage)
-    yield stage, front
-    front.close()
-    stage.close()
+    with delivery_dbs(delivery_dsns(module_resources, "qdb")) as pair:
+        yield pair
 
 
 @pytest.fixture

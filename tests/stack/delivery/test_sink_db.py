@@ -17,6 +17,7 @@ from hisbridge.delivery import ledger, staging
 from hisbridge.delivery.flush import (Forced, WindowClosed, claim, flush_batch,
                                       plan_flushes, write_frontend)
 from hisbridge.delivery.schedule import parse
+from support.delivery_dbs import connect, delivery_dbs, delivery_dsns
 
 pytestmark = pytest.mark.stack
 TABLE = load_catalog().table("mjzzlxx")
@@ -25,24 +26,13 @@ HOSPITAL = parse({})
 
 @pytest.fixture(scope="module")
 def dsns(module_resources) -> dict[str, str]:
-    res = module_resources
-    return {"frontend": res.database("frontend", f"sinkdb_front_{res.id}"),
-            "staging": res.database("frontend", f"sinkdb_stage_{res.id}")}
-
-
-def _connect(dsn: str):
-    return psycopg2.connect(dsn, connect_timeout=5)
+    return delivery_dsns(module_resources, "sinkdb")
 
 
 @pytest.fixture(scope="module")
 def dbs(dsns):
-    front, stage = _connect(dsns["frontend"]), _connect(dsns["staging"])
-    from hisbridge.delivery.flush import ensure_frontend
-    ensure_frontend(front)
-    staging.ensure_schema(stage)
-    yield stage, front
-    front.close()
-    stage.close()
+    with delivery_dbs(dsns) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -206,8 +196,8 @@ def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, dsns, case
     org, day = case
     batch = day.isoformat()
     stage(stage_conn, [record(org, n, at(day, 8)) for n in range(5)], 10)
-    victim = _connect(dsns["frontend"])
-    killer = _connect(dsns["frontend"])
+    victim = connect(dsns["frontend"])
+    killer = connect(dsns["frontend"])
     killer.autocommit = True
 
     def kill():
@@ -217,7 +207,7 @@ def test_connection_killed_mid_flush_then_restart_gives_one_copy(dbs, dsns, case
     with pytest.raises(psycopg2.Error):
         flush_batch(stage_conn, victim, TABLE, batch, at(day, 18, 5), HOSPITAL, before_commit=kill)
     killer.close()
-    restarted = _connect(dsns["frontend"])
+    restarted = connect(dsns["frontend"])
     try:
         result = flush_batch(stage_conn, restarted, TABLE, batch, at(day, 18, 6), HOSPITAL)
         assert (result.outcome, result.row_count) == ("flushed", 5)
@@ -324,7 +314,7 @@ def test_rows_staged_after_a_plans_cut_stay_pending_and_revokes_of_flushed_rows_
     stage_conn, front = dbs
     org, day = case
     batch = day.isoformat()
-    writer = _connect(dsns["staging"])     # a second staging session: the sink agent's, in effect
+    writer = connect(dsns["staging"])     # a second staging session: the sink agent's, in effect
     try:
         stage(stage_conn, [record(org, n, at(day, 8, n)) for n in (1, 2, 3)], 10)
         first = flush_batch(stage_conn, front, TABLE, batch, at(day, 18, 5), HOSPITAL)
