@@ -9,9 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import devstack
 import pytest
-from hisbridge.contract import heartbeat_topic
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +33,7 @@ def test_the_operations_section_has_a_block_to_run():
 
 
 def test_every_operations_command_runs_as_shown(settings, resources):
-    db = f"his_readme_{resources.id}"
-    his_dsn = resources.database("his", db)
-    devstack.postgres.his(settings).prepare_cdc(db)
-    prefix = resources.topics(f"readme{resources.id}")
-    resources.topics(heartbeat_topic(prefix))
+    _, his_dsn, prefix = resources.cdc_his("his_readme")
     env = {**os.environ, "HISBRIDGE_LANG": "both", "HISBRIDGE_HIS_DSN": his_dsn, "HISBRIDGE_TOPIC_PREFIX": prefix,
            "HISBRIDGE_CONNECTOR_NAME": resources.connector(f"readme-{resources.id}"),
            "HISBRIDGE_STAGING_DSN": resources.database("frontend", f"staging_readme_{resources.id}"),

@@ -97,6 +97,27 @@ class Resources:
         self.databases.append((port, name))
         return dsn(port, name)
 
+    def cdc_his(self, tag: str, ddl: str | None = None) -> tuple[str, str, str]:
+        """A HIS database of this test's own on the stack's PostgreSQL HIS, prepared for capture (role,
+        publication rights), with `ddl` run in it; its topic prefix and heartbeat topic registered.
+        Returns (database, DSN, topic prefix)."""
+        import devstack
+        from hisbridge.contract import heartbeat_topic
+        db = f"{tag}_{self.id}"
+        his_dsn = self.database("his", db)
+        devstack.postgres.his(self.settings).prepare_cdc(db)
+        if ddl:
+            conn = psycopg2.connect(his_dsn)
+            conn.autocommit = True
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(ddl)
+            finally:
+                conn.close()
+        prefix = self.topics(f"{tag.replace('_', '')}{self.id}")
+        self.topics(heartbeat_topic(prefix))
+        return db, his_dsn, prefix
+
     def connector(self, name: str) -> str:
         self.connectors.append(name)
         return name

@@ -3,13 +3,11 @@ tables), and every apply says which tables it added or removed compared with the
 the real Kafka Connect with Debezium, against a simulated HIS database of this test's own."""
 from __future__ import annotations
 
-import devstack
 import pytest
 from click.testing import CliRunner
 from hisbridge.catalog import load_catalog
 from hisbridge.chain.mapping import load_mapping
 from hisbridge.cli import main
-from hisbridge.contract import heartbeat_topic
 
 pytestmark = pytest.mark.stack
 
@@ -22,11 +20,7 @@ def apply(env: dict, *extra: str):
 
 
 def test_apply_takes_the_mapping_tables_and_reports_the_difference(settings, resources):
-    db = f"his_conn_{resources.id}"
-    his_dsn = resources.database("his", db)
-    devstack.postgres.his(settings).prepare_cdc(db)
-    prefix = resources.topics(f"conn{resources.id}")
-    resources.topics(heartbeat_topic(prefix))
+    _, his_dsn, prefix = resources.cdc_his("his_conn")
     env = {"name": resources.connector(f"cli-apply-{resources.id}"),
            "vars": {"HISBRIDGE_HIS_DSN": his_dsn, "HISBRIDGE_TOPIC_PREFIX": prefix, "HISBRIDGE_CAPTURE_TABLES": None}}
     loaded = CliRunner().invoke(main, ["sim", "init"], env=env["vars"])

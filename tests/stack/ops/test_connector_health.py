@@ -12,11 +12,9 @@ import os
 import re
 import urllib.request
 
-import devstack.postgres
 import psycopg2
 import pytest
 from devstack.worker import Worker
-from hisbridge.contract import heartbeat_topic
 from hisbridge.ops import connectors
 from hisbridge.ops.connectors import (CAPTURE_GROUP, ConnectClient, ConnectorError, ConnectorSpec,
                                       running_or_failure)
@@ -57,17 +55,8 @@ def set_read_right(dsn: str, granted: bool) -> None:
 def watched(settings, module_resources, tmp_path_factory):
     """This run's HIS database with one table, and a worker (no stages) watching the connector to come."""
     res = module_resources
-    db = f"health_{res.id}"
-    his_dsn = res.database("his", db)
-    devstack.postgres.his(settings).prepare_cdc(db)
-    conn = psycopg2.connect(his_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA healthprobe; CREATE TABLE {TABLE} (id int PRIMARY KEY); "
-                    f"INSERT INTO {TABLE} VALUES (1)")
-    conn.close()
-    prefix = res.topics(f"health{res.id}")
-    res.topics(heartbeat_topic(prefix))
+    db, his_dsn, prefix = res.cdc_his("health", f"CREATE SCHEMA healthprobe; CREATE TABLE {TABLE} (id int PRIMARY KEY); "
+                                                f"INSERT INTO {TABLE} VALUES (1)")
     name = res.connector(f"health-{res.id}")
     # max_retries 1: Debezium retries a failed snapshot once (every 10 s), then the task is FAILED
     run = settings.with_values(connections={"his_dsn": his_dsn},

@@ -8,12 +8,10 @@ import json
 import os
 import time
 
-import devstack.postgres
 import psycopg2
 import pytest
 from click.testing import CliRunner
 from hisbridge.cli import main as cli_main
-from hisbridge.contract import heartbeat_topic
 from hisbridge.ops import connectors
 from hisbridge.ops.connectors import ConnectClient, ConnectorSpec
 from hisbridge.settings import environment_for
@@ -46,15 +44,10 @@ def test_status_says_at_once_what_is_down(settings):
 def paused(settings, module_resources):
     """A connector of this run, paused: its slot keeps the WAL the HIS writes meanwhile."""
     res = module_resources
-    db = f"status_{res.id}"
-    his_dsn = res.database("his", db)
-    devstack.postgres.his(settings).prepare_cdc(db)
+    db, his_dsn, prefix = res.cdc_his("status", "CREATE SCHEMA statusprobe; "
+                                                "CREATE TABLE statusprobe.t (id int PRIMARY KEY, pad text)")
     conn = psycopg2.connect(his_dsn)
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA statusprobe; CREATE TABLE statusprobe.t (id int PRIMARY KEY, pad text)")
-    prefix = res.topics(f"status{res.id}")
-    res.topics(heartbeat_topic(prefix))
     name = res.connector(f"status-{res.id}")
     run = settings.with_values(connections={"his_dsn": his_dsn}, source={"db": db, "topic_prefix": prefix})
     connectors.apply(run, ConnectorSpec(name, "postgres", ("statusprobe.t",), heartbeat_ms=1000), timeout=120)

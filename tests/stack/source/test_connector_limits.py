@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import devstack.postgres
 import psycopg2
 import pytest
 from hisbridge.ops import connectors
@@ -23,17 +22,11 @@ LIMIT = 4 * 1024 * 1024        # this test's connector limit: 1.5 MB fits, 6 MB 
 @pytest.fixture(scope="module")
 def his(settings, module_resources):
     res = module_resources
-    db = f"bigrow_{res.id}"
-    dsn = res.database("his", db)
-    devstack.postgres.his(settings).prepare_cdc(db)
-    prefix = res.topics(f"big{res.id}")
-    res.topics(f"__debezium-heartbeat.{prefix}")
+    db, dsn, prefix = res.cdc_his("bigrow", DDL)
     run = settings.with_values(connections={"his_dsn": dsn}, source={"db": db, "topic_prefix": prefix,
                                                                      "max_record_bytes": LIMIT})
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(DDL)
     spec = ConnectorSpec(res.connector(f"bigrow-{res.id}"), "postgres", ("big.doc",), heartbeat_ms=1000)
     connectors.apply(run, spec, timeout=120)
     yield run, conn, spec, f"{prefix}.big.doc"
