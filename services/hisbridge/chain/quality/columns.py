@@ -25,7 +25,7 @@ from hisbridge.chain.quality.field_rules import INT32
 from hisbridge.chain.quality.memo import per_table
 from hisbridge.chain.quality.plan import (_MAX_CONTEXT_DIGITS, UNSURE,
                                           FieldPlan, is_child_code, plan_for)
-from hisbridge.chain.quality.record_rules import _event_time_fields, check_after_report_time
+from hisbridge.chain.quality.record_rules import event_time_fields, check_after_report_time
 from hisbridge.chain.quality.registry import IMPLICIT_RECORD_RULES
 
 Records = Sequence[Mapping[str, Any]]
@@ -169,7 +169,7 @@ def _none_after_report_time(table: Table, records: Records, report_time: dt.date
     if report_time is None:
         return False
     now = local_naive(report_time)
-    for name in _event_time_fields(table):
+    for name in event_time_fields(table):
         values = [v for v in map(methodcaller("get", name), records) if v is not None]
         if not values:
             continue
