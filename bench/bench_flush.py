@@ -1,7 +1,7 @@
 """Benchmark: staging upsert and windowed flush of one big 门急诊诊疗信息 (mjzzlxx) batch, against the raw
 PostgreSQL COPY of the same rows into an identical table measured in the same run (the upper limit).
 
-    .venv/bin/python bench/bench_flush.py [--rows 1000000] [--chunk 20000] [--rounds 3]
+    .venv/bin/python bench/bench_flush.py [--rows 200000] [--chunk 20000] [--rounds 3]
 
 Each round stages the rows (a fresh organisation code and far-future batch day), then times the flush and
 the raw COPY, the order alternating round by round; the raw COPY's input is the COPY text of the rows the
@@ -113,7 +113,7 @@ def cleanup(front, stage, org: str, day: date) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--chunk", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3,
                         help="flush vs raw COPY pairs, the order alternating (round 1: flush first)")
