@@ -176,8 +176,10 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 def _pad(data: bytes) -> bytes:
-    n = BLOCK - len(data) % BLOCK
-    return data + bytes((n,)) * n
+    return data + _PADDING[len(data) % BLOCK]
+
+
+_PADDING = tuple(bytes((BLOCK - r,)) * (BLOCK - r) for r in range(BLOCK))   # PKCS7, by length mod 16
 
 
 def _unpad(data: bytes) -> bytes:
@@ -270,15 +272,21 @@ def encrypt_many(records: Sequence[Mapping[str, Any]], fields: Iterable[str], ke
                 if value is not None:
                     out[name] = _encode(encrypt_bytes(plain_bytes(value), key, settings), settings)
         return outs
-    present = [(out, name, _pad(value.encode("utf-8") if type(value) is str else plain_bytes(value)))
+    present = [(out, name, value.encode("utf-8") if type(value) is str else plain_bytes(value))
                for out in outs for name in names if (value := out.get(name)) is not None]
     if not present:
         return outs
-    cipher = _ecb(key.key, True).update(b"".join(padded for _, _, padded in present))
+    padded = [plain + _PADDING[len(plain) % BLOCK] for _, _, plain in present]
+    cipher = _ecb(key.key, True).update(b"".join(padded))
     start = 0
-    for out, name, padded in present:
-        end = start + len(padded)
-        out[name] = _encode(cipher[start:end], settings)
+    hex_text = settings.encoding != "base64"
+    upper = hex_text and settings.uppercase
+    for (out, name, _), block in zip(present, padded):
+        end = start + len(block)
+        if hex_text:     # _encode inlined for the common encodings (the same text)
+            out[name] = cipher[start:end].hex().upper() if upper else cipher[start:end].hex()
+        else:
+            out[name] = _encode(cipher[start:end], settings)
         start = end
     return outs
 

@@ -54,7 +54,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -201,6 +201,45 @@ class TableMapping:
     origin: str
     target: Table = field(compare=False, repr=False)   # the catalog table it feeds
 
+    @cached_property
+    def fill(self) -> Callable[[Bindings, dict[str, Any]], None]:
+        """map_row's field loop as one straight-line function generated from the fields (as dataclasses do
+        for __init__): a plain alias.column reference read in place, the expression called otherwise, and
+        _coerce only where the value is not already of the field's (non-decimal) kind — as _coerce would
+        leave it. Any exception: map_row runs the field loop itself, which names the field."""
+        env: dict[str, Any] = {"coerce": _coerce}
+        rows: dict[str, str] = {}
+        lines = ["def fill(b, record):"]
+        for i, fm in enumerate(self.fields):
+            ref = getattr(fm.expr.run, "plain_ref", None)
+            if ref is not None:
+                if ref[0] not in rows:
+                    rows[ref[0]] = f"row_{len(rows)}"
+                    lines.append(f"    {rows[ref[0]]} = b[{ref[0]!r}]")
+                lines.append(f"    v = {rows[ref[0]]}.get({ref[1]!r})")
+            else:
+                env[f"run_{i}"] = fm.expr.run
+                lines.append(f"    v = run_{i}(b)")
+            env[f"field_{i}"], native = fm.target, _NATIVE.get(fm.target.kind)
+            if native is None or native is Decimal:
+                lines.append(f"    record[{fm.name!r}] = coerce(field_{i}, v)")
+            else:
+                env[f"kind_{i}"] = native
+                lines.append(f"    record[{fm.name!r}] = v if v is None or type(v) is kind_{i} else coerce(field_{i}, v)")
+        lines.append("    return None")
+        exec("\n".join(lines), env)  # noqa: S102 — built above from the mapping's names only
+        return env["fill"]
+
+    @cached_property
+    def valuemapped(self) -> tuple["FieldMap", ...]:
+        """The fields with a value map (transcode's first pass)."""
+        return tuple(fm for fm in self.fields if fm.valuemap is not None)
+
+    @cached_property
+    def named(self) -> tuple["FieldMap", ...]:
+        """The fields given a code field's national name (transcode's second pass)."""
+        return tuple(fm for fm in self.fields if fm.name_of is not None)
+
 
 @dataclass(frozen=True)
 class SourceMapping:
@@ -262,8 +301,9 @@ def _ref(text: str, where: str) -> Expr:
     if not match:
         raise MappingError(f"{where}: {text!r} is not alias.column (use {{const: ...}} for a literal)")
     alias, column = match.groups()
-    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text,
-                frozenset({(alias, column)}))
+    run = lambda b: b[alias].get(column)  # noqa: E731
+    run.plain_ref = (alias, column)    # map_row reads such a reference in place (the same lookup, no call)
+    return Expr(run, frozenset({alias}), (alias, column), text, frozenset({(alias, column)}))
 
 
 def _const(value: Any) -> Expr:
@@ -793,7 +833,12 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
     for alias in table.join_order[driver.alias]:
         join = table.joins[alias]
         try:
-            key = lookup_key(k.run(bindings) for k in join.key)
+            if len(join.key) == 1:      # the common one-column key: a text key is itself
+                key = join.key[0].run(bindings)
+                if type(key) is not str:
+                    key = lookup_key((key,))
+            else:
+                key = lookup_key(k.run(bindings) for k in join.key)
         except Exception as exc:  # noqa: BLE001 — a bad row must become a reason, never a crash
             return Unmappable(table.table, "mapping_error", f"join {alias}: {type(exc).__name__}: {exc}")
         found = lookups.get(join.lookup, {}).get(key)
@@ -805,12 +850,15 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
             missing = MissingLookup(table.table, join.lookup, key)
         bindings[alias] = found if found is not None else {}
     record: dict[str, Any] = {"yljgdm": mapping.org_code}
-    for fm in table.fields:
-        try:
-            record[fm.name] = _coerce(fm.target, fm.expr.run(bindings))
-        except Exception as exc:  # noqa: BLE001
-            return Unmappable(table.table, "mapping_error", f"field {fm.name} = {fm.expr.text}: "
-                                                            f"{type(exc).__name__}")
+    try:
+        table.fill(bindings, record)
+    except Exception:  # noqa: BLE001 — the field loop below names the field
+        for fm in table.fields:
+            try:
+                record[fm.name] = _coerce(fm.target, fm.expr.run(bindings))
+            except Exception as exc:  # noqa: BLE001
+                return Unmappable(table.table, "mapping_error", f"field {fm.name} = {fm.expr.text}: "
+                                                                f"{type(exc).__name__}")
     record["xgbz"] = "1" if revoke else "0"
     if missing is not None:
         return MissingLookup(missing.table, missing.lookup, missing.key, record)

@@ -30,10 +30,8 @@ def transcode(table: TableMapping, record: Mapping[str, Any]) -> tuple[dict[str,
     """A copy of `record` with mapped codes replaced by national ones, and the unmapped-code reasons."""
     out = dict(record)
     reasons: list[Reason] = []
-    for fm in table.fields:
+    for fm in table.valuemapped:
         vm = fm.valuemap
-        if vm is None:
-            continue
         value = out.get(fm.name)
         if value is None or value == "":
             continue
@@ -42,9 +40,8 @@ def transcode(table: TableMapping, record: Mapping[str, Any]) -> tuple[dict[str,
             reasons.append(unmapped_reason(table.table, fm.name, vm, value, fm.target.encrypt))
         else:
             out[fm.name] = national
-    for fm in table.fields:
-        if fm.name_of is not None:
-            _set_national_name(table, fm.name, fm.name_of, out)
+    for fm in table.named:
+        _set_national_name(table, fm.name, fm.name_of, out)
     return out, reasons
 
 

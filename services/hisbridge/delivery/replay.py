@@ -89,10 +89,12 @@ def apply_batch_requests(cur, requests: Iterable[tuple[str, str, str]]) -> int:
 
 
 def flush_replay(cur, pending_sql: str, params: Mapping[str, Any]) -> Replay | None:
-    """The replay a flush of these carried rows belongs to (the newest, when several are), or None."""
+    """The replay a flush of these carried rows belongs to (the newest, when several are), or None.
+    Asked replay by replay (EXISTS stops at the first carried row): with no replay recorded, the carried
+    rows are not read at all (a DISTINCT over them read every one before each ordinary flush)."""
     cur.execute("""SELECT r.id, r.kind, r.operator, r.reason, r.args, r.sent, r.requested_at, r.applied_at,
                           r.delivered_at FROM hisbridge.replays r
-                   WHERE r.id IN (SELECT DISTINCT s.replay FROM hisbridge.staged s WHERE """ + pending_sql + """)
+                   WHERE EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.replay = r.id AND """ + pending_sql + """)
                    ORDER BY r.requested_at DESC LIMIT 1""", params)
     row = cur.fetchone()
     return Replay(*row) if row else None

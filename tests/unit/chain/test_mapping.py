@@ -272,3 +272,23 @@ def test_demo_mapping_turns_a_clean_simulated_day_into_records_without_unmapped_
     assert produced["mjzzlxx"] == visits
     archived = {r["mr_no"] for r in sim_day["mr_homepage"] if r["archive_time"] is not None}
     assert produced["basy"] == archived and produced["basy_zd"] <= archived
+
+
+def test_the_generated_field_loop_gives_the_field_by_field_record(mapping, monkeypatch):
+    change = rows.change("op_visit", "c", after=rows.visit(total_fee="88.5"))
+    generated = only(map_change(mapping, change, rows.lookups())).record
+    table = mapping.tables["mjzzlxx"]
+
+    def fails(bindings, record):
+        raise RuntimeError("generated loop disabled")
+    monkeypatch.setitem(table.__dict__, "fill", fails)      # map_row falls back to the field-by-field loop
+    assert only(map_change(mapping, change, rows.lookups())).record == generated
+
+
+def test_a_field_that_cannot_be_read_is_named(mapping):
+    lookups = rows.lookups()
+    lookups["patient"] = {key: ["not a row"] for key in lookups["patient"]}
+    result = only(map_change(mapping, rows.change("op_visit", "c", after=rows.visit()), lookups))
+    first = next(fm for fm in mapping.tables["mjzzlxx"].fields if "patient" in fm.expr.refs)
+    assert isinstance(result, Unmappable) and result.rule == "mapping_error"
+    assert result.message == f"field {first.name} = {first.expr.text}: AttributeError"

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from operator import methodcaller
 from typing import Any, Callable, Mapping, Sequence
 
 from hisbridge.catalog.model import Field, Table
+from hisbridge.catalog.records import local_naive
 from hisbridge.chain.quality.field_rules import INT32
 from hisbridge.chain.quality.memo import per_table
 from hisbridge.chain.quality.plan import (_MAX_CONTEXT_DIGITS, UNSURE,
                                           FieldPlan, is_child_code, plan_for)
+from hisbridge.chain.quality.record_rules import event_time_fields, check_after_report_time
 from hisbridge.chain.quality.registry import IMPLICIT_RECORD_RULES
 
 Records = Sequence[Mapping[str, Any]]
@@ -143,19 +146,51 @@ def clean_records(table: Table, records: Records, *, report_time: dt.datetime | 
     """Per record: True only when check_record(table, record, report_time=report_time) is certainly []."""
     plan = plan_for(table)
     doubtful = {i for i, r in enumerate(records) if type(r) is not dict or not plan.known.issuperset(r)}
+    all_dicts = all(type(r) is dict for r in records)
     for fp, test in _column_tests(table):
         name = fp.name
-        doubtful |= _doubtful(table, fp, test, [r.get(name) if type(r) is dict else None for r in records], records)
+        column = (list(map(methodcaller("get", name), records)) if all_dicts
+                  else [r.get(name) if type(r) is dict else None for r in records])
+        doubtful |= _doubtful(table, fp, test, column, records)
     clean = [i not in doubtful for i in range(len(records))]
+    implicit = IMPLICIT_RECORD_RULES
+    if all_dicts and _none_after_report_time(table, records, report_time):
+        implicit = tuple(rule for rule in implicit if rule is not check_after_report_time)
     for i, record in enumerate(records):
         if clean[i]:
-            clean[i] = _cross_field_silent(table, plan.checks, record, report_time)
+            clean[i] = _cross_field_silent(table, implicit, plan.checks, record, report_time)
     return clean
 
 
-def _cross_field_silent(table: Table, checks: tuple, record: Mapping[str, Any],
+def _none_after_report_time(table: Table, records: Records, report_time: dt.datetime | None) -> bool:
+    """check_after_report_time is silent on every record, proven per column: the latest value of each event
+    time is not after the report time (all naive datetimes, or all dates compared by day, as not_after does;
+    aware or mixed values, or no report time given: no proof, the rule runs per record)."""
+    if report_time is None:
+        return False
+    now = local_naive(report_time)
+    for name in event_time_fields(table):
+        values = [v for v in map(methodcaller("get", name), records) if v is not None]
+        if not values:
+            continue
+        kinds = set(map(type, values))
+        try:
+            if kinds == {dt.datetime}:
+                latest_ok = max(values) <= now       # aware values: TypeError against a naive now
+            elif kinds == {dt.date}:
+                latest_ok = max(values) <= now.date()
+            else:
+                return False
+        except TypeError:
+            return False
+        if not latest_ok:
+            return False
+    return True
+
+
+def _cross_field_silent(table: Table, implicit: tuple, checks: tuple, record: Mapping[str, Any],
                         report_time: dt.datetime | None) -> bool:
     """The record rules see what check_record gives them: every present value (all proven well typed)."""
     typed = {k: v for k, v in record.items() if v is not None}
-    return (all(_silent(rule, table, typed, {}, report_time) for rule in IMPLICIT_RECORD_RULES)
+    return (all(_silent(rule, table, typed, {}, report_time) for rule in implicit)
             and all(_silent(rule, table, typed, params, report_time) for rule, params in checks))

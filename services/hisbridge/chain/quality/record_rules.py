@@ -58,7 +58,7 @@ def check_after_report_time(table: Table, record: Mapping[str, Any], params: Map
     """Nothing happens after the moment of reporting."""
     now = local_naive(report_time) if report_time else dt.datetime.now(SHANGHAI).replace(tzinfo=None)
     reasons = []
-    for name in _event_time_fields(table):
+    for name in event_time_fields(table):
         value = _temporal(record.get(name))
         if value is not None and not not_after(value, now):
             reasons.append(Reason("after_report_time", name, f"{_title(table, name)}晚于上报时间",
@@ -67,7 +67,7 @@ def check_after_report_time(table: Table, record: Mapping[str, Any], params: Map
 
 
 @per_table
-def _event_time_fields(table: Table) -> tuple[str, ...]:
+def event_time_fields(table: Table) -> tuple[str, ...]:
     return tuple(f.name for f in table.fields if f.is_temporal and not f.sink_stamped)
 
 
