@@ -264,13 +264,17 @@ def run_hisbridge(processes: int, raw_prefix: str, raw_ends: dict[str, int], cat
                         write_clock_file(clock_file, eve + timedelta(seconds=2), 1.0)
                         stage = PG(stage_db)
                 else:
-                    pending = stage.one("SELECT count(*) FILTER (WHERE status = 'pending' AND batch <= %s), "
-                                            "count(*) FILTER (WHERE status = 'flushed') FROM hisbridge.staged",
-                                        (day.isoformat(),))
-                    if pending[0] == 0 and pending[1] > 0:
+                    # a flush carries the staged versions up to its cut (hisbridge.flushed); done = every batch
+                    # ≤ D flushed past its newest staged version
+                    left, rows = stage.one(
+                        "SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM hisbridge.flushed f WHERE f.tbl = s.tbl "
+                        "AND f.batch = s.batch AND f.cut >= s.top)), coalesce(sum(n), 0) FROM (SELECT tbl, batch, "
+                        "max(seq) AS top, count(*) AS n FROM hisbridge.staged WHERE batch <= %s GROUP BY 1, 2) s",
+                        (day.isoformat(),))
+                    if left == 0 and rows > 0:
                         stages["flush"] = now - t0
                         meter.sample()
-                        return {"seconds": stages["flush"], "rows": pending[1], "cpu": meter.cpu,
+                        return {"seconds": stages["flush"], "rows": int(rows), "cpu": meter.cpu,
                                 "rss": meter.peak, "stages": stages}
             time.sleep(0.1)
         left = stage.one("SELECT json_agg(x) FROM (SELECT tbl, batch, status, count(*) FROM hisbridge.staged "
