@@ -8,7 +8,8 @@ from pathlib import Path
 from devstack.procs import StackError
 from hisbridge.settings import Settings
 
-PLUGINS = ("debezium-connector-postgres", "debezium-connector-mysql", "debezium-connector-mariadb")
+PLUGINS = ("debezium-connector-postgres", "debezium-connector-mysql", "debezium-connector-mariadb",
+           "debezium-connector-jdbc")  # the JDBC sink: the peer bench/bench_peer.py measures against
 
 
 def kafka_lib(settings: Settings) -> Path:
