@@ -1,0 +1,37 @@
+"""The city platform's source mapping, generated from the catalog as data: the identity.
+
+A city platform's source is its own database of its hospitals' uploads: one table per catalog table
+(`<schema>.<table>`, catalog-shaped, identity fields already SM4 ciphertext). Its mapping is therefore the
+identity — every field from the same-named column of the uploaded row, `yljgdm` and `xgbz` from the row
+itself (`organisation: {from_row: true}`) — and is generated here as the same mapping structure a
+hospital's YAML file holds, then parsed by chain.mapping like any other. No per-table code, no file to keep
+in step with the catalog.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from hisbridge.catalog.model import Catalog
+from hisbridge.chain.mapping import AUTO_FIELDS, SourceMapping, parse_mapping
+from hisbridge.settings import _CHECKOUT
+
+ALIAS = "up"
+
+
+def identity_spec(catalog: Catalog, schema: str, city_code: str, city_name: str = "",
+                  tables: Iterable[str] | None = None) -> dict[str, Any]:
+    """The mapping structure (as a YAML file would hold it) reading `<schema>.<table>` for each table."""
+    names = sorted(tables) if tables is not None else sorted(catalog.tables)
+    spec: dict[str, Any] = {}
+    for name in names:
+        table = catalog.tables[name]
+        spec[name] = {"drivers": [{"source": f"{schema}.{name}", "as": ALIAS}],
+                      "fields": {f.name: f"{ALIAS}.{f.name}" for f in table.fields
+                                 if f.name not in AUTO_FIELDS and not f.sink_stamped}}
+    return {"organisation": {"code": city_code, "name": city_name, "from_row": True}, "tables": spec}
+
+
+def identity_mapping(catalog: Catalog, schema: str, city_code: str, city_name: str = "",
+                     tables: Iterable[str] | None = None) -> SourceMapping:
+    spec = identity_spec(catalog, schema, city_code, city_name, tables)
+    return parse_mapping(spec, catalog, f"<identity mapping of {schema}>", _CHECKOUT / "schemas" / "mapping")
