@@ -9,11 +9,14 @@ in step with the catalog.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from hisbridge.catalog.model import Catalog
 from hisbridge.chain.mapping import AUTO_FIELDS, SourceMapping, parse_mapping
 from hisbridge.settings import _CHECKOUT
+
+if TYPE_CHECKING:
+    from hisbridge.settings import Settings
 
 ALIAS = "up"
 
@@ -35,3 +38,14 @@ def identity_mapping(catalog: Catalog, schema: str, city_code: str, city_name: s
                      tables: Iterable[str] | None = None) -> SourceMapping:
     spec = identity_spec(catalog, schema, city_code, city_name, tables)
     return parse_mapping(spec, catalog, f"<identity mapping of {schema}>", _CHECKOUT / "schemas" / "mapping")
+
+
+def mapping_for_role(catalog: Catalog, settings: "Settings") -> SourceMapping:
+    """The source mapping of this deployment: a hospital's file, or a city's identity mapping of its upload
+    tables (deployment.city_schema; the city's code and name from its hospital list)."""
+    from hisbridge.chain.mapping import load_mapping
+    from hisbridge.chain.quality.cross_hospital import load_hospital_list
+    if settings.deployment.role != "city":
+        return load_mapping(catalog, settings.paths.mapping, settings.org)
+    hospitals = load_hospital_list(settings.deployment.city_hospitals)
+    return identity_mapping(catalog, settings.deployment.city_schema, hospitals.city_code, hospitals.city_name)

@@ -110,3 +110,28 @@ def test_a_relay_night_plans_the_rows_and_reports_per_hospital():
     assert report["hospitals"][C]["late"] and report["hospitals"][A]["rejected"] == 0
     text = "\n".join(render_report(report))
     assert "+08:00" in text and "退回 rejected 1" in text and "迟交 late" in text
+
+
+def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_second_hospitals_key():
+    from hisbridge.chain.chain import CityCheck, CoreRecord, transform
+    from hisbridge.chain.crypto import decrypt_fields
+    from hisbridge.contract import QuarantineEntry
+    from hisbridge.chain import avro
+    mapping = identity_mapping(CATALOG, "city", HOSPITALS.city_code)
+    city = CityCheck(HOSPITALS, {})
+    source = SourcePosition("city", "city", "city", "mjzzlxx", 1, 1, 0, False)
+    run = lambda row: transform(Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping,  # noqa: E731
+                                lookups={}, key=KEY, city=city)
+    first = dict(_upload(A, "k1", _at(D, 9)).record)
+    [out] = run(first)
+    assert isinstance(out, CoreRecord), getattr(out, "reasons", None)
+    schema = avro.load_schema("mjzzlxx")
+    decoded = avro.decode(out.value, {schema.fingerprint: schema})
+    assert decoded["sfzh"] == first["sfzh"]                 # not encrypted a second time
+    assert decrypt_fields(decoded, ["sfzh"], KEY)["sfzh"] != first["sfzh"]
+    assert run(first)[0].__class__ is CoreRecord        # the same hospital again: a correction
+    [dup] = run(dict(first, yljgdm=B))
+    assert isinstance(dup, QuarantineEntry) and [r["rule"] for r in dup.reasons] == ["duplicate_key_across_hospitals"]
+    assert dup.record["sfzh"] == first["sfzh"]
+    [unlisted] = run(dict(first, yljgdm=LISTED.city_code, jzlsh="k9"))
+    assert isinstance(unlisted, QuarantineEntry) and "org_not_on_city_list" in [r["rule"] for r in unlisted.reasons]
