@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any, Callable, Mapping, MutableMapping
 
 from hisbridge.catalog.model import Catalog, Table
@@ -44,11 +44,12 @@ from hisbridge.chain.crypto import (DEFAULT_SETTINGS, Sm4Key, Sm4Settings,
 from hisbridge.chain.decode import Change, DecodeError
 from hisbridge.chain.mapping import (Lookups, Mapped, MissingLookup,
                                      SourceMapping, Unmappable,
-                                     is_known_source, map_change, source_name)
+                                     is_known_source, lookup_key, map_change,
+                                     source_name)
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.columns import clean_records
-from hisbridge.chain.quality.cross_hospital import (HospitalList, unlisted_organisation,
-                                                    without_plaintext)
+from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, late_hospitals,
+                                                    unlisted_organisation, without_plaintext)
 from hisbridge.chain.screen import SchemaWatch, screen
 from hisbridge.chain.transcode import transcode
 from hisbridge.clock import SHANGHAI
@@ -116,9 +117,27 @@ def _avro_reasons(problems: list[str], already: set[str | None]) -> list[dict[st
 
 @dataclass(frozen=True, eq=False)
 class CityCheck:
-    """The city role's second check: its hospital list and who uploaded each (table, key) first."""
+    """The city role's second check: its hospital list, who uploaded each (table, key) first, and the time
+    of day by which each hospital's batch D must be complete (its mark in the lookup `done_lookup`)."""
     hospitals: HospitalList
     owners: MutableMapping[str, str]
+    deadline: str = "22:00"
+    done_lookup: str = "batch_done"
+
+    def late(self, table: Table, record: Mapping[str, Any], lookups: Lookups) -> list[Any] | MissingLookup | None:
+        """[] on time, [reason] late, MissingLookup while the hospital has not marked the batch complete,
+        None when the record has no batch (its own reasons say why)."""
+        try:
+            batch = assign_batch(table, record).name
+        except BatchError:
+            return None
+        org = str(record.get("yljgdm") or "")
+        key = lookup_key([org, batch])
+        mark = lookups.get(self.done_lookup, {}).get(key)
+        if mark is None:
+            return MissingLookup(table.name, self.done_lookup, key, dict(record))
+        cutoff = deadline_of(date.fromisoformat(batch), self.deadline, SHANGHAI)
+        return list(late_hospitals({org: _moment(mark.get("completed_at"))}, [org], cutoff).values())
 
 
 @dataclass(frozen=True)
@@ -162,11 +181,12 @@ def _oversize(ctx: _Context, encrypted: dict[str, Any], value: bytes | None) -> 
     return [reason], {**encrypted, field: f"<{size} bytes left out>"}
 
 
-def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any]) -> Output:
+def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[str, Any],
+            extra: tuple[dict[str, Any], ...] = ()) -> Output:
     """transcode → quality → encrypt → avro → batch for one mapped record."""
     table = ctx.catalog.tables[mapped.table]
     record, unmapped = transcode(mapping_table, mapped.record)
-    reasons = [r.as_dict() for r in unmapped]
+    reasons = [r.as_dict() for r in unmapped] + list(extra)
     untranslated = {r.field for r in unmapped}
     # a local code that had no national one is, of course, not in the national value set: say it once
     reasons += [r.as_dict() for r in ctx.quality(table, record)
@@ -202,6 +222,7 @@ class Unfinished:
     mapping_table: Any
     source: Mapping[str, Any]
     ctx: _Context
+    extra: tuple[dict[str, Any], ...] = ()     # reasons found before finishing (a city: the batch was late)
 
     def batch_key(self) -> tuple:
         """Records finished together share everything a CoreRecord depends on (first_seen only goes into
@@ -232,8 +253,7 @@ def _finish_many(items: list[Unfinished]) -> list[Output]:
     if len(items) == 1 or items[0].ctx.city is not None:
         # nothing to share (the per-record path is cheaper than proving one record), or a city's upload:
         # its second check and key claims run record by record, in order
-        u = items[0]
-        return [_finish(u.ctx, u.mapped, u.mapping_table, u.source)]
+        return [_finish(u.ctx, u.mapped, u.mapping_table, u.source, u.extra) for u in items]
     ctx, mapping_table = items[0].ctx, items[0].mapping_table
     table = ctx.catalog.tables[items[0].table]
     transcoded = [transcode(mapping_table, u.mapped.record) for u in items]
@@ -262,6 +282,14 @@ def _clean_record(ctx: _Context, table: Table, schema: avro.AvroSchema, record: 
         return None
     return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
                       record_headers(ctx.key.version, batch, source, schema.fingerprint))
+
+
+def _moment(value: Any) -> datetime | None:
+    """A completion mark's time as Debezium gives it (ISO text, Z or offset) or as a datetime; aware."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _claim(ctx: _Context, table: Table, record: Mapping[str, Any], clean: bool) -> list[dict[str, Any]]:
@@ -362,8 +390,14 @@ def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: Source
         return _rejected(ctx, mapping, change, lookups, tuple(rejected), source)
     outputs: list[Any] = []      # Output or Unfinished
     for result in map_change(mapping, change, lookups):
+        late: list[Any] | MissingLookup | None = None
+        if isinstance(result, Mapped) and city is not None and result.record.get("xgbz") != "1":
+            late = city.late(catalog.tables[result.table], result.record, lookups)
+        if isinstance(late, MissingLookup):
+            result = late               # the hospital has not marked its batch complete: wait for the mark
         if isinstance(result, Mapped):
-            outputs.append(Unfinished(result.table, result, mapping.tables[result.table], source, ctx))
+            outputs.append(Unfinished(result.table, result, mapping.tables[result.table], source, ctx,
+                                      tuple(r.as_dict() for r in late or ())))
         elif isinstance(result, MissingLookup):
             outputs.append(_quarantine_missing(ctx, result, source) if give_up
                            else Waiting(result.table, result, source))

@@ -3,7 +3,8 @@
 A city platform's source is its own database of its hospitals' uploads: one table per catalog table
 (`<schema>.<table>`, catalog-shaped, identity fields already SM4 ciphertext). Its mapping is therefore the
 identity — every field from the same-named column of the uploaded row, `yljgdm` and `xgbz` from the row
-itself (`organisation: {from_row: true}`) — and is generated here as the same mapping structure a
+itself (`organisation: {from_row: true}`), plus the lookup `batch_done` of the hospitals' completion marks
+(`<schema>.upload_batch`: yljgdm, batch 'YYYY-MM-DD', completed_at) — and is generated here as the same mapping structure a
 hospital's YAML file holds, then parsed by chain.mapping like any other. No per-table code, no file to keep
 in step with the catalog.
 """
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from hisbridge.settings import Settings
 
 ALIAS = "up"
+DONE = "batch_done"          # the lookup of the hospitals' completion marks: <schema>.upload_batch
 
 
 def identity_spec(catalog: Catalog, schema: str, city_code: str, city_name: str = "",
@@ -31,7 +33,8 @@ def identity_spec(catalog: Catalog, schema: str, city_code: str, city_name: str 
         spec[name] = {"drivers": [{"source": f"{schema}.{name}", "as": ALIAS}],
                       "fields": {f.name: f"{ALIAS}.{f.name}" for f in table.fields
                                  if f.name not in AUTO_FIELDS and not f.sink_stamped}}
-    return {"organisation": {"code": city_code, "name": city_name, "from_row": True}, "tables": spec}
+    return {"organisation": {"code": city_code, "name": city_name, "from_row": True}, "tables": spec,
+            "lookups": {DONE: {"source": f"{schema}.upload_batch", "key": ["yljgdm", "batch"]}}}
 
 
 def identity_mapping(catalog: Catalog, schema: str, city_code: str, city_name: str = "",

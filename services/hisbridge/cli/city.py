@@ -32,7 +32,7 @@ def read_night(conn: Any, catalog: Any, schema: str, batch: str) -> tuple[list, 
                 row = dict(zip(cols, values))
                 uploads.append(Upload(name, row["yljgdm"], tuple(row[k] for k in table.key),
                                       row["report_datetime"].replace(tzinfo=SHANGHAI), row))
-        cur.execute(f"SELECT yljgdm, completed_at FROM {schema}.upload_batch WHERE batch = %s", (dt.date.fromisoformat(batch),))
+        cur.execute(f"SELECT yljgdm, completed_at FROM {schema}.upload_batch WHERE batch = %s", (batch,))
         completed = dict(cur.fetchall())
     return uploads, completed
 

@@ -3,7 +3,7 @@ hospitals writing catalog-shaped rows into it, identity fields SM4-encrypted wit
 throwaway key).
 
 One table per catalog table in schema `city` (the catalog's own front-end DDL), plus `upload_batch`
-(yljgdm, batch, completed_at): a hospital marks its batch D complete there. `plan_uploads` is pure and
+(yljgdm, batch "YYYY-MM-DD", completed_at): a hospital marks its batch D complete there. `plan_uploads` is pure and
 deterministic (seed): which rows each hospital uploads when, with the planted defects — a hospital that
 completes late, a key uploaded by two hospitals; `load_city` writes a plan through one connection.
 """
@@ -60,7 +60,7 @@ def plan_uploads(catalog: Catalog, orgs: Sequence[str], day: dt.date, per_hospit
 def city_ddl(catalog: Catalog, schema: str = "city") -> str:
     body = "".join(table_ddl(t) for t in catalog.tables.values())
     return (f"CREATE SCHEMA IF NOT EXISTS {schema};\nSET search_path TO {schema};\n{body}"
-            "CREATE TABLE IF NOT EXISTS upload_batch (yljgdm varchar(18), batch date, completed_at timestamptz,"
+            "CREATE TABLE IF NOT EXISTS upload_batch (yljgdm varchar(18), batch varchar(10), completed_at timestamptz,"
             " PRIMARY KEY (yljgdm, batch));\n")
 
 
@@ -75,5 +75,5 @@ def load_city(conn: Any, catalog: Catalog, plan: CityPlan, day: dt.date, schema:
                         f" ON CONFLICT DO NOTHING", [record.get(n) for n in names])
         for org, done in plan.completed.items():
             cur.execute(f"INSERT INTO {schema}.upload_batch VALUES (%s, %s, %s) ON CONFLICT (yljgdm, batch) DO UPDATE"
-                        f" SET completed_at = EXCLUDED.completed_at", (org, day, done))
+                        f" SET completed_at = EXCLUDED.completed_at", (org, day.isoformat(), done))
     conn.commit()

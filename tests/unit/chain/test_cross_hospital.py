@@ -113,15 +113,20 @@ def test_a_relay_night_plans_the_rows_and_reports_per_hospital():
 
 
 def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_second_hospitals_key():
-    from hisbridge.chain.chain import CityCheck, CoreRecord, transform
-    from hisbridge.chain.crypto import decrypt_fields
-    from hisbridge.contract import QuarantineEntry
     from hisbridge.chain import avro
+    from hisbridge.chain.chain import CityCheck, CoreRecord, Waiting, transform
+    from hisbridge.chain.crypto import decrypt_fields
+    from hisbridge.chain.mapping import lookup_key
+    from hisbridge.contract import QuarantineEntry
     mapping = identity_mapping(CATALOG, "city", HOSPITALS.city_code)
     city = CityCheck(HOSPITALS, {})
+    done = {lookup_key([A, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"},      # 21:00 local
+            lookup_key([B, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"},
+            lookup_key([C, "2026-11-30"]): {"completed_at": "2026-11-30T14:01:00Z"},     # 22:01 local: late
+            lookup_key([LISTED.city_code, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"}}
     source = SourcePosition("city", "city", "city", "mjzzlxx", 1, 1, 0, False)
-    run = lambda row: transform(Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping,  # noqa: E731
-                                lookups={}, key=KEY, city=city)
+    run = lambda row, lookups={"batch_done": done}: transform(  # noqa: E731
+        Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping, lookups=lookups, key=KEY, city=city)
     first = dict(_upload(A, "k1", _at(D, 9)).record)
     [out] = run(first)
     assert isinstance(out, CoreRecord), getattr(out, "reasons", None)
@@ -133,5 +138,9 @@ def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_secon
     [dup] = run(dict(first, yljgdm=B))
     assert isinstance(dup, QuarantineEntry) and [r["rule"] for r in dup.reasons] == ["duplicate_key_across_hospitals"]
     assert dup.record["sfzh"] == first["sfzh"]
+    [late] = run(dict(first, yljgdm=C, jzlsh="k2"))
+    assert isinstance(late, QuarantineEntry) and [r["rule"] for r in late.reasons] == ["hospital_batch_late"]
+    [waiting] = run(dict(first, jzlsh="k3"), {"batch_done": {}})
+    assert isinstance(waiting, Waiting) and waiting.missing.lookup == "batch_done"
     [unlisted] = run(dict(first, yljgdm=LISTED.city_code, jzlsh="k9"))
-    assert isinstance(unlisted, QuarantineEntry) and "org_not_on_city_list" in [r["rule"] for r in unlisted.reasons]
+    assert isinstance(unlisted, QuarantineEntry) and [r["rule"] for r in unlisted.reasons] == ["org_not_on_city_list"]
