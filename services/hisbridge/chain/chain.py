@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Callable, Mapping, MutableMapping
 
 from hisbridge.catalog.model import Catalog, Table
@@ -285,11 +285,12 @@ def _clean_record(ctx: _Context, table: Table, schema: avro.AvroSchema, record: 
 
 
 def _moment(value: Any) -> datetime | None:
-    """A completion mark's time as Debezium gives it (ISO text, Z or offset) or as a datetime; aware."""
+    """A completion mark's time, aware: ISO text with Z or an offset, or a datetime; naive means the
+    Asia/Shanghai wall clock (what decode makes of a source time)."""
     if value is None:
         return None
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
 
 
 def _claim(ctx: _Context, table: Table, record: Mapping[str, Any], clean: bool) -> list[dict[str, Any]]:

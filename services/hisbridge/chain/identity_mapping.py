@@ -10,6 +10,7 @@ in step with the catalog.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hisbridge.catalog.model import Catalog
@@ -40,7 +41,10 @@ def identity_spec(catalog: Catalog, schema: str, city_code: str, city_name: str 
 def identity_mapping(catalog: Catalog, schema: str, city_code: str, city_name: str = "",
                      tables: Iterable[str] | None = None) -> SourceMapping:
     spec = identity_spec(catalog, schema, city_code, city_name, tables)
-    return parse_mapping(spec, catalog, f"<identity mapping of {schema}>", _CHECKOUT / "schemas" / "mapping")
+    mapping = parse_mapping(spec, catalog, f"<identity mapping of {schema}>", _CHECKOUT / "schemas" / "mapping")
+    # no field reads the completion marks (the chain's city check does): keep their time in the store
+    reads = {**mapping.lookup_reads, DONE: mapping.lookup_reads[DONE] | {"completed_at"}}
+    return replace(mapping, lookup_reads=reads)
 
 
 def mapping_for_role(catalog: Catalog, settings: "Settings") -> SourceMapping:
