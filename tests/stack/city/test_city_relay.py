@@ -152,3 +152,34 @@ def test_a_city_relay_night(night):
     assert report[second]["by_rule"] == {"duplicate_key_across_hospitals": 1}
     assert report[late]["by_rule"] == {"hospital_batch_late": PER_HOSPITAL}
     assert "23:30:00+08:00" in report[late]["late"]
+
+
+def _pending_and_ticks(settings) -> tuple[int, int, dt.datetime | None]:
+    conn = psycopg2.connect(settings.connections.staging_dsn)
+    try:
+        counts = staging.batch_counts(conn, table="mjzzlxx", batch=D.isoformat())
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT ticks, clock FROM hisbridge.sink_ticks WHERE app = %s", (settings.worker.app_id,))
+            ticks, clock = cur.fetchone() or (0, None)
+    finally:
+        conn.close()
+    return sum(c.pending for c in counts), ticks, clock
+
+
+def test_after_03_00_a_correction_waits_for_the_next_window(night):
+    settings, first = night["settings"], night["first"]
+    before = {(o, k): t for o, k, t in _frontend_rows(settings)}
+    write_clock_file(settings.clock.file, at(D + dt.timedelta(days=1), 3, 0, 1), 0.0)
+    conn = psycopg2.connect(settings.connections.his_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE city.mjzzlxx SET zfy = zfy + 1 WHERE yljgdm = %s AND jzlsh = 'H0V00001'", (first,))
+            assert cur.rowcount == 1
+    finally:
+        conn.close()
+    _, ticks, _ = wait_for("the correction staged, pending", lambda: (p := _pending_and_ticks(settings))[0] == 1 and p)
+    # two more sink ticks on the 03:00:01 clock: the window is closed, nothing goes out
+    wait_for("two sink ticks after 03:00", lambda: (p := _pending_and_ticks(settings))[1] >= ticks + 2
+             and p[2] is not None and p[2] >= at(D + dt.timedelta(days=1), 3))
+    assert _pending_and_ticks(settings)[0] == 1
+    assert {(o, k): t for o, k, t in _frontend_rows(settings)} == before
