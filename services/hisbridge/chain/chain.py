@@ -27,7 +27,9 @@ hospitals' uploads whose identity fields are already ciphertext, so SM4 is skipp
 the city's second check (chain.quality.cross_hospital: the catalog rules needing no plaintext, the
 organisation on the city's list, and the first hospital to upload a key owns it — `owners`, a str → str
 mapping the wiring keeps, e.g. a reference-store space; a later upload of that key by another hospital is
-quarantined as duplicate_key_across_hospitals).
+quarantined as duplicate_key_across_hospitals). Each hospital's batch D must be complete by D 22:00: its
+completion mark (the identity mapping's lookup `batch_done`) is waited for like any reference row, and a
+mark later than the deadline quarantines the record as hospital_batch_late.
 """
 from __future__ import annotations
 
@@ -289,7 +291,10 @@ def _moment(value: Any) -> datetime | None:
     Asia/Shanghai wall clock (what decode makes of a source time)."""
     if value is None:
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None             # an unreadable mark counts as no mark: the batch is late, said so
     return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
 
 

@@ -268,7 +268,8 @@ class TransformWorker:
         """The city role's second check: its hospital list; who uploaded each key first, kept in the store."""
         if settings.deployment.role != "city":
             return None
-        return CityCheck(load_hospital_list(settings.deployment.city_hospitals), self.store.space("city_owners"))
+        return CityCheck(load_hospital_list(settings.deployment.city_hospitals), self.store.space("city_owners"),
+                         settings.deployment.city_deadline)
 
     def held_state(self) -> tuple[int, float | None] | None:
         """(records held, seconds the oldest has waited) once restored, for the metrics."""
