@@ -4,7 +4,6 @@ city's upload tables (deployment.city_schema) in the city database (connections.
 the source database is the city's own)."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
