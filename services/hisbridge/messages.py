@@ -204,6 +204,16 @@ CATALOGUE: Mapping[str, Template] = {
     "flush.force_needs_who": ("--force 需要 --operator 和 --reason（两者都记入台账）",
                               "--force needs --operator and --reason (both go into the ledger)"),
 
+    # --- city platform role -------------------------------------------------------------------------------
+    "city.help": ("市级平台角色：汇集本市各医院上传的数据，二次质控后于 D 22:00 – D+1 03:00 报送省平台",
+                  "the city platform role: its hospitals' uploads, the city's second check, relayed to the province "
+                  "in D 22:00 – D+1 03:00"),
+    "city.report.help": ("按医院列出一个批次中市级二次质控退回的行及原因（可退回医院）",
+                         "per hospital, what the city's second check rejected in a batch and why (to go back to "
+                         "the hospital)"),
+    "city.batch": ("批次：YYYY-MM-DD", "batch: YYYY-MM-DD"),
+    "city.json": ("以 JSON 输出", "print JSON"),
+
     # --- reconcile ---------------------------------------------------------------------------------------
     "reconcile.help": ("按表核对一个批次：应有、暂存、待上报、已上报、隔离（按规则），每次上报与前置机的行；"
                        "不一致时退出码为 1。不带 --sim-* 时应有键取自 HIS 本身（按源映射推导的查询，以 CDC 账号读取），"

@@ -113,6 +113,16 @@ def _source_kind(text: str) -> str:
 LANGUAGES = ("zh", "en", "both")
 
 
+ROLES = ("hospital", "city")
+
+
+def _role(text: str) -> str:
+    value = str(text).strip().lower()
+    if value not in ROLES:
+        raise ValueError(f"expected one of {', '.join(ROLES)}")
+    return value
+
+
 def _language(text: str) -> str:
     lang = str(text).strip().lower()
     if lang not in LANGUAGES:
@@ -239,6 +249,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("org.code", "HISBRIDGE_ORG_CODE", _str, ""),
     Knob("org.name", "HISBRIDGE_ORG_NAME", _str, ""),
     # the worker
+    # the deployment role first: the schedule mode's default follows it
+    Knob("deployment.role", "HISBRIDGE_ROLE", _role, "hospital",
+         doc="hospital | city (source = the city's upload tables, identity mapping, second check, relay window)"),
     Knob("worker.app_id", "HISBRIDGE_WORKER_APP_ID", _str, "hisbridge", doc="Faust app id = consumer group"),
     Knob("worker.agents", "HISBRIDGE_AGENTS", _names, ("transform", "sink"), doc="stages this worker runs"),
     Knob("worker.core_prefix", "HISBRIDGE_CORE_PREFIX", _str, "core"),
@@ -262,7 +275,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("worker.sink_take", "HISBRIDGE_SINK_TAKE", _int, 500),
     Knob("worker.sink_within", "HISBRIDGE_SINK_WITHIN", _float, 1.0),
     Knob("worker.sink_tick", "HISBRIDGE_SINK_TICK", _float, 5.0, doc="flush timer interval, seconds"),
-    Knob("worker.schedule_mode", "HISBRIDGE_SCHEDULE_MODE", _str, "", doc="overrides the schedule file's mode"),
+    Knob("worker.schedule_mode", "HISBRIDGE_SCHEDULE_MODE", _str,
+         lambda r: "city_relay" if r["deployment.role"] == "city" else "",
+         doc="overrides the schedule file's mode (a city's default: city_relay, D 22:00 – D+1 03:00)"),
     Knob("worker.probe_topic", "HISBRIDGE_RAW_TOPIC", _str, lambda r: f"{r['source.topic_prefix']}.stackprobe.probe",
          doc="the stack probe agent's topic (agent `probe`, stack tests only)"),
     Knob("worker.probe_out", "HISBRIDGE_WORKER_OUT", _path, lambda r: r["paths.var"] / "worker" / "received.jsonl"),
@@ -290,6 +305,14 @@ KNOBS: tuple[Knob, ...] = (
     Knob("clock.start", "HISBRIDGE_CLOCK_START", _str, "", doc="ISO moment with offset; empty = real time"),
     Knob("clock.speed", "HISBRIDGE_CLOCK_SPEED", _float, 1.0),
     Knob("clock.file", "HISBRIDGE_CLOCK_FILE", _optional_path, None, doc="JSON {now, speed} steering the clock"),
+
+    # the deployment role: a hospital (HIS → province) or a city platform relaying its hospitals' uploads
+    Knob("deployment.city_hospitals", "HISBRIDGE_CITY_HOSPITALS", _path,
+         lambda r: r["paths.schemas"] / "city" / "hospitals.yaml", doc="the city's hospital list (codes, names)"),
+    Knob("deployment.city_schema", "HISBRIDGE_CITY_SCHEMA", _str, "city",
+         doc="the schema of the city database holding the hospitals' catalog-shaped uploads"),
+    Knob("deployment.city_deadline", "HISBRIDGE_CITY_DEADLINE", _str, "22:00",
+         doc="each hospital's batch D must be complete by D at this local time"),
 
     Knob("display.lang", "HISBRIDGE_LANG", _language, "both",
          doc="operator messages and help: zh | en | both (Chinese first)"),
@@ -435,6 +458,14 @@ class ClockSettings:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    role: str
+    city_hospitals: Path
+    city_schema: str
+    city_deadline: str
+
+
+@dataclass(frozen=True)
 class Display:
     lang: str
     log_format: str
@@ -452,6 +483,7 @@ class Settings:
     ops: Ops
     sm4: Sm4
     clock: ClockSettings
+    deployment: Deployment
     display: Display
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)   # key → env|file|default
 
@@ -463,7 +495,7 @@ class Settings:
 
 _SECTIONS = {"paths": Paths, "stack": Stack, "connections": Connections, "source": Source, "org": Org,
              "worker": Worker, "ops": Ops, "sm4": Sm4, "clock": ClockSettings,
-             "display": Display}
+             "deployment": Deployment, "display": Display}
 
 
 # --- resolution -----------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ replaces the mapped value when the value set names it, so code and name agree).
 Conditions (`when`): {column: value} equality, {column: [v…]} membership, {column: {not: v}},
 {column: {matches: regex}}; all must hold.
 
-`yljgdm` (organisation code) and `xgbz` (0, or 1 for a delete) are filled here for every table;
+`yljgdm` (organisation code) and `xgbz` (0, or 1 for a delete) are filled here for every table (with
+`organisation: {from_row: true}`, the city platform's identity mapping, from the uploaded row itself);
 `report_datetime` is stamped by the sink. Deletes (op 'd') map from `before`; an update that leaves a
 driver's `when` (e.g. a registration cancelled) is a revoke too. Values are coerced to the catalog kind
 when they are text (decimal.handling.mode=string). Mistakes in the file are MappingError naming the file
@@ -252,6 +253,7 @@ class SourceMapping:
     by_source: Mapping[str, tuple[tuple[TableMapping, Driver], ...]]
     lookup_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # lookup_columns(self)
     source_reads: Mapping[str, frozenset[str]] = field(default_factory=dict)   # source_columns(self)
+    org_from_row: bool = False      # a city platform: yljgdm and xgbz come from the uploaded row itself
 
     @property
     def lookup_sources(self) -> frozenset[str]:
@@ -525,7 +527,7 @@ def parse_mapping(data: Any, catalog: Catalog, path: str, base: Path, org_overri
         for driver in table.drivers:
             by_source.setdefault(driver.source, []).append((table, driver))
     parsed = SourceMapping(path, org_code, org_name, lookups, tables, valuemaps,
-                           {k: tuple(v) for k, v in by_source.items()})
+                           {k: tuple(v) for k, v in by_source.items()}, org_from_row=bool(org.get("from_row")))
     return replace(parsed, lookup_reads=lookup_columns(parsed), source_reads=source_columns(parsed))
 
 
@@ -849,7 +851,8 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
         if found is None and join.absent == "wait" and missing is None:
             missing = MissingLookup(table.table, join.lookup, key)
         bindings[alias] = found if found is not None else {}
-    record: dict[str, Any] = {"yljgdm": mapping.org_code}
+    own = bound[driver.alias] if mapping.org_from_row else {}
+    record: dict[str, Any] = {"yljgdm": own.get("yljgdm") or mapping.org_code}
     try:
         table.fill(bindings, record)
     except Exception:  # noqa: BLE001 — the field loop below names the field
@@ -859,7 +862,7 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
             except Exception as exc:  # noqa: BLE001
                 return Unmappable(table.table, "mapping_error", f"field {fm.name} = {fm.expr.text}: "
                                                                 f"{type(exc).__name__}")
-    record["xgbz"] = "1" if revoke else "0"
+    record["xgbz"] = "1" if revoke else str(own.get("xgbz") or "0")
     if missing is not None:
         return MissingLookup(missing.table, missing.lookup, missing.key, record)
     return Mapped(table.table, record, "d" if revoke else op)

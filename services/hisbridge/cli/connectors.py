@@ -32,8 +32,8 @@ def spec_options(func):
 def mapped_tables(settings: Settings) -> tuple[str, ...]:
     """Every HIS table the source mapping reads (drivers and lookups)."""
     from hisbridge.catalog import catalog_for
-    from hisbridge.chain.mapping import load_mapping
-    return load_mapping(catalog_for(settings.paths), settings.paths.mapping, settings.org).sources
+    from hisbridge.chain.identity_mapping import mapping_for_role
+    return mapping_for_role(catalog_for(settings.paths), settings).sources
 
 
 def to_spec(settings: Settings, name: str | None, kind: str | None, tables: str | None,

@@ -101,7 +101,9 @@ def distinct_rows(entries: Iterable[QuarantineEntry]) -> list[tuple]:
 # --- writes (inside the sink's staging transaction) -------------------------------------------------------
 
 # a clean row of the key at this version ({op} "=") or a later one (">") is staged already
+# a staged row resolves an entry only for its own organisation (a city: two hospitals may upload one key)
 _STAGED_CLEAN = """EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.tbl = v.tbl AND s.bkey = v.bkey AND v.bkey <> ''
+                          AND COALESCE(v.entry->'record'->>'yljgdm', s.org) = s.org
                           AND (s.lsn, s.commit_ms) {op} (COALESCE(v.lsn, 0), COALESCE(v.commit_ms, 0)))"""
 _VERSION = "(COALESCE({t}.lsn, 0), COALESCE({t}.commit_ms, 0))"
 
@@ -143,7 +145,8 @@ def record_entries(cur, entries: Iterable[QuarantineEntry]) -> int:
 def resolve_staged(cur) -> int:
     """Open entries resolved by the rows just staged (temp table staged_in of staging.upsert_rows): the same
     version (released, or replayed) or a newer one of the key (superseded). An entry without a key is
-    matched by its exact source version."""
+    matched by its exact source version. Only a row of the entry's own organisation resolves it (a city:
+    another hospital's row of the same key is no fix for this one's upload)."""
     cur.execute("""
         UPDATE hisbridge.quarantine q SET state = 'resolved', changed_at = now(),
                note = CASE WHEN i.replay IS NOT NULL THEN 'replayed'
@@ -152,6 +155,7 @@ def resolve_staged(cur) -> int:
                actor = i.replay
         FROM staged_in i
         WHERE q.state = 'open' AND q.tbl = i.tbl
+          AND COALESCE(q.entry->'record'->>'yljgdm', i.org) = i.org
           AND ((q.bkey = i.bkey AND (COALESCE(q.lsn, 0), COALESCE(q.commit_ms, 0)) <= (i.lsn, i.commit_ms))
                OR (q.bkey = '' AND (q.lsn, q.commit_ms) = (i.lsn, i.commit_ms)))""")
     return cur.rowcount

@@ -111,10 +111,10 @@ class Replayer:
 
     def __init__(self, settings: Settings, prefix: str | None = None) -> None:
         from hisbridge.catalog import catalog_for
-        from hisbridge.chain.mapping import load_mapping
+        from hisbridge.chain.identity_mapping import mapping_for_role
         self.settings, self.prefix = settings, prefix or settings.source.topic_prefix
         self.catalog = catalog_for(settings.paths)
-        self.mapping = load_mapping(self.catalog, settings.paths.mapping, settings.org)
+        self.mapping = mapping_for_role(self.catalog, settings)
         self.bootstrap = settings.connections.kafka_bootstrap
         self.run = functools.partial(
             transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(self._references(),

@@ -48,8 +48,9 @@ from aiokafka.errors import (CommitFailedError, MessageSizeTooLargeError,
                              RecordTooLargeError)
 from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro, crypto
-from hisbridge.chain.chain import CoreRecord, transform
-from hisbridge.chain.mapping import load_mapping
+from hisbridge.chain.chain import CityCheck, CoreRecord, transform
+from hisbridge.chain.identity_mapping import mapping_for_role
+from hisbridge.chain.quality.cross_hospital import load_hospital_list
 from hisbridge.clock import SHANGHAI, clock_for
 from hisbridge.logs import Activity
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
@@ -233,7 +234,7 @@ class TransformWorker:
 
     def __init__(self, app, settings: Settings) -> None:
         catalog = catalog_for(settings.paths)
-        self.settings, self.mapping = settings, load_mapping(catalog, settings.paths.mapping, settings.org)
+        self.settings, self.mapping = settings, mapping_for_role(catalog, settings)
         self.catalog, self.prefix = catalog, settings.source.topic_prefix
         self.heartbeats = heartbeat_topic(self.prefix)
         self.topics = raw_topics(self.prefix, self.mapping.sources) + [self.heartbeats]
@@ -264,7 +265,14 @@ class TransformWorker:
             transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.store, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
             schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro), watch=self.watch,
-            max_bytes=settings.worker.produce_limit)
+            max_bytes=settings.worker.produce_limit, city=self._city_check(settings))
+
+    def _city_check(self, settings: Settings) -> CityCheck | None:
+        """The city role's second check: its hospital list; who uploaded each key first, kept in the store."""
+        if settings.deployment.role != "city":
+            return None
+        return CityCheck(load_hospital_list(settings.deployment.city_hospitals), self.store.space("city_owners"),
+                         settings.deployment.city_deadline)
 
     def held_state(self) -> tuple[int, float | None] | None:
         """(records held, seconds the oldest has waited) once restored, for the metrics."""
