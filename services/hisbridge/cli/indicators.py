@@ -8,13 +8,10 @@ import re
 import click
 from hisbridge.cli.common import group, pass_settings
 from hisbridge.indicators import compare as comparing
-from hisbridge.indicators import definitions, evaluate, source
+from hisbridge.indicators import crosscheck, definitions, evaluate, source
 from hisbridge.messages import EXIT_CHECK_FAILED, OperatorError, text
 from hisbridge.ops.reach import connect_postgres
 from hisbridge.settings import Settings
-
-EVAL_TABLES = {"ylfwnl": "tjyf", "zdzkzb": "tjyf"}     # monthly evaluation tables and their period field
-
 
 def _month(value: str) -> str:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value or "") or value < "2022-01":
@@ -61,7 +58,8 @@ def derive(settings: Settings, month: str, where: str, as_json: bool) -> None:
     defs = load_definitions(settings)
     conn = _connect(settings, where)
     try:
-        rows = source.detail_rows(conn, defs.indicators, month, where)
+        with conn.cursor() as cur:
+            rows = source.detail_rows(cur, defs.indicators, month, where)
     finally:
         conn.close()
     derived = evaluate.derive_all(defs.indicators, month, rows)
@@ -79,12 +77,12 @@ def derive(settings: Settings, month: str, where: str, as_json: bool) -> None:
                        f"{_fmt(d.value):>12} {d.unit}")
 
 
-def comparisons(conn, defs: definitions.Definitions, month: str, where: str) -> list[comparing.Comparison]:
-    """The month's reported rows of every monthly evaluation table against the derived figures, one connection."""
-    derived = evaluate.derive_all(defs.indicators, month, source.detail_rows(conn, defs.indicators, month, where))
+def comparisons(cur, defs: definitions.Definitions, month: str, where: str) -> list[comparing.Comparison]:
+    """The month's reported rows of every monthly evaluation table against the derived figures."""
+    derived = evaluate.derive_all(defs.indicators, month, source.detail_rows(cur, defs.indicators, month, where))
     found = []
-    for table, period_field in EVAL_TABLES.items():
-        found += comparing.compare(table, source.reported_rows(conn, table, period_field, month, where), defs, derived)
+    for table, period_field in crosscheck.EVAL_TABLES.items():
+        found += comparing.compare(table, source.reported_rows(cur, table, period_field, month, where), defs, derived)
     return found
 
 
@@ -99,7 +97,8 @@ def check(settings: Settings, month: str, where: str, as_json: bool) -> None:
     defs = load_definitions(settings)
     conn = _connect(settings, where)
     try:
-        found = comparisons(conn, defs, month, where)
+        with conn.cursor() as cur:
+            found = comparisons(cur, defs, month, where)
     finally:
         conn.close()
     checked = [c for c in found if c.status in (comparing.OK, comparing.MISMATCH)]

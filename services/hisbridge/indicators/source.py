@@ -78,31 +78,34 @@ def _staging_queries(ptable: str, pfield: str, children: Mapping[str, tuple[str,
                              ).format(c=sql.Literal(child), period=period, join=join)
 
 
-def detail_rows(conn, indicators: Iterable[Indicator], month: str, source: str = "delivered") -> dict[str, list[dict]]:
-    """Catalog table → the rows of `month` (and their children) the indicators need, from `source`."""
+def detail_rows(cur, indicators: Iterable[Indicator], month: str, source: str = "delivered") -> dict[str, list[dict]]:
+    """Catalog table → the rows of `month` (and their children) the indicators need, from `source` (a cursor
+    on the front-end database for delivered, on the staging database for staged)."""
     if source not in SOURCES:
         raise ValueError(f"source is one of {SOURCES}")
     start, end = month_range(month)
     queries = _frontend_queries if source == "delivered" else _staging_queries
     rows: dict[str, dict[tuple, dict]] = {}
-    with conn.cursor() as cur:
-        for (ptable, pfield), children in reads(indicators).items():
-            for table, query in queries(ptable, pfield, children):
-                cur.execute(query, {"start": start, "end": end})
-                seen = rows.setdefault(table, {})
-                for (row,) in cur.fetchall():
-                    seen[tuple(sorted((k, str(v)) for k, v in row.items()))] = row
+    for (ptable, pfield), children in reads(indicators).items():
+        for table, query in queries(ptable, pfield, children):
+            cur.execute(query, {"start": start, "end": end})
+            seen = rows.setdefault(table, {})
+            for (row,) in cur.fetchall():
+                seen[tuple(sorted((k, str(v)) for k, v in row.items()))] = row
     return {table: list(found.values()) for table, found in rows.items()}
 
 
-def reported_rows(conn, table: str, period_field: str, month: str, source: str = "delivered") -> list[dict]:
-    """The evaluation rows of one table for the month (statistics month = its first day)."""
+def reported_rows(cur, table: str, period_field: str, month: str, source: str = "delivered") -> list[dict]:
+    """The evaluation rows of one table for the month (statistics month = its first day); from staging, the
+    rows held by the cross-check too (open indicator_mismatch entries: the operator's work list)."""
     start, _ = month_range(month)
-    with conn.cursor() as cur:
-        if source == "delivered":
-            cur.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} t WHERE t.{f} = %s AND t.xgbz <> '1'").format(
-                t=sql.Identifier(table), f=sql.Identifier(period_field)), (start,))
-        else:
-            cur.execute("SELECT payload FROM hisbridge.staged WHERE tbl = %s AND status <> 'superseded' AND NOT revoked "
-                        "AND left(payload->>%s, 10) = %s", (table, period_field, start))
-        return [row for (row,) in cur.fetchall()]
+    if source == "delivered":
+        cur.execute(sql.SQL("SELECT to_jsonb(t) FROM {t} t WHERE t.{f} = %s AND t.xgbz <> '1'").format(
+            t=sql.Identifier(table), f=sql.Identifier(period_field)), (start,))
+    else:
+        cur.execute("SELECT payload FROM hisbridge.staged WHERE tbl = %s AND status <> 'superseded' AND NOT revoked "
+                    "AND left(payload->>%s, 10) = %s "
+                    "UNION ALL SELECT entry->'record' FROM hisbridge.quarantine WHERE state = 'open' AND tbl = %s "
+                    "AND 'indicator_mismatch' = ANY(rules) AND left(entry->'record'->>%s, 10) = %s",
+                    (table, period_field, start, table, period_field, start))
+    return [row for (row,) in cur.fetchall()]

@@ -129,3 +129,23 @@ def test_a_reported_value_over_an_empty_denominator_is_a_mismatch(defs):
     got = evaluate.derive_all(defs.indicators, "2023-01", ROWS)
     (c,) = compare.compare("ylfwnl", [_row("2.2.2.2", "1.5")], defs, got)
     assert c.status == compare.MISMATCH
+
+
+def _eval_staged(code, zbz, lsn, fz=None, fm=None, revoked=False):
+    from hisbridge.delivery.staging import StagedRow
+    payload = {"yljgdm": ORG, "tjyf": "2024-03-01", "zbdm": code, "zbmc": "", "zbz": zbz, "fz": fz, "fm": fm,
+               "xgbz": "1" if revoked else "0"}
+    return StagedRow("ylfwnl", "monthly", ORG, f"{ORG}|2024-03-01|{code}", "2024-03", payload, revoked, lsn, lsn * 10)
+
+
+def test_the_cross_check_holds_exactly_the_rows_beyond_tolerance(defs):
+    from hisbridge.indicators import crosscheck
+    derived = {"2024-03": evaluate.derive_all(defs.indicators, "2024-03", ROWS)}
+    rows = [_eval_staged("2.2.0.1", "7", 1, "21", "3"), _eval_staged("2.2.1.9", "60", 2),
+            _eval_staged("2.2.1.9", "60", 3, revoked=True), _eval_staged("2.2.2.2", "10", 4)]
+    dismissed = {("ylfwnl", rows[3].bkey, "4:40")}
+    kept, held = crosscheck.split(rows, defs, derived, dismissed, "2024-04-05T10:00:00+08:00")
+    assert [r.lsn for r in kept] == [1, 3, 4]           # in tolerance, a revoke, a dismissed version
+    (entry,) = held
+    assert (entry.table, entry.key, entry.batch, entry.rules) == ("ylfwnl", rows[1].bkey, "2024-03", ["indicator_mismatch"])
+    assert entry.source["lsn"] == 2 and entry.record["zbz"] == "60"
