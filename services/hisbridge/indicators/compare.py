@@ -13,6 +13,7 @@ RULE = "indicator_mismatch"
 
 # status of a comparison
 OK, MISMATCH, NOT_DERIVABLE, REPORTED_ONLY, UNDEFINED = "ok", "mismatch", "not_derivable", "reported_only", "undefined"
+NO_DETAIL = "no_detail"     # the month has no detail rows in hisbridge: nothing to compare with
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def compare_row(table: str, row: Mapping[str, Any], indicators: Mapping[str, Ind
     if not ind.derivable:
         return Comparison(table, code, ind.name, NOT_DERIVABLE, reported, {})
     got = derived[ind.id]
+    if got.why:
+        return Comparison(table, code, ind.name, NO_DETAIL, reported, {})
     figures = {"value": got.value, "numerator": got.numerator, "denominator": got.denominator}
     tol = {"value": (ind.tolerance_abs, 0.0),
            "numerator": (0.0 if ind.denominator is not None else ind.tolerance_abs, ind.tolerance_rel),

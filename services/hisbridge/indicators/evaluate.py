@@ -15,6 +15,7 @@ from hisbridge.indicators.definitions import Indicator, Measure
 Rows = Mapping[str, Sequence[Mapping[str, Any]]]    # catalog table → its rows (field → value)
 
 FOUR = Decimal("0.0001")
+NO_DETAIL = "该月没有明细数据 / no detail rows for the month"
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def derive(indicator: Indicator, month: str, rows: Rows) -> Derived:
     if not indicator.derivable:
         return Derived(**base, numerator=None, denominator=None, value=None, why=indicator.why)
     period = period_rows(indicator, month, rows)
+    if not period:     # no detail of that month in hisbridge (history before go-live): nothing to check against
+        return Derived(**base, numerator=None, denominator=None, value=None, why=NO_DETAIL)
     num = measure(indicator.numerator, period, rows)
     if indicator.denominator is None:
         return Derived(**base, numerator=num, denominator=None, value=num)

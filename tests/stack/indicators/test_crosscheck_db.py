@@ -1,7 +1,12 @@
-"""The indicators' cross-check on a real staging and front-end database: a month of detail staged, its
-evaluation rows staged through the sink's hold (hisbridge.indicators.crosscheck) with planted mismatches —
-exactly those are held as `indicator_mismatch` (both values in the reason), the others flush in the monthly
-window by the 15th; a corrected version goes out and resolves its entry; a dismissed one goes out as reported."""
+"""The tertiary-evaluation family on real staging and front-end databases.
+
+Cross-check: a month of detail staged, its evaluation rows staged through the sink's hold
+(hisbridge.indicators.crosscheck) with planted mismatches — exactly those are held as `indicator_mismatch`
+(both values in the reason), the others flush in the monthly window by the 15th; a corrected version goes out
+and resolves its entry; a dismissed one goes out as reported.
+Back-fill: the simulated HIS's evaluation history since 2022-01 staged, the real sink I/O's flush timer on a
+steered clock delivers every month and year once in their windows (and in the daily windows with
+`backfill.window: daily`), ledger = front-end; the same run again delivers nothing."""
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
@@ -14,11 +19,15 @@ from hisbridge.catalog.sample import sample_records
 from hisbridge.chain.batch import assign_batch
 from hisbridge.cli.indicators import comparisons
 from hisbridge.clock import SHANGHAI
-from hisbridge.delivery import quarantine, staging
+from hisbridge.contract import core_topic
+from hisbridge.delivery import ledger, quarantine, staging
 from hisbridge.delivery.flush import ensure_frontend, flush_batch
 from hisbridge.delivery.schedule import parse
+from hisbridge.delivery.timer import LoopState, tick
 from hisbridge.indicators import crosscheck, definitions, evaluate
+from hisbridge.runtime.sink_io import PgSinkIO
 from hisbridge.settings import load_settings
+from hisbridge.sim import generate
 
 pytestmark = pytest.mark.stack
 CATALOG = load_catalog()
@@ -121,3 +130,107 @@ def test_planted_mismatches_are_held_the_rest_go_out_by_the_15th(dbs):
     staging.upsert_rows(stage, [again], hold=hold)
     assert quarantine.entries(stage, table="ylfwnl", rule="indicator_mismatch", state="open") == []
     assert flush_batch(stage, front, EVAL, MONTH, window + timedelta(hours=1), parse({})).row_count == 2
+
+
+# --- back-fill since 2022 --------------------------------------------------------------------------------
+
+BACKFILL_ORG = "12440000BACKFILL0X"
+EVAL_TABLES = {"ylfwnl": "tjyf", "zdzkzb": "tjyf", "zypzyx": "tjnd"}
+
+
+def catalog_record(his: dict) -> tuple[str, dict]:
+    """The simulated HIS's eval_indicator row as the source mapping makes it (schemas/mapping: ylfwnl, zdzkzb,
+    zypzyx; the HIS has no numerator/denominator columns)."""
+    yearly = len(his["period"]) == 4
+    table = "zypzyx" if yearly else ("zdzkzb" if his["specialty_code"] else "ylfwnl")
+    start = date(int(his["period"][:4]), 1 if yearly else int(his["period"][5:7]), 1)
+    rec = {"yljgdm": BACKFILL_ORG, EVAL_TABLES[table]: start, "zbdm": his["indicator_code"],
+           "zbmc": his["indicator_name"], "zbz": his["value"], "dw": his["unit"], "xgbz": "0"}
+    if table == "zdzkzb":
+        rec.update(zydm=his["specialty_code"], zymc=his["specialty_name"])
+    return table, rec
+
+
+def stage_history(stage, today: date, hold) -> list[staging.StagedRow]:
+    """What the sink stages from the simulated HIS's evaluation history up to `today` (same source positions
+    on every run, as a re-read of the same changes), with the watermark at `today`."""
+    rows = []
+    for n, his in enumerate(sorted(generate.evaluation_history(3, today), key=lambda r: (r["period"], r["indicator_code"],
+                                                                                       r["specialty_code"] or ""))):
+        table, rec = catalog_record(his)
+        rows.append(_staged(table, rec, 100_000 + n))
+    mark = int(datetime.combine(today, datetime.min.time(), SHANGHAI).timestamp() * 1000)
+    staging.upsert_rows(stage, rows, {("his-backfill", "core.ylfwnl", 0): mark}, hold=hold)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def backfill(module_resources):
+    res = module_resources
+    dsns = res.database("frontend", f"bf_stage_{res.id}"), res.database("frontend", f"bf_front_{res.id}")
+    stage, front = (psycopg2.connect(d) for d in dsns)
+    ensure_frontend(front)
+    staging.ensure_schema(stage)
+    yield stage, front, dsns
+    front.close()
+    stage.close()
+
+
+def _run(dsns, schedule, now: datetime) -> list:
+    """One flush-timer step of the real sink I/O on the steered clock `now`."""
+    tables = {t: CATALOG.table(t) for t in EVAL_TABLES}
+    io = PgSinkIO(tables, [core_topic("core", t) for t in tables], schedule, dsns[0], dsns[1],
+                  load_settings().paths.frontend_sql / "frontend.sql", "indicators-backfill-test")
+    try:
+        return tick(now, LoopState(), io, schedule).flushed
+    finally:
+        io.close()
+
+
+def _delivered(front) -> dict[tuple[str, str], tuple[int, int]]:
+    """(table, batch) → (ledger rows, front-end rows of that period): the ledger against the front-end."""
+    out = {}
+    for row in ledger.rows(front):
+        out.setdefault((row.table, row.batch), [0, 0])[0] += 1
+    with front.cursor() as cur:
+        for table, field in EVAL_TABLES.items():
+            cur.execute(f"SELECT {field}, count(*) FROM {table} WHERE yljgdm = %s GROUP BY 1", (BACKFILL_ORG,))
+            for start, count in cur.fetchall():
+                batch = f"{start:%Y}" if table == "zypzyx" else f"{start:%Y-%m}"
+                out.setdefault((table, batch), [0, 0])[1] = count
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def test_backfill_since_2022_delivers_every_period_once_in_its_windows(backfill):
+    stage, front, dsns = backfill
+    hold = crosscheck.hold_for(DEFS)
+    hospital = parse({})
+    today = date(2025, 1, 3)                       # inside the monthly (1st–15th) and yearly (1–15 Jan) windows
+    rows = stage_history(stage, today, hold)
+    expected = {}
+    for r in rows:
+        expected[(r.table, r.batch)] = expected.get((r.table, r.batch), 0) + 1
+    periods = generate.evaluation_periods(today)
+    assert {b for _, b in expected} == set(periods) and periods[0] == "2022-01" and "2022" in periods
+    assert quarantine.entries(stage, rule="indicator_mismatch") == []       # no detail of those months: not checked
+
+    assert _run(dsns, hospital, datetime(2025, 1, 3, 10, tzinfo=SHANGHAI))
+    assert _delivered(front) == {k: (1, n) for k, n in expected.items()}    # once each, ledger = front-end
+
+    stage_history(stage, today, hold)                                       # the back-fill run again
+    assert _run(dsns, hospital, datetime(2025, 1, 3, 11, tzinfo=SHANGHAI)) == []
+    assert _delivered(front) == {k: (1, n) for k, n in expected.items()}
+
+    # two months later the monthly windows of 2025-01 and 2025-02 have passed: with the default schedule they
+    # wait for the next monthly window; with backfill.window daily they go out in tonight's daily window
+    later = date(2025, 3, 20)
+    stage_history(stage, later, hold)
+    evening = datetime(2025, 3, 20, 19, tzinfo=SHANGHAI)
+    assert _run(dsns, hospital, evening) == []
+    daily = parse({"backfill": {"enabled": True, "window": "daily"}})
+    assert _run(dsns, daily, datetime(2025, 3, 20, 17, tzinfo=SHANGHAI)) == []          # no window open
+    done = _run(dsns, daily, evening)
+    assert sorted((f.table, f.batch) for f in done) == [("ylfwnl", "2025-01"), ("ylfwnl", "2025-02"),
+                                                        ("zdzkzb", "2025-01"), ("zdzkzb", "2025-02")]
+    assert all(v[0] == 1 for v in _delivered(front).values())
+    assert _run(dsns, daily, evening.replace(hour=20)) == []

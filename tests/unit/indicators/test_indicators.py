@@ -98,10 +98,14 @@ def test_children_join_their_parent_of_the_same_hospital_in_the_period(defs):
     assert got["operation_kinds"].value == 2
 
 
-def test_a_ratio_over_nothing_and_a_non_derivable_indicator_have_no_value(defs):
-    got = _derived(defs, "2023-01")
-    assert got["mortality"].value is None and got["mortality"].denominator == 0
+def test_a_ratio_over_nothing_a_month_without_detail_and_a_non_derivable_indicator_have_no_value(defs):
+    got = _derived(defs)
+    march = {"basy": [r for r in ROWS["basy"] if r["bah"] != "C"], "basy_ss": ROWS["basy_ss"]}
+    neonatal = evaluate.derive(next(i for i in defs.indicators if i.id == "neonatal_mortality"), "2024-03", march)
+    assert neonatal.value is None and neonatal.denominator == 0 and not neonatal.why
     assert got["day_surgery_share"].value is None and got["day_surgery_share"].why
+    empty = _derived(defs, "2023-01")
+    assert empty["mortality"].value is None and empty["mortality"].why == evaluate.NO_DETAIL
 
 
 def _row(code, zbz, fz=None, fm=None):
@@ -125,10 +129,12 @@ def test_within_tolerance_is_ok_beyond_is_indicator_mismatch_with_both_values(de
     assert found["2.2.0.1"].reason() is None
 
 
-def test_a_reported_value_over_an_empty_denominator_is_a_mismatch(defs):
-    got = evaluate.derive_all(defs.indicators, "2023-01", ROWS)
-    (c,) = compare.compare("ylfwnl", [_row("2.2.2.2", "1.5")], defs, got)
+def test_a_value_over_an_empty_denominator_is_a_mismatch_a_month_without_detail_is_not_checked(defs):
+    march = {"basy": [r for r in ROWS["basy"] if r["bah"] != "C"], "basy_ss": ROWS["basy_ss"]}
+    (c,) = compare.compare("ylfwnl", [_row("2.2.2.3", "1.5")], defs, evaluate.derive_all(defs.indicators, "2024-03", march))
     assert c.status == compare.MISMATCH
+    (c,) = compare.compare("ylfwnl", [_row("2.2.2.2", "1.5")], defs, evaluate.derive_all(defs.indicators, "2023-01", ROWS))
+    assert c.status == compare.NO_DETAIL and c.reason() is None
 
 
 def _eval_staged(code, zbz, lsn, fz=None, fm=None, revoked=False):
