@@ -73,18 +73,24 @@ def eval_row(code: str, value, num, den, lsn: int) -> staging.StagedRow:
 
 @pytest.fixture(scope="module")
 def dbs(module_resources):
+    """One staging + front-end pair per scenario (the back-fill's batches must not meet the cross-check's):
+    scenario → (staging conn, front-end conn, (staging dsn, front-end dsn))."""
     res = module_resources
-    front = psycopg2.connect(res.database("frontend", f"ind_front_{res.id}"))
-    stage = psycopg2.connect(res.database("frontend", f"ind_stage_{res.id}"))
-    ensure_frontend(front)
-    staging.ensure_schema(stage)
-    yield stage, front
-    front.close()
-    stage.close()
+    pairs = {}
+    for name in ("check", "backfill"):
+        dsns = res.database("frontend", f"ind_{name}_stage_{res.id}"), res.database("frontend", f"ind_{name}_front_{res.id}")
+        stage, front = (psycopg2.connect(d) for d in dsns)
+        ensure_frontend(front)
+        staging.ensure_schema(stage)
+        pairs[name] = stage, front, dsns
+    yield pairs
+    for stage, front, _ in pairs.values():
+        front.close()
+        stage.close()
 
 
 def test_planted_mismatches_are_held_the_rest_go_out_by_the_15th(dbs):
-    stage, front = dbs
+    stage, front, _ = dbs["check"]
     rows = detail()
     staging.upsert_rows(stage, rows)
     by_table: dict[str, list] = {}
@@ -164,18 +170,6 @@ def stage_history(stage, today: date, hold) -> list[staging.StagedRow]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def backfill(module_resources):
-    res = module_resources
-    dsns = res.database("frontend", f"bf_stage_{res.id}"), res.database("frontend", f"bf_front_{res.id}")
-    stage, front = (psycopg2.connect(d) for d in dsns)
-    ensure_frontend(front)
-    staging.ensure_schema(stage)
-    yield stage, front, dsns
-    front.close()
-    stage.close()
-
-
 def _run(dsns, schedule, now: datetime) -> list:
     """One flush-timer step of the real sink I/O on the steered clock `now`."""
     tables = {t: CATALOG.table(t) for t in EVAL_TABLES}
@@ -201,8 +195,8 @@ def _delivered(front) -> dict[tuple[str, str], tuple[int, int]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def test_backfill_since_2022_delivers_every_period_once_in_its_windows(backfill):
-    stage, front, dsns = backfill
+def test_backfill_since_2022_delivers_every_period_once_in_its_windows(dbs):
+    stage, front, dsns = dbs["backfill"]
     hold = crosscheck.hold_for(DEFS)
     hospital = parse({})
     today = date(2025, 1, 3)                       # inside the monthly (1st–15th) and yearly (1–15 Jan) windows
