@@ -44,11 +44,6 @@ class Indicator:
     why: str = ""
     eval_table: str = "ylfwnl"
 
-    @property
-    def checked(self) -> bool:
-        """Cross-checked against an evaluation row: derivable and carried by a code of the evaluation table."""
-        return self.derivable and self.code is not None
-
 
 @dataclass(frozen=True)
 class Definitions:
@@ -62,27 +57,6 @@ class Definitions:
 
     def by_code(self, table: str) -> dict[str, Indicator]:
         return {i.code: i for i in self.indicators if i.code is not None and i.eval_table == table}
-
-    @property
-    def detail_tables(self) -> set[str]:
-        tables = set()
-        for ind in self.indicators:
-            for measure in (ind.numerator, ind.denominator):
-                if measure is not None:
-                    tables.add(measure.table)
-                    tables.update(_exists_tables(measure.where))
-            if ind.period_table:
-                tables.add(ind.period_table)
-        return tables
-
-
-def _exists_tables(where) -> set[str]:
-    out = set()
-    for cond in where:
-        if "exists" in cond:
-            out.add(cond["exists"]["table"])
-            out |= _exists_tables(cond["exists"].get("where", ()))
-    return out
 
 
 def _measure(raw: Mapping[str, Any], period_table: str, where: str) -> Measure:
