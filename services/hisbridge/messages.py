@@ -343,6 +343,23 @@ CATALOGUE: Mapping[str, Template] = {
                              "no tables to capture: the mapping names none; pass --tables schema.table,…"),
     "connectors.failed": ("连接器 {name} 未能运行：{detail}", "connector {name} is not running: {detail}"),
     "connectors.error": ("Kafka Connect 报错：{detail}", "Kafka Connect: {detail}"),
+    # --- evaluation indicators ----------------------------------------------------------------------
+    "indicators.help": ("三级医院评审指标：由明细数据推算，并与上报的评审数据核对",
+                        "tertiary-evaluation indicators: derived from the detail rows, checked against the reported ones"),
+    "indicators.derive": ("按定义（schemas/indicators）由某月的明细数据推算各指标的分子、分母和值",
+                          "derive every defined indicator's numerator, denominator and value from a month's detail rows"),
+    "indicators.check": ("某月上报的评审数据与推算值逐行比较；超出容差的为 indicator_mismatch，有则退出码为 1",
+                         "compare a month's reported evaluation rows with the derived figures; beyond tolerance is "
+                         "indicator_mismatch (exit 1 when any)"),
+    "indicators.month": ("统计月份 YYYY-MM", "statistics month YYYY-MM"),
+    "indicators.source": ("明细来源：delivered = 前置机已上报的行（省平台核对的依据），staged = 暂存库（含待上报）",
+                          "detail rows from: delivered = the front-end's rows (what the province checks against), "
+                          "staged = the staging database (pending rows included)"),
+    "indicators.json": ("机器可读输出", "machine-readable output"),
+    "indicators.bad_month": ("月份 {month!r} 无效：应为 YYYY-MM，且不早于 2022-01",
+                             "month {month!r} is invalid: YYYY-MM, not before 2022-01"),
+    "indicators.bad_definitions": ("指标定义有误：{detail}", "indicator definitions: {detail}"),
+    "indicators.summary": ("{month}：{checked} 行已核对，{mismatched} 行不符", "{month}: {checked} rows checked, {mismatched} mismatched"),
     # --- quarantine workbench and replays ------------------------------------------------------------
     "quarantine.help": ("隔离区：查看、说明、驳回、修复后重发", "quarantined records: list, show, dismiss, replay after a fix"),
     "quarantine.list": ("先按规则和表计数，再列出条目", "counts by rule and table, then the entries"),

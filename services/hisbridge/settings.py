@@ -179,6 +179,8 @@ KNOBS: tuple[Knob, ...] = (
          doc="folder of the generated front-end DDL"),
     Knob("paths.mapping", "HISBRIDGE_MAPPING", _path, lambda r: r["paths.schemas"] / "mapping" / "demo_hospital.yaml"),
     Knob("paths.schedule", "HISBRIDGE_SCHEDULE", _path, lambda r: r["paths.schemas"] / "schedule.yaml"),
+    Knob("paths.indicators", "HISBRIDGE_INDICATORS", _path, lambda r: r["paths.schemas"] / "indicators",
+         doc="folder of the evaluation indicator definitions (*.yaml)"),
     Knob("paths.icd10_dict", "HISBRIDGE_ICD10_DICT", _optional_path, None,
          doc="a hospital's full ICD-10 dictionary (default: the shipped subset)"),
     Knob("paths.icd9cm3_dict", "HISBRIDGE_ICD9CM3_DICT", _optional_path, None),
@@ -337,6 +339,7 @@ class Paths:
     frontend_sql: Path
     mapping: Path
     schedule: Path
+    indicators: Path
     icd10_dict: Path | None
     icd9cm3_dict: Path | None
     var: Path

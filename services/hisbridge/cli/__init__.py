@@ -17,7 +17,7 @@ from hisbridge.settings import load_settings
 
 # Each module exposes a click group or command named `cli`; kept as data so adding a concept is one line.
 _COMMAND_MODULES = ("config", "stack", "connectors", "worker", "catalog", "crypto", "sim", "flush", "mappings",
-                    "reconcile", "status", "quarantine", "replay", "city")
+                    "reconcile", "status", "quarantine", "replay", "city", "indicators")
 
 
 class Main(Group):

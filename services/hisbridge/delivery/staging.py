@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import psycopg2
 import psycopg2.extras
@@ -159,12 +159,18 @@ WHERE (excluded.lsn, excluded.commit_ms) > (s.lsn, s.commit_ms)
 
 def upsert_rows(conn, rows: Iterable[StagedRow],
                 progress: Mapping[tuple[str, str, int], int] | None = None,
-                entries: Iterable[QuarantineEntry] = (), replays: Iterable[tuple[str, str, str]] = ()) -> int:
+                entries: Iterable[QuarantineEntry] = (), replays: Iterable[tuple[str, str, str]] = (),
+                hold: Callable[[Any, list[StagedRow]], tuple[list[StagedRow], list[QuarantineEntry]]] | None = None) -> int:
     """Stage rows in one transaction with the consumer progress they cover, the quarantine entries they
-    resolve or that arrived with them, and replay batch requests; returns rows changed."""
+    resolve or that arrived with them, and replay batch requests; returns rows changed. `hold` (the sink's
+    cross-checks, e.g. hisbridge.indicators.crosscheck) decides inside the transaction which rows are held
+    instead, as quarantine entries."""
     rows = list(rows)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock_shared(%s)", (WRITE_LOCK,))
+        if hold is not None:
+            rows, held = hold(cur, list(rows))
+            entries = [*entries, *held]
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
                            tbl text, cadence text, org text, bkey text, batch text, payload jsonb,
                            revoked boolean, lsn bigint, commit_ms bigint, replay text) ON COMMIT DELETE ROWS""")

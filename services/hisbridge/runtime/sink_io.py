@@ -71,6 +71,11 @@ class PgSinkIO:
     def close_frontend(self) -> None:
         self._front = _closed(self._front)
 
+    def close(self) -> None:
+        """Both connections (a caller done with this I/O: a test's steered run, a one-off tool)."""
+        self.close_frontend()
+        self._stage = _closed(self._stage)
+
     def recover(self) -> list[FlushResult]:
         return self._on_frontend(lambda front: recover(self._staging(), front))
 

@@ -23,6 +23,7 @@ from hisbridge.delivery.intake import (SinkEvent, StageChunk, stage_chunk,
                                        tables_by_topic)
 from hisbridge.delivery.schedule import load_schedule
 from hisbridge.delivery.timer import LoopState, tick
+from hisbridge.indicators import crosscheck, definitions
 from hisbridge.runtime.monitor import monitor_of
 from hisbridge.logs import Activity
 from hisbridge.runtime.sink_io import PgSinkIO
@@ -56,14 +57,14 @@ class Backoff:
 class StagingWriter:
     """The agent's staging connection: one commit per consumed batch, retried until it is durable."""
 
-    def __init__(self, dsn: str, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
-        self.dsn, self.conn, self.sleep = dsn, None, sleep
+    def __init__(self, dsn: str, sleep: Callable[[float], Any] = asyncio.sleep, hold: Callable | None = None) -> None:
+        self.dsn, self.conn, self.sleep, self.hold = dsn, None, sleep, hold
 
     def _commit(self, chunk: StageChunk) -> int:
         if self.conn is None or self.conn.closed:
             self.conn = psycopg2.connect(self.dsn, connect_timeout=10)
             staging.ensure_schema(self.conn)
-        return staging.upsert_rows(self.conn, chunk.rows, chunk.progress, chunk.entries, chunk.replays)
+        return staging.upsert_rows(self.conn, chunk.rows, chunk.progress, chunk.entries, chunk.replays, self.hold)
 
     async def commit(self, chunk: StageChunk) -> int:
         backoff = Backoff()
@@ -89,6 +90,8 @@ def register(app, config: Settings) -> None:
     topics = tables_by_topic(catalog.tables.values(), config.worker.core_prefix)
     schemas = avro.schemas_by_fingerprint(avro.load_all(config.paths.avro).values())
     schedule = load_schedule(config.paths.schedule, config.worker.schedule_mode)
+    # evaluation rows are cross-checked against their month's staged detail before they are staged
+    indicator_hold = crosscheck.hold_for(definitions.load(config.paths.indicators, definitions.catalog_columns(catalog)))
     clock = clock_for(config.clock)
     w, c = config.worker, config.connections
     extra = [quarantine_topic(w.core_prefix), replay_topic(w.core_prefix)]
@@ -123,7 +126,7 @@ def register(app, config: Settings) -> None:
         instead: a hard stop is a crash the design survives (re-consumption, idempotent upsert), a silent
         ack would be a loss.
         """
-        writer = StagingWriter(c.staging_dsn)
+        writer = StagingWriter(c.staging_dsn, hold=indicator_hold)
         try:
             async for events in stream.take_events(w.sink_take, within=w.sink_within):
                 committed, started = False, time.monotonic()

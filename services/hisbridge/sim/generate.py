@@ -563,6 +563,26 @@ def indicator_rows(seed: int, period: str, at: datetime) -> list[Row]:
             for specialty, code, name, unit, low, high in spec]
 
 
+def evaluation_periods(today: date, since_month: str = "2022-01", since_year: str = "2022") -> list[str]:
+    """Every evaluation period finished before `today`: months from since_month, years from since_year."""
+    months, (y, m) = [], (int(since_month[:4]), int(since_month[5:7]))
+    while date(y, m, 1) < today.replace(day=1):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return months + [str(year) for year in range(int(since_year), today.year)]
+
+
+def evaluation_history(seed: int, today: date, since_month: str = "2022-01", since_year: str = "2022") -> list[Row]:
+    """The evaluation rows of every period since 2022 the statistics office has entered by `today` (the
+    back-fill's source), each entered on the INDICATOR_DAY after its period."""
+    rows = []
+    for period in evaluation_periods(today, since_month, since_year):
+        after = date(int(period[:4]) + 1, 1, 1) if len(period) == 4 else \
+            (date(int(period[:4]), int(period[5:7]), 28) + timedelta(days=4)).replace(day=1)
+        rows += indicator_rows(seed, period, datetime.combine(after.replace(day=INDICATOR_DAY), time(10)))
+    return rows
+
+
 def _indicator_events(seed: int, start: datetime, end: datetime) -> list[Event]:
     events = []
     day = start.date()
