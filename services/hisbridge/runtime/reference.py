@@ -16,6 +16,9 @@ class ReferenceFeed:
     def __init__(self, bootstrap: str, topics: list[str], client_id: str, take: int) -> None:
         self.topics, self.take, self.bootstrap, self.client_id = topics, take, bootstrap, client_id
         self.consumer: AIOKafkaConsumer | None = None
+        # end offsets from a client of their own: asked on the fetching consumer, a ListOffsets request
+        # queues behind its idle fetch's long poll (fetch.max.wait, 500 ms) — half a second before every batch
+        self.offsets: AIOKafkaConsumer | None = None
         self.parts: list[TopicPartition] = []
 
     async def start(self, offsets: Mapping[tuple[str, int], int]) -> None:
@@ -24,6 +27,9 @@ class ReferenceFeed:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=self.client_id, group_id=None,
                                          enable_auto_commit=False, auto_offset_reset="earliest")
         await self.consumer.start()
+        self.offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-offsets",
+                                        group_id=None, enable_auto_commit=False)
+        await self.offsets.start()
         self.parts = [TopicPartition(t, p) for t, p in parts]
         self.consumer.assign(self.parts)
         for tp in self.parts:
@@ -33,7 +39,7 @@ class ReferenceFeed:
                 await self.consumer.seek_to_beginning(tp)
 
     async def end_offsets(self) -> dict[TopicPartition, int]:
-        return await self.consumer.end_offsets(self.parts) if self.parts else {}
+        return await self.offsets.end_offsets(self.parts) if self.parts else {}
 
     async def behind(self, ends: Mapping[TopicPartition, int]) -> int:
         """Messages still to read before every partition reaches `ends` (compaction gaps count as messages)."""
@@ -48,5 +54,6 @@ class ReferenceFeed:
                 for m in messages]
 
     async def stop(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
+        for client in (self.consumer, self.offsets):
+            if client is not None:
+                await client.stop()
