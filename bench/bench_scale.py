@@ -45,6 +45,7 @@ import psycopg2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
 import demo  # noqa: E402 — ensure_database (HIS database with the CDC preparation)
+from devstack import procs  # noqa: E402
 from devstack.worker import Worker  # noqa: E402
 from hisbridge.catalog import catalog_for  # noqa: E402
 from hisbridge.chain.mapping import load_mapping  # noqa: E402
@@ -190,7 +191,7 @@ def start_until_ready(worker: Worker, settings, rss: RssSampler, phase: str, tim
     rss.phase = phase
     started = time.monotonic()
     worker.start_background(env=environment_for(settings))
-    wait_for(f"{phase}: worker ready", lambda: ready(worker) or not worker.is_running() and _died(worker),
+    wait_for(f"{phase}: worker ready", lambda: ready(worker) or not procs.is_running_pid(worker.pid()) and _died(worker),
              timeout, every=0.2, show=lambda: f"RSS {mib(status_kb(worker.pid(), 'VmRSS'))}")
     return time.monotonic() - started
 
@@ -377,8 +378,7 @@ def main() -> None:
             f"{'OK' if rate >= figures['chain_rate'] else 'MISSED'}) | rebuild {figures['rebuild']:.0f} s")
     finally:
         rss.stopped = True
-        if worker.is_running():
-            worker.stop()
+        worker.stop()      # (a no-op when it is not running)
         if not args.keep:
             clean(settings, mapping, folder)
 
