@@ -82,6 +82,14 @@ CATALOGUE: Mapping[str, Template] = {
     "worker.wait": ("--background 等待工作进程 /health 应答的秒数", "seconds --background waits for the worker's /health"),
     "worker.spawned_unconfirmed": ("工作进程已派生：pid {pid}，日志 {log}（web 端口为 0，无 /health 可确认）",
                                    "worker spawned: pid {pid}, log {log} (web port 0: no /health to confirm it)"),
+    "reference.rebuild": ("参照数据存储 {folder} 为空，从原始主题重建（{behind} 条变更待读）",
+                          "reference store {folder} is empty: rebuilding it from the reference topics "
+                          "({behind} changes to read)"),
+    "reference.progress": ("参照数据存储重建中：已读 {read} 条变更，还剩 {behind} 条（{rate} 条/秒，约 {eta} 秒）",
+                           "reference store rebuild: {read} changes read, {behind} still to read ({rate}/s, "
+                           "about {eta} s left)"),
+    "reference.ready": ("参照数据存储 {folder}：从 {parts} 个分区读取 {read} 条变更，用时 {seconds} 秒",
+                        "reference store {folder}: {read} changes read from {parts} partitions in {seconds} s"),
     "worker.start_failed": ("工作进程未能启动：{reason}；日志 {log}", "the worker did not start: {reason}; log {log}"),
 
     # --- config, stack, catalog, sim ------------------------------------------------------------------

@@ -53,6 +53,7 @@ from hisbridge.chain.identity_mapping import mapping_for_role
 from hisbridge.chain.quality.cross_hospital import load_hospital_list
 from hisbridge.clock import SHANGHAI, clock_for
 from hisbridge.logs import Activity
+from hisbridge.messages import render
 from hisbridge.contract import (KIND_HEADER, QUARANTINE_KIND, WATERMARK_KIND,
                                 QuarantineEntry, core_topic, heartbeat_topic,
                                 held_topic, mark_value, quarantine_key,
@@ -306,21 +307,22 @@ class TransformWorker:
 
     async def restore(self) -> None:
         """The reference store up to the reference topics' end: the whole topics when its folder was new or
-        lost (progress logged), else only the tail after the offsets it keeps."""
+        lost (progress logged every 5 s, bilingual), else only the tail after the offsets it keeps."""
         started = time.monotonic()
-        if self.fresh:
-            log.info("参照数据存储 %s 为空，从原始主题重建 / reference store %s is empty: rebuilding it from the "
-                     "reference topics", self.store_dir, self.store_dir)
         await self.refs.start(self.store.offsets())
+        if self.fresh:
+            behind = await self.refs.behind(await self.refs.end_offsets())
+            log.info(render("reference.rebuild", {"folder": self.store_dir, "behind": behind}, joiner=" / "))
         applied = await self.catch_up(progress=True)
-        log.info("reference store %s: %d changes read from %d partitions, %.1f s", self.store_dir, applied,
-                 len(self.refs.parts), time.monotonic() - started)
+        log.info(render("reference.ready", {"folder": self.store_dir, "read": applied, "parts": len(self.refs.parts),
+                                            "seconds": f"{time.monotonic() - started:.1f}"}, joiner=" / "))
 
     async def catch_up(self, progress: bool = False) -> int:
         """Read the reference topics up to their end offsets now (every partition, outside the group): rows
         into the store, this worker's held records for them retried. Returns the messages read."""
         ends = await self.refs.end_offsets()
-        read, last_log = 0, time.monotonic()
+        started = last_log = time.monotonic()
+        read = 0
         while (behind := await self.refs.behind(ends)) > 0:
             events = await self.refs.fetch()
             if not events:
@@ -332,8 +334,11 @@ class TransformWorker:
                 self.store.note_offset(topic, part, offset + 1)
             await self.checkpoint(plan)
             if progress and time.monotonic() - last_log >= 5:
-                log.info("reference store rebuild: %d changes read, %d still to read", read, behind)
                 last_log = time.monotonic()
+                rate = read / (last_log - started)
+                log.info(render("reference.progress", {"read": read, "behind": behind - len(events),
+                                                       "rate": f"{rate:.0f}",
+                                                       "eta": f"{(behind - len(events)) / rate:.0f}"}, joiner=" / "))
         return read
 
     # --- partitions ---------------------------------------------------------------------------------------
