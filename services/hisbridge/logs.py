@@ -122,7 +122,11 @@ class Activity:
     busy: float = 0.0
     since: float | None = None
 
-    def add(self, seconds: float, **counts: int) -> None:
+    def add(self, seconds: float, work: bool = True, **counts: int) -> None:
+        """One batch; `work=False` for a keep-alive one (heartbeats or watermark marks only), which is not
+        activity: an idle worker would otherwise write a line every `every` seconds for ever."""
+        if not work:
+            return
         now = self.clock()
         if self.since is None:
             self.since = now

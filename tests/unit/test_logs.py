@@ -80,6 +80,23 @@ def test_activity_writes_one_info_line_per_interval():
     assert "transform: 31 batch(es) in the last 30 s: 310 raw, 279 core, 31 quarantined; busy 0.3 s" in lines[0]
 
 
+def test_keep_alive_batches_are_not_activity():
+    out, ticks = io.StringIO(), Ticks()
+    log = _logger("t.idle", out)
+    log.setLevel(logging.INFO)
+    activity = logs.Activity(log, "sink", every=15.0, clock=ticks)
+    for second in range(600):                 # ten idle minutes of heartbeats and marks
+        ticks.t = float(second)
+        activity.add(0.001, False, events=1, rows=0)
+    activity.flush()
+    assert out.getvalue() == ""
+    activity.add(0.01, True, events=5, rows=5)
+    ticks.t = 620.0
+    activity.flush()
+    (line,) = out.getvalue().splitlines()
+    assert "sink: 1 batch(es) in the last 21 s: 5 events, 5 rows; busy 0.0 s" in line
+
+
 def test_dict_config_quiets_the_kafka_clients_unless_debug():
     assert logs.dict_config("text", "INFO")["loggers"]["aiokafka"] == {"level": "WARNING"}
     assert logs.dict_config("json", "DEBUG")["loggers"] == {}

@@ -140,7 +140,8 @@ def register(app, config: Settings) -> None:
                     await commit_offsets(events)
                     for row in chunk.rows:
                         metrics.count("sink", row.table, "revoked" if row.revoked else "staged")
-                    activity.add(time.monotonic() - started, events=len(events), rows=len(chunk.rows),
+                    work = bool(chunk.rows or chunk.entries or chunk.replays or chunk.problems)
+                    activity.add(time.monotonic() - started, work, events=len(events), rows=len(chunk.rows),
                                  staged=staged or 0, unstageable=len(chunk.problems))
                 finally:
                     if not committed:

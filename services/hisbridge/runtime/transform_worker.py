@@ -413,8 +413,9 @@ class TransformWorker:
                 log.debug("batch of %d: skipped %s", len(batch), skipped)
             expired = await self._expiry(now)
             await self.checkpoint(expired)
-        self.activity.add(time.monotonic() - started, raw=len(batch), **_output_counts(plan.outputs + expired.outputs),
-                          waiting=len(self.pending))
+        work = bool(plan.outputs or expired.outputs) or any(e.topic != self.heartbeats for e in batch)
+        self.activity.add(time.monotonic() - started, work, raw=len(batch),
+                          **_output_counts(plan.outputs + expired.outputs), waiting=len(self.pending))
         return plan.offsets
 
     @staticmethod
