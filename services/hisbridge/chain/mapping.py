@@ -212,7 +212,7 @@ class TableMapping:
         rows: dict[str, str] = {}
         lines = ["def fill(b, record):"]
         for i, fm in enumerate(self.fields):
-            ref = getattr(fm.expr.run, "plain_ref", None)
+            ref = fm.expr.column
             if ref is not None:
                 if ref[0] not in rows:
                     rows[ref[0]] = f"row_{len(rows)}"
@@ -303,9 +303,8 @@ def _ref(text: str, where: str) -> Expr:
     if not match:
         raise MappingError(f"{where}: {text!r} is not alias.column (use {{const: ...}} for a literal)")
     alias, column = match.groups()
-    run = lambda b: b[alias].get(column)  # noqa: E731
-    run.plain_ref = (alias, column)    # map_row reads such a reference in place (the same lookup, no call)
-    return Expr(run, frozenset({alias}), (alias, column), text, frozenset({(alias, column)}))
+    return Expr(lambda b: b[alias].get(column), frozenset({alias}), (alias, column), text,
+                frozenset({(alias, column)}))
 
 
 def _const(value: Any) -> Expr:
@@ -827,6 +826,16 @@ def _side(change: Change, driver: Driver) -> tuple[Row | None, bool]:
     return None, False
 
 
+def _fill_field_by_field(table: TableMapping, bindings: Bindings, record: dict[str, Any]) -> Unmappable | None:
+    """TableMapping.fill one field at a time, for the reason naming the field that failed."""
+    for fm in table.fields:
+        try:
+            record[fm.name] = _coerce(fm.target, fm.expr.run(bindings))
+        except Exception as exc:  # noqa: BLE001 — a bad row must become a reason, never a crash
+            return Unmappable(table.table, "mapping_error", f"field {fm.name} = {fm.expr.text}: {type(exc).__name__}")
+    return None
+
+
 def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: Mapping[str, Row], revoke: bool,
             lookups: Lookups, op: str = "c") -> MapResult:
     """The catalog record of `table` from the driver's rows, with the driver's joins looked up."""
@@ -855,13 +864,10 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
     record: dict[str, Any] = {"yljgdm": own.get("yljgdm") or mapping.org_code}
     try:
         table.fill(bindings, record)
-    except Exception:  # noqa: BLE001 — the field loop below names the field
-        for fm in table.fields:
-            try:
-                record[fm.name] = _coerce(fm.target, fm.expr.run(bindings))
-            except Exception as exc:  # noqa: BLE001
-                return Unmappable(table.table, "mapping_error", f"field {fm.name} = {fm.expr.text}: "
-                                                                f"{type(exc).__name__}")
+    except Exception:  # noqa: BLE001 — the field loop names the field
+        failed = _fill_field_by_field(table, bindings, record)
+        if failed is not None:
+            return failed
     record["xgbz"] = "1" if revoke else str(own.get("xgbz") or "0")
     if missing is not None:
         return MissingLookup(missing.table, missing.lookup, missing.key, record)
