@@ -8,7 +8,7 @@ import random, statistics, time
 from hisbridge.catalog import catalog_for
 from hisbridge.settings import load_settings
 from hisbridge.indicators import definitions, evaluate
-s = load_settings(); defs = definitions.load(s.paths.indicators, definitions.catalog_columns(catalog_for(s.paths)))
+s = load_settings(); defs = definitions.load(s.paths.indicators, catalog_for(s.paths))
 rng = random.Random(1)
 basy = [{"yljgdm": "X", "bah": f"B{i}", "zycs": 1, "cysj": f"2024-03-{1 + i % 28:02d}T10:00:00", "sjzy": rng.randint(1, 20),
          "lyfs": "5" if i % 100 == 0 else "1", "nl": rng.randint(0, 90), "bzyzs_nl": 3, "jbdm": f"I{i % 99:02d}.{i % 9}", "xgbz": "0"} for i in range(10000)]

@@ -50,7 +50,7 @@ from hisbridge.chain.mapping import (Lookups, Mapped, MissingLookup,
                                      source_name)
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.columns import clean_records
-from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, late_hospitals,
+from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, duplicate_key, late_hospitals,
                                                     unlisted_organisation, without_plaintext)
 from hisbridge.chain.screen import SchemaWatch, screen
 from hisbridge.chain.transcode import transcode
@@ -315,10 +315,7 @@ def _claim(ctx: _Context, table: Table, record: Mapping[str, Any], clean: bool) 
         return []
     if owner == org:
         return []
-    name = ctx.city.hospitals.hospitals.get(owner, "") or owner
-    return [_reason("duplicate_key_across_hospitals", None,
-                    f"{table.name} 主键 [{key}] 已由 {name}（{owner}）上传 / {table.name} key [{key}] was already "
-                    f"uploaded by {name} ({owner})")]
+    return [duplicate_key(table.name, key, owner, ctx.city.hospitals).as_dict()]
 
 
 def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[str, Any]) -> QuarantineEntry:

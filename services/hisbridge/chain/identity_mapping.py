@@ -11,11 +11,11 @@ in step with the catalog.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from hisbridge.catalog.model import Catalog
 from hisbridge.chain.mapping import AUTO_FIELDS, SourceMapping, parse_mapping
-from hisbridge.settings import _CHECKOUT
 
 if TYPE_CHECKING:
     from hisbridge.settings import Settings
@@ -41,7 +41,8 @@ def identity_spec(catalog: Catalog, schema: str, city_code: str, city_name: str 
 def identity_mapping(catalog: Catalog, schema: str, city_code: str, city_name: str = "",
                      tables: Iterable[str] | None = None) -> SourceMapping:
     spec = identity_spec(catalog, schema, city_code, city_name, tables)
-    mapping = parse_mapping(spec, catalog, f"<identity mapping of {schema}>", _CHECKOUT / "schemas" / "mapping")
+    # uploads carry national codes already: the identity names no value map, so there is no folder to read
+    mapping = parse_mapping(spec, catalog, f"<identity mapping of {schema}>", Path())
     # no field reads the completion marks (the chain's city check does): keep their time in the store
     reads = {**mapping.lookup_reads, DONE: mapping.lookup_reads[DONE] | {"completed_at"}}
     return replace(mapping, lookup_reads=reads)

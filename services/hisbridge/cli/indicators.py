@@ -8,7 +8,7 @@ import re
 import click
 from hisbridge.cli.common import group, pass_settings
 from hisbridge.indicators import compare as comparing
-from hisbridge.indicators import crosscheck, definitions, evaluate, source
+from hisbridge.indicators import definitions, evaluate, source
 from hisbridge.messages import EXIT_CHECK_FAILED, OperatorError, text
 from hisbridge.ops.reach import connect_postgres
 from hisbridge.settings import Settings
@@ -22,7 +22,7 @@ def _month(value: str) -> str:
 def load_definitions(settings: Settings) -> definitions.Definitions:
     from hisbridge.catalog import catalog_for
     try:
-        return definitions.load(settings.paths.indicators, definitions.catalog_columns(catalog_for(settings.paths)))
+        return definitions.load(settings.paths.indicators, catalog_for(settings.paths))
     except definitions.DefinitionError as exc:
         raise OperatorError("indicators.bad_definitions", detail=str(exc)) from None
 
@@ -80,7 +80,7 @@ def comparisons(cur, defs: definitions.Definitions, month: str, where: str) -> l
     """The month's reported rows of every monthly evaluation table against the derived figures."""
     figures = derived(cur, defs, month, where)
     found = []
-    for table, period_field in crosscheck.EVAL_TABLES.items():
+    for table, period_field in defs.periods.items():
         found += comparing.compare(table, source.reported_rows(cur, table, period_field, month, where), defs, figures)
     return found
 

@@ -18,11 +18,8 @@ from hisbridge.contract import QuarantineEntry
 from hisbridge.indicators import compare, evaluate, source
 from hisbridge.indicators.definitions import Definitions
 
-EVAL_TABLES = {"ylfwnl": "tjyf", "zdzkzb": "tjyf"}     # monthly evaluation tables and their period field
-
-
-def _month(row) -> str | None:
-    period = EVAL_TABLES.get(row.table)
+def _month(row, defs: Definitions) -> str | None:
+    period = defs.periods.get(row.table)
     value = row.payload.get(period) if period else None
     return str(value)[:7] if value else None
 
@@ -32,7 +29,7 @@ def split(rows: list, defs: Definitions, derived_by_month: Mapping[str, list[eva
     """(rows to stage, entries for the held ones). A revoke is never held (there is nothing to compare)."""
     kept, held = [], []
     for row in rows:
-        month = _month(row)
+        month = _month(row, defs)
         if month is None or row.revoked or month not in derived_by_month \
                 or (row.table, row.bkey, f"{row.lsn}:{row.commit_ms}") in dismissed:
             kept.append(row)
@@ -63,10 +60,10 @@ def hold_for(defs: Definitions) -> Callable:
     """The hook for staging.upsert_rows: (cursor, rows) → (rows to stage, entries to record)."""
     def hold(cur, rows: Iterable) -> tuple[list, list[QuarantineEntry]]:
         rows = list(rows)
-        checked = [r for r in rows if _month(r) is not None and not r.revoked]
+        checked = [r for r in rows if _month(r, defs) is not None and not r.revoked]
         if not checked:
             return rows, []
-        months = sorted({_month(r) for r in checked})
+        months = sorted({_month(r, defs) for r in checked})
         derived = {m: evaluate.derive_all(defs.indicators, m, source.detail_rows(cur, defs.indicators, m, "staged"))
                    for m in months}
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")

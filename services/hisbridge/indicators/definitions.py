@@ -50,6 +50,8 @@ class Definitions:
     indicators: tuple[Indicator, ...]
     # evaluation table → (codes, why); codes ("*",) = every code of that table
     reported_only: Mapping[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    # evaluation table → its period field (the catalog's batch_time): where a reported row says its month
+    periods: Mapping[str, str] = field(default_factory=dict)
 
     def is_reported_only(self, table: str, code: str) -> bool:
         codes = self.reported_only.get(table, ((), ""))[0]
@@ -145,8 +147,9 @@ def parse(doc: Mapping[str, Any], columns: Mapping[str, set[str]], source: str =
     return Definitions(tuple(indicators), reported)
 
 
-def load(folder: Path, columns: Mapping[str, set[str]]) -> Definitions:
-    """Every *.yaml of the folder, in name order, as one set of definitions."""
+def load(folder: Path, catalog) -> Definitions:
+    """Every *.yaml of the folder, in name order, as one set of definitions over the catalog's fields."""
+    columns = catalog_columns(catalog)
     indicators: list[Indicator] = []
     reported: dict[str, tuple[tuple[str, ...], str]] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
@@ -156,7 +159,8 @@ def load(folder: Path, columns: Mapping[str, set[str]]) -> Definitions:
     ids = [i.id for i in indicators]
     if len(ids) != len(set(ids)):
         raise DefinitionError(f"{folder}: an indicator id is defined twice")
-    return Definitions(tuple(indicators), reported)
+    tables = {i.eval_table for i in indicators} | set(reported)
+    return Definitions(tuple(indicators), reported, {t: catalog.tables[t].batch_time for t in sorted(tables)})
 
 
 def catalog_columns(catalog) -> dict[str, set[str]]:

@@ -91,7 +91,7 @@ def register(app, config: Settings) -> None:
     schemas = avro.schemas_by_fingerprint(avro.load_all(config.paths.avro).values())
     schedule = load_schedule(config.paths.schedule, config.worker.schedule_mode)
     # evaluation rows are cross-checked against their month's staged detail before they are staged
-    indicator_hold = crosscheck.hold_for(definitions.load(config.paths.indicators, definitions.catalog_columns(catalog)))
+    indicator_hold = crosscheck.hold_for(definitions.load(config.paths.indicators, catalog))
     clock = clock_for(config.clock)
     w, c = config.worker, config.connections
     extra = [quarantine_topic(w.core_prefix), replay_topic(w.core_prefix)]

@@ -31,7 +31,7 @@ from hisbridge.sim import generate
 
 pytestmark = pytest.mark.stack
 CATALOG = load_catalog()
-DEFS = definitions.load(load_settings().paths.indicators, definitions.catalog_columns(CATALOG))
+DEFS = definitions.load(load_settings().paths.indicators, CATALOG)
 ORG = "12440000INDIC0000X"
 MONTH = "2024-03"
 EVAL = CATALOG.table("ylfwnl")

@@ -3,7 +3,6 @@ and the comparison that makes `indicator_mismatch`."""
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hisbridge.catalog import catalog_for
@@ -19,8 +18,8 @@ def columns():
 
 
 @pytest.fixture(scope="module")
-def defs(columns):
-    return definitions.load(load_settings().paths.indicators, columns)
+def defs():
+    return definitions.load(load_settings().paths.indicators, catalog_for(load_settings().paths))
 
 
 def _stay(bah, cysj, sjzy=5, lyfs="1", nl=40, days=None, jbdm="I21.001", xgbz="0"):

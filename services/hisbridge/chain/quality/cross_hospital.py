@@ -23,6 +23,7 @@ import yaml
 from hisbridge.catalog.model import Table
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.reasons import Reason
+from hisbridge.clock import local_text
 
 PLAINTEXT_FREE = frozenset({"required"})     # rules on an encrypted field a city can still check
 
@@ -81,12 +82,15 @@ def duplicate_keys(uploads: Sequence[Upload], hospitals: HospitalList | None = N
         up = uploads[i]
         seen = first.setdefault((up.table, up.key), up)
         if seen.org != up.org:
-            name = (hospitals.hospitals.get(seen.org, "") if hospitals else "") or seen.org
-            shown = ",".join(str(k) for k in up.key)
-            reasons[i] = Reason("duplicate_key_across_hospitals", None,
-                                f"{up.table} 主键 [{shown}] 已由 {name}（{seen.org}）上传",
-                                f"{up.table} key [{shown}] was already uploaded by {name} ({seen.org})")
+            reasons[i] = duplicate_key(up.table, ",".join(str(k) for k in up.key), seen.org, hospitals)
     return reasons
+
+
+def duplicate_key(table: str, key: str, owner: str, hospitals: HospitalList | None = None) -> Reason:
+    """`key` of `table` was uploaded first by hospital `owner`."""
+    name = (hospitals.hospitals.get(owner, "") if hospitals else "") or owner
+    return Reason("duplicate_key_across_hospitals", None, f"{table} 主键 [{key}] 已由 {name}（{owner}）上传",
+                  f"{table} key [{key}] was already uploaded by {name} ({owner})")
 
 
 def deadline_of(batch_day: dt.date, deadline: str, zone: dt.tzinfo) -> dt.datetime:
@@ -103,9 +107,8 @@ def late_hospitals(completed: Mapping[str, dt.datetime | None], hospitals: Itera
         done = completed.get(org)
         if done is not None and done <= cutoff:
             continue
-        when_zh = f"于 {done.astimezone(cutoff.tzinfo).isoformat(' ')} 才完成" if done else "未标记完成"
-        when_en = f"completed only at {done.astimezone(cutoff.tzinfo).isoformat(' ')}" if done else "never marked complete"
-        late[org] = Reason("hospital_batch_late", None,
-                           f"本批次须在 {cutoff.isoformat(' ')} 前上传完成，{when_zh}",
-                           f"the batch had to be complete by {cutoff.isoformat(' ')}: {when_en}")
+        when_zh = f"于 {local_text(done)} 才完成" if done else "未标记完成"
+        when_en = f"completed only at {local_text(done)}" if done else "never marked complete"
+        late[org] = Reason("hospital_batch_late", None, f"本批次须在 {local_text(cutoff)} 前上传完成，{when_zh}",
+                           f"the batch had to be complete by {local_text(cutoff)}: {when_en}")
     return late
