@@ -5,8 +5,8 @@ Plain functions over plain values. `plan_night` takes one night's uploads (alrea
 mapping: catalog records with ciphertext identity fields), the hospitals' completion marks and the city's
 hospital list, and runs the city's second check (chain.quality.cross_hospital): the catalog rules that need
 no plaintext, the organisation on the list, no key from two hospitals, each hospital's batch complete by
-D 22:00. What passes is delivered in the city relay window (D 22:00 – D+1 03:00; schedule mode
-city_relay, the city role's default) by `deliverable_now`; `hospital_report` / `render_report` say per
+D 22:00. What passes is delivered by the sink in the city relay window (D 22:00 – D+1 03:00; schedule mode
+city_relay, the city role's default); `hospital_report` / `render_report` say per
 hospital what was accepted and what was rejected by rule, bilingual, times Asia/Shanghai.
 """
 from __future__ import annotations
@@ -61,11 +61,6 @@ def plan_night(catalog: Catalog, schedule: Schedule, batch_name: str, uploads: S
             reasons.append(late[up.org])
         (rejected.append(Rejected(up, tuple(reasons))) if reasons else accepted.append(up))
     return RelayNight(batch, cutoff, tuple(accepted), tuple(rejected), late)
-
-
-def deliverable_now(night: RelayNight, now: dt.datetime) -> tuple[Upload, ...]:
-    """The accepted rows when `now` is inside batch D's relay window; nothing outside it."""
-    return night.accepted if night.batch.in_window(now) else ()
 
 
 def hospital_report(night: RelayNight, hospitals: HospitalList) -> dict[str, Any]:

@@ -23,7 +23,8 @@ through to the compacted held-records topic before a batch's offsets are committ
 partitions the group assigns (on every assignment: a partition taken over brings its held records along).
 A record waits for its reference row until its batch closes (the schedule's period end + grace) by the
 watermark of everything else — so it never delays the close — or worker.lookup_wait seconds (on the
-deployment's clock, steered in the demo and the tests like the sink's) when an operator set that bound; then it is quarantined with the missing key and stays held, released (and its entry
+deployment's clock, steered in the demo and the tests like the sink's) when an operator set that bound;
+then it is quarantined with the missing key and stays held, released (and its entry
 resolved by the sink) whenever the row arrives (a 1 s timer and after every batch). A record over worker.produce_limit, or one the broker refuses as too large, is
 quarantined as `oversize`; the worker does not stop for it.
 

@@ -16,7 +16,7 @@ from hisbridge.chain.quality.cross_hospital import (HospitalList, Upload, deadli
                                                     late_hospitals, load_hospital_list, unlisted_organisation,
                                                     without_plaintext)
 from hisbridge.clock import SHANGHAI
-from hisbridge.delivery.city_relay import deliverable_now, hospital_report, plan_night, render_report
+from hisbridge.delivery.city_relay import hospital_report, plan_night, render_report
 from hisbridge.delivery.schedule import parse as parse_schedule
 
 CATALOG = load_catalog()
@@ -101,10 +101,10 @@ def test_a_relay_night_plans_the_rows_and_reports_per_hospital():
     assert sorted(u.record["jzlsh"] for u in night.accepted) == ["a1", "b1", "dup"]
     assert {(r.upload.org, r.upload.record["jzlsh"]): [x.rule for x in r.reasons] for r in night.rejected} == {
         (B, "dup"): ["duplicate_key_across_hospitals"], (C, "c1"): ["hospital_batch_late"]}
-    assert deliverable_now(night, _at(D, 21, 59)) == ()
-    assert len(deliverable_now(night, _at(D, 22))) == 3
-    assert len(deliverable_now(night, _at(D + dt.timedelta(days=1), 2, 59))) == 3
-    assert deliverable_now(night, _at(D + dt.timedelta(days=1), 3)) == ()
+    # the relay window the sink's guard applies to batch D: D 22:00 – D+1 03:00
+    assert not night.batch.in_window(_at(D, 21, 59))
+    assert night.batch.in_window(_at(D, 22)) and night.batch.in_window(_at(D + dt.timedelta(days=1), 2, 59))
+    assert not night.batch.in_window(_at(D + dt.timedelta(days=1), 3))
     report = hospital_report(night, HOSPITALS)
     assert report["hospitals"][B]["by_rule"] == {"duplicate_key_across_hospitals": 1}
     assert report["hospitals"][C]["late"] and report["hospitals"][A]["rejected"] == 0
