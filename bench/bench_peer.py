@@ -40,8 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from datetime import date, datetime, time as dtime, timedelta
@@ -49,10 +47,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_worker  # noqa: E402 — the backlog builder, producer, /proc CPU and the transform's env
+from devstack.procs import Procs  # noqa: E402
 from hisbridge.catalog import load_catalog  # noqa: E402
 from hisbridge.clock import SHANGHAI, write_clock_file  # noqa: E402
 from hisbridge.chain.mapping import load_mapping  # noqa: E402
 from hisbridge.contract import heartbeat_topic, raw_topics, transform_group  # noqa: E402
+from hisbridge.ops.connectors import ConnectClient  # noqa: E402
 
 SETTINGS = bench_worker.SETTINGS
 JDBC_SINK = "io.debezium.connector.jdbc.JdbcSinkConnector"
@@ -102,15 +102,8 @@ def drop_dbs(names: list[str]) -> None:
 
 # --- processes --------------------------------------------------------------------------------------------
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def connect_pid() -> int:
-    return int((SETTINGS.paths.var / "run" / "connect.pid").read_text().split()[0])
+    return Procs(SETTINGS.paths.var).pid("connect")
 
 
 class Meter:
@@ -122,18 +115,24 @@ class Meter:
 
     def sample(self) -> None:
         self.cpu = sum(bench_worker.cpu_seconds(p) - self.cpu0[p] for p in self.pids)
-        self.peak = max(self.peak, sum(rss_kib(p) for p in self.pids))
+        self.peak = max(self.peak, sum(bench_worker.status_kb(p, "VmRSS") or 0 for p in self.pids))
 
 
 # --- Connect REST -----------------------------------------------------------------------------------------
 
 def rest(method: str, path: str, body: dict | None = None):
-    req = urllib.request.Request(SETTINGS.connections.connect_url + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        text = resp.read()
-    return json.loads(text) if text else None
+    """Connect's answer; an HTTP error status stops the bench (a 404 while a new connector starts is asked
+    for by status(), which allows it)."""
+    status, answer = ConnectClient(SETTINGS.connections.connect_url).request(method, path, body)
+    if status >= 400:
+        raise SystemExit(f"Kafka Connect {method} {path}: HTTP {status} {answer}")
+    return answer
+
+
+def connector_status(name: str) -> dict:
+    """{} until the worker has read the new connector's config (404)."""
+    status, answer = ConnectClient(SETTINGS.connections.connect_url).request("GET", f"/connectors/{name}/status")
+    return answer if status == 200 and isinstance(answer, dict) else {}
 
 
 def peer_config(topics: list[str], db: str, tasks: int) -> dict[str, str]:
@@ -175,10 +174,7 @@ def run_peer(tasks: int, topics: list[str], keys: dict[str, int], run: str, time
                         done = time.perf_counter() - t0
                         meter.sample()
                         return {"seconds": done, "rows": have, "cpu": meter.cpu, "rss": meter.peak}
-                    try:
-                        status = rest("GET", f"/connectors/{name}/status")
-                    except urllib.error.HTTPError:   # 404 until the worker has read the new config
-                        status = {}
+                    status = connector_status(name)
                     failed = [t for t in status.get("tasks", []) if t.get("state") == "FAILED"]
                     if failed:
                         raise SystemExit(f"peer task failed: {failed[0].get('trace', '')[:2000]}")

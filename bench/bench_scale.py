@@ -44,6 +44,8 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_worker  # noqa: E402 — /proc readings shared by the benches
 import demo  # noqa: E402 — ensure_database (HIS database with the CDC preparation)
 from devstack import procs  # noqa: E402
 from devstack.worker import Worker  # noqa: E402
@@ -84,20 +86,10 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped:
-            rss = status_kb(self.worker.pid(), "VmRSS")
+            rss = bench_worker.status_kb(self.worker.pid(), "VmRSS")
             if rss:
                 self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
             time.sleep(0.25)
-
-
-def status_kb(pid: int | None, field: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, TypeError):
-        return None
-    return None
 
 
 def mib(kb: int | None) -> str:
@@ -192,7 +184,7 @@ def start_until_ready(worker: Worker, settings, rss: RssSampler, phase: str, tim
     started = time.monotonic()
     worker.start_background(env=environment_for(settings))
     wait_for(f"{phase}: worker ready", lambda: ready(worker) or not procs.is_running_pid(worker.pid()) and _died(worker),
-             timeout, every=0.2, show=lambda: f"RSS {mib(status_kb(worker.pid(), 'VmRSS'))}")
+             timeout, every=0.2, show=lambda: f"RSS {mib(bench_worker.status_kb(worker.pid(), 'VmRSS'))}")
     return time.monotonic() - started
 
 
@@ -201,7 +193,7 @@ def _died(worker: Worker) -> bool:
 
 
 def stop(worker: Worker, hwm: dict[str, int], phase: str) -> None:
-    hwm[phase] = status_kb(worker.pid(), "VmHWM") or 0
+    hwm[phase] = bench_worker.status_kb(worker.pid(), "VmHWM") or 0
     worker.stop()
 
 

@@ -239,6 +239,17 @@ def delete_run(prefixes: tuple[str, ...], groups: tuple[str, ...]) -> list[str]:
 
 # --- the worker -------------------------------------------------------------------------------------------
 
+def status_kb(pid: int | None, field: str) -> int | None:
+    """A field of /proc/<pid>/status in kB (VmRSS, VmHWM); None when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, TypeError):
+        return None
+    return None
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of one process (fields 14 and 15 of /proc/<pid>/stat, after the command name)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
