@@ -49,6 +49,12 @@ def held_from(data: Mapping[str, Any]) -> Held:
                 bool(data.get("quarantined", False)))
 
 
+# A change committed after its batch closed (a late entry, a back-dated load) is given up only once the mark
+# of everything else is this far past its own commit: its reference row, committed with or before it, may
+# still be on its way on a partition another worker reads, and Debezium may send a heartbeat (the mark of a
+# quiet partition) while the rest of that transaction is still being streamed.
+SETTLE_MS = 5_000
+
 HELD_SEP = "\x1d"     # group separator: missing-row key | position of the held message
 
 
@@ -121,14 +127,16 @@ class HeldRecords:
 
     def expired(self, now_ms: int, wait_ms: int, free_mark_ms: int | None = None) -> list[tuple[str, Held]]:
         """Records to give up on, oldest first: the watermark of everything else (`free_mark_ms`) has passed
-        their batch's close, or the operator's bound `wait_ms` (> 0) is over. Quarantined ones are not due."""
+        their batch's close and their own commit, or the operator's bound `wait_ms` (> 0) is over.
+        Quarantined ones are not due."""
         self._index()
 
         def due(since: int, commit: int | None, close: int | None) -> bool:
             if wait_ms > 0 and now_ms - since >= wait_ms:
                 return True
-            limit = close if close is not None else commit
-            return free_mark_ms is not None and limit is not None and free_mark_ms >= limit
+            if free_mark_ms is None or (close is None and commit is None):
+                return False
+            return (close is None or free_mark_ms >= close) and (commit is None or free_mark_ms > commit + SETTLE_MS)
 
         found = sorted((since, skey) for skey, (_, since, commit, close, given_up) in self._meta.items()
                        if not given_up and due(since, commit, close))

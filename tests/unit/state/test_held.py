@@ -1,7 +1,7 @@
 """Records held for a missing reference row: one entry each, found by the missing key, expired oldest first."""
 from __future__ import annotations
 
-from hisbridge.state.held import Held, HeldRecords
+from hisbridge.state.held import SETTLE_MS, Held, HeldRecords
 
 
 def held(offset: int, since_ms: int, commit_ms: int | None = 100, table: str = "mjzzlxx",
@@ -27,13 +27,21 @@ def test_a_record_given_up_stays_held_but_no_longer_holds_the_mark_nor_expires_a
     pending = HeldRecords({})
     skey = pending.park("patient", "P1", held(1, since_ms=1_000, commit_ms=500))
     pending.park("patient", "P2", held(2, since_ms=1_000, commit_ms=700, close_ms=9_000))
-    assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=600)] == [1]
+    assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=500 + SETTLE_MS + 1)] == [1]
     pending.give_up([skey])
     assert pending.oldest_commit() == 700 and pending.waiting() == (2, 1, 1_000)
     assert pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=8_999) == []
     assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=9_000)] == [2]
     assert [h.offset for _, h in HeldRecords(pending.store).at("patient", "P1")] == [1]   # survives a restart
     assert HeldRecords(pending.store).oldest_commit() == 700
+
+
+def test_a_change_committed_after_its_batch_closed_waits_until_everything_else_passed_its_commit():
+    pending = HeldRecords({})
+    pending.park("patient", "P1", held(1, since_ms=1_000, commit_ms=50_000, close_ms=9_000))
+    settled = 50_000 + SETTLE_MS
+    assert pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=settled) == []      # its row may still come
+    assert [h.offset for _, h in pending.expired(now_ms=2_000, wait_ms=0, free_mark_ms=settled + 1)] == [1]
 
 
 def test_the_index_is_rebuilt_from_the_store_after_a_restart():
