@@ -268,6 +268,14 @@ def batch_counts(conn, table: str | None = None, batch: str | None = None, org: 
         return [BatchCounts(*row) for row in cur.fetchall()]
 
 
+def org_counts(conn, batch: str, cadence: str) -> dict[str, int]:
+    """Rows of a batch staged (not revoked) per organisation, over every table of the cadence."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT org, count(*) FROM hisbridge.staged WHERE batch = %s AND cadence = %s AND NOT revoked
+                       GROUP BY org""", (batch, cadence))
+        return dict(cur.fetchall())
+
+
 # the highest cut already flushed for a (table, batch): rows at or below it have gone out
 LAST_CUT = ("(SELECT COALESCE(max(f.cut), 0) FROM hisbridge.flushed f "
             "WHERE f.tbl = {tbl} AND f.batch = {batch})")

@@ -1,5 +1,5 @@
 """The city's second check: the identity mapping, the plaintext-free catalog rules, the checks across
-hospitals, and one relay night's plan and per-hospital report (plain values, no stack)."""
+hospitals, and the per-hospital report of a relay night (plain values, no stack)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -12,12 +12,14 @@ from hisbridge.chain.crypto import encrypt_fields, parse_key
 from hisbridge.chain.decode import Change, SourcePosition
 from hisbridge.chain.identity_mapping import identity_mapping
 from hisbridge.chain.mapping import Mapped, map_change
-from hisbridge.chain.quality.cross_hospital import (HospitalList, Upload, deadline_of, duplicate_keys,
-                                                    late_hospitals, load_hospital_list, unlisted_organisation,
-                                                    without_plaintext)
+from hisbridge.chain.batch import period_by_name
+from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, late_hospitals, load_hospital_list,
+                                                    unlisted_organisation, without_plaintext)
 from hisbridge.clock import SHANGHAI
-from hisbridge.delivery.city_relay import hospital_report, plan_night, render_report
+from hisbridge.delivery.city_relay import hospital_report, rejected_from, render_report
+from hisbridge.delivery.quarantine import Entry
 from hisbridge.delivery.schedule import parse as parse_schedule
+from hisbridge.delivery.schedule import with_window
 
 CATALOG = load_catalog()
 TABLE = CATALOG.tables["mjzzlxx"]
@@ -32,16 +34,17 @@ def _at(day: dt.date, hh: int, mm: int = 0) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hh, mm), SHANGHAI)
 
 
-def _upload(org: str, key: str, at: dt.datetime, **changes) -> Upload:
+def _upload(org: str, key: str, **changes) -> dict:
+    """An mjzzlxx row as a hospital uploads it to the city: identity fields already ciphertext."""
     record = dict(sample_records(TABLE, 1, seed=hash(key) % 1000)[0], yljgdm=org, jzlsh=key,
                   scsj=dt.datetime(2026, 11, 30, 9, 0), **changes)
-    return Upload("mjzzlxx", org, (key,), at, encrypt_fields(record, TABLE.encrypted_fields, KEY))
+    return encrypt_fields(record, TABLE.encrypted_fields, KEY)
 
 
 def test_the_identity_mapping_is_generated_for_every_catalog_table_and_keeps_the_uploaded_organisation():
     mapping = identity_mapping(CATALOG, "city", HOSPITALS.city_code)
     assert set(mapping.tables) == set(CATALOG.tables)
-    row = dict(_upload(A, "k1", _at(D, 9)).record)
+    row = dict(_upload(A, "k1"))
     change = Change("c", None, row, SourcePosition("city", "city", "city", "mjzzlxx", 1, 1, 0, False), 0)
     [out] = map_change(mapping, change, {})
     assert isinstance(out, Mapped) and out.record["yljgdm"] == A and out.record["sfzh"] == row["sfzh"]
@@ -52,11 +55,11 @@ def test_the_identity_mapping_is_generated_for_every_catalog_table_and_keeps_the
 
 
 def test_without_plaintext_keeps_required_on_ciphertext_and_drops_rules_that_read_it():
-    up = _upload(A, "k1", _at(D, 9))
-    assert without_plaintext(TABLE, up.record) == []
-    missing = dict(up.record, sfzh=None, zjlb="01")
+    up = _upload(A, "k1")
+    assert without_plaintext(TABLE, up) == []
+    missing = dict(up, sfzh=None, zjlb="01")
     assert [r.rule for r in without_plaintext(TABLE, missing) if r.field == "sfzh"] in ([], ["required"])
-    bad_plain = dict(up.record, jzksdm="not-a-code")
+    bad_plain = dict(up, jzksdm="not-a-code")
     assert any(r.field == "jzksdm" for r in without_plaintext(TABLE, bad_plain))
 
 
@@ -64,14 +67,6 @@ def test_an_organisation_not_on_the_list_is_named():
     assert unlisted_organisation({"yljgdm": A}, HOSPITALS) == []
     [reason] = unlisted_organisation({"yljgdm": "Z"}, HOSPITALS)
     assert reason.rule == "org_not_on_city_list" and "'Z'" in reason.message_en
-
-
-def test_a_key_from_two_hospitals_goes_on_from_the_first_uploader_only():
-    ups = [_upload(B, "k1", _at(D, 10)), _upload(A, "k1", _at(D, 9)), _upload(A, "k2", _at(D, 9)),
-           _upload(A, "k1", _at(D, 11))]                 # the same hospital again: a correction, not a duplicate
-    reasons = duplicate_keys(ups, HOSPITALS)
-    assert set(reasons) == {0}
-    assert reasons[0].rule == "duplicate_key_across_hospitals" and f"甲医院 ({A})" in reasons[0].message_en
 
 
 def test_a_batch_not_complete_by_the_deadline_is_late():
@@ -91,25 +86,26 @@ def test_load_hospital_list_reads_the_data_file(tmp_path: Path):
         load_hospital_list(bad)
 
 
-def test_a_relay_night_plans_the_rows_and_reports_per_hospital():
+def test_the_report_reads_the_workers_decisions_per_hospital():
     schedule = parse_schedule({}, mode="city_relay")
-    ups = [_upload(A, "a1", _at(D, 9)), _upload(A, "dup", _at(D, 9)),
-           _upload(B, "b1", _at(D, 10)), _upload(B, "dup", _at(D, 10)),
-           _upload(C, "c1", _at(D, 11))]
-    night = plan_night(CATALOG, schedule, D.isoformat(), ups,
-                       {A: _at(D, 20), B: _at(D, 21), C: _at(D, 23)}, HOSPITALS)
-    assert sorted(u.record["jzlsh"] for u in night.accepted) == ["a1", "b1", "dup"]
-    assert {(r.upload.org, r.upload.record["jzlsh"]): [x.rule for x in r.reasons] for r in night.rejected} == {
-        (B, "dup"): ["duplicate_key_across_hospitals"], (C, "c1"): ["hospital_batch_late"]}
-    # the relay window the sink's guard applies to batch D: D 22:00 – D+1 03:00
-    assert not night.batch.in_window(_at(D, 21, 59))
-    assert night.batch.in_window(_at(D, 22)) and night.batch.in_window(_at(D + dt.timedelta(days=1), 2, 59))
-    assert not night.batch.in_window(_at(D + dt.timedelta(days=1), 3))
-    report = hospital_report(night, HOSPITALS)
-    assert report["hospitals"][B]["by_rule"] == {"duplicate_key_across_hospitals": 1}
-    assert report["hospitals"][C]["late"] and report["hospitals"][A]["rejected"] == 0
+    batch = with_window(period_by_name("daily", D.isoformat()), schedule.windows)
+    late = late_hospitals({C: _at(D, 23)}, [C], deadline_of(D, "22:00", SHANGHAI))[C]
+    dup = {"rule": "duplicate_key_across_hospitals", "field": None, "message": "mjzzlxx key [dup] … / …"}
+
+    def entry(org: str, key: str, reasons: list, state: str = "open") -> Entry:
+        doc = {"record": {"yljgdm": org, "jzlsh": key}, "reasons": reasons}
+        return Entry(1, "mjzzlxx", key, "1:1", D.isoformat(), [r["rule"] for r in reasons], doc, state,
+                     _at(D, 21), _at(D, 21), None, None)
+    rejected = [rejected_from(entry(B, "dup", [dup])), rejected_from(entry(C, "c1", [late.as_dict()], "dismissed"))]
+    report = hospital_report(batch, deadline_of(D, "22:00", SHANGHAI), {A: 2, B: 1}, rejected, HOSPITALS)
+    hospitals = report["hospitals"]
+    assert [(o, h["uploaded"], h["accepted"], h["rejected"]) for o, h in hospitals.items()] == [
+        (A, 2, 2, 0), (B, 2, 1, 1), (C, 1, 0, 1)]
+    assert hospitals[B]["by_rule"] == {"duplicate_key_across_hospitals": 1} and hospitals[B]["late"] is None
+    assert "23:00:00+08:00" in hospitals[C]["late"] and hospitals[C]["rows"][0]["state"] == "dismissed"
+    assert report["window"] == ["2026-11-30 22:00:00+08:00", "2026-12-01 03:00:00+08:00"]
     text = "\n".join(render_report(report))
-    assert "+08:00" in text and "退回 rejected 1" in text and "迟交 late" in text
+    assert "退回 rejected 1" in text and "迟交 late" in text and "[dup]" in text
 
 
 def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_second_hospitals_key():
@@ -127,7 +123,7 @@ def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_secon
     source = SourcePosition("city", "city", "city", "mjzzlxx", 1, 1, 0, False)
     run = lambda row, lookups={"batch_done": done}: transform(  # noqa: E731
         Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping, lookups=lookups, key=KEY, city=city)
-    first = dict(_upload(A, "k1", _at(D, 9)).record)
+    first = dict(_upload(A, "k1"))
     [out] = run(first)
     assert isinstance(out, CoreRecord), getattr(out, "reasons", None)
     schema = avro.load_schema("mjzzlxx")

@@ -5,7 +5,7 @@ SM4 ciphertext: the rules on the other fields, plus "required" on the encrypted 
 no plaintext). A rule reading an encrypted field's value (length, format, checksum, agreement with another
 field) needs plaintext, so its reasons are the hospital's check, not the city's.
 
-Across hospitals (one relay night's uploads at once):
+Across hospitals (chain.CityCheck applies them upload by upload, in commit order):
   org_not_on_city_list          the upload's yljgdm is not on the city's hospital list (data: a YAML file)
   duplicate_key_across_hospitals the same table and business key from two hospitals: the first uploaded
                                  goes on, every later one is rejected naming the first hospital
@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import yaml
 from hisbridge.catalog.model import Table
@@ -61,29 +61,6 @@ def unlisted_organisation(record: Mapping[str, Any], hospitals: HospitalList) ->
         return []
     return [Reason("org_not_on_city_list", "yljgdm", f"机构代码 {code!r} 不在本市医院名单中",
                    f"organisation code {code!r} is not on the city's hospital list")]
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One uploaded row as the city saw it: which hospital, table, key, when (its commit order)."""
-    table: str
-    org: str
-    key: tuple[Any, ...]
-    uploaded_at: dt.datetime
-    record: Mapping[str, Any]
-
-
-def duplicate_keys(uploads: Sequence[Upload], hospitals: HospitalList | None = None) -> dict[int, Reason]:
-    """Index of each upload whose (table, key) another hospital uploaded first → its reason."""
-    first: dict[tuple[str, tuple[Any, ...]], Upload] = {}
-    reasons: dict[int, Reason] = {}
-    order = sorted(range(len(uploads)), key=lambda i: (uploads[i].uploaded_at, i))
-    for i in order:
-        up = uploads[i]
-        seen = first.setdefault((up.table, up.key), up)
-        if seen.org != up.org:
-            reasons[i] = duplicate_key(up.table, ",".join(str(k) for k in up.key), seen.org, hospitals)
-    return reasons
 
 
 def duplicate_key(table: str, key: str, owner: str, hospitals: HospitalList | None = None) -> Reason:
