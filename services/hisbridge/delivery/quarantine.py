@@ -7,7 +7,9 @@ state, and an operator's dismissal is one durable UPDATE. The quarantine topic s
 transform; this table is its state (the sink consumes the topic under its own group, offsets after commit).
 
 Record version: the source position of the change (`<lsn>:<commit_ms>`; the raw position for an envelope
-that could not be decoded). A key has at most one open entry: the same fact quarantined twice (a batch
+that could not be decoded). A key is (table, organisation, business key): a city platform's two hospitals
+may upload one business key, and each upload's fate is its own ('' when the record has no organisation: an
+envelope that could not be decoded). A key has at most one open entry: the same fact quarantined twice (a batch
 re-read after a crash, the same record from two driver tables — a visit and its diagnosis — a replay that
 still fails) is that entry, taking the newest version and reasons; an older version arriving late changes
 nothing. Resolved and dismissed entries are history and stay as they are.
@@ -29,14 +31,21 @@ STATES = ("open", "resolved", "dismissed")
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS hisbridge.quarantine (
     id bigserial PRIMARY KEY,
-    tbl text NOT NULL, bkey text NOT NULL,          -- '' when the business key could not be computed
+    tbl text NOT NULL, org text NOT NULL DEFAULT '',
+    bkey text NOT NULL,                             -- '' when the business key could not be computed
     version text NOT NULL, lsn bigint, commit_ms bigint,
     batch text, rules text[] NOT NULL, entry jsonb NOT NULL,
     state text NOT NULL CHECK (state IN ('open', 'resolved', 'dismissed')),
     first_seen timestamptz NOT NULL DEFAULT now(), changed_at timestamptz NOT NULL DEFAULT now(),
-    actor text, note text,                          -- resolved: how; dismissed: the operator and why
-    UNIQUE (tbl, bkey, version));
-CREATE UNIQUE INDEX IF NOT EXISTS quarantine_one_open ON hisbridge.quarantine (tbl, bkey)
+    actor text, note text);                         -- resolved: how; dismissed: the operator and why
+-- a staging database from before the organisation was part of the key: the column, filled from the entries
+ALTER TABLE hisbridge.quarantine ADD COLUMN IF NOT EXISTS org text NOT NULL DEFAULT '';
+UPDATE hisbridge.quarantine SET org = entry->'record'->>'yljgdm'
+    WHERE org = '' AND entry->'record'->>'yljgdm' IS NOT NULL;
+ALTER TABLE hisbridge.quarantine DROP CONSTRAINT IF EXISTS quarantine_tbl_bkey_version_key;
+DROP INDEX IF EXISTS hisbridge.quarantine_one_open;
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_version ON hisbridge.quarantine (tbl, org, bkey, version);
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_open_key ON hisbridge.quarantine (tbl, org, bkey)
     WHERE state = 'open' AND bkey <> '';
 """
 
@@ -74,25 +83,30 @@ def entry_version(entry: QuarantineEntry) -> str:
     return f"{s.get('topic')}@{s.get('position')}"
 
 
+def entry_org(entry: QuarantineEntry) -> str:
+    """The organisation whose record the entry is about ('' when there is no record to tell)."""
+    return str((entry.record or {}).get("yljgdm") or "")
+
+
 def entry_row(entry: QuarantineEntry) -> tuple:
-    """(tbl, bkey, version, lsn, commit_ms, batch, rules, entry json) for record_entries."""
+    """(tbl, org, bkey, version, lsn, commit_ms, batch, rules, entry json) for record_entries."""
     s = entry.source or {}
     doc = json.dumps(entry_dict(entry), ensure_ascii=False, sort_keys=True)
-    return (entry.table, entry.key or "", entry_version(entry), _int_or_none(s.get("lsn")),
+    return (entry.table, entry_org(entry), entry.key or "", entry_version(entry), _int_or_none(s.get("lsn")),
             _int_or_none(s.get("commit_time_ms")), entry.batch, sorted(set(entry.rules)), doc)
 
 
 def _order(row: tuple) -> tuple[int, int]:
-    return (row[3] or 0, row[4] or 0)
+    return (row[4] or 0, row[5] or 0)
 
 
 def distinct_rows(entries: Iterable[QuarantineEntry]) -> list[tuple]:
-    """One row per (table, key) — per version when there is no key — the newest version winning (the later
-    entry among equal ones: its reasons are newest)."""
+    """One row per (table, organisation, key) — per version when there is no key — the newest version
+    winning (the later entry among equal ones: its reasons are newest)."""
     rows: dict[tuple, tuple] = {}
     for entry in entries:
         row = entry_row(entry)
-        slot = row[:2] if row[1] else row[:3]
+        slot = row[:3] if row[2] else row[:4]
         if slot not in rows or _order(row) >= _order(rows[slot]):
             rows[slot] = row
     return list(rows.values())
@@ -103,7 +117,7 @@ def distinct_rows(entries: Iterable[QuarantineEntry]) -> list[tuple]:
 # a clean row of the key at this version ({op} "=") or a later one (">") is staged already
 # a staged row resolves an entry only for its own organisation (a city: two hospitals may upload one key)
 _STAGED_CLEAN = """EXISTS (SELECT 1 FROM hisbridge.staged s WHERE s.tbl = v.tbl AND s.bkey = v.bkey AND v.bkey <> ''
-                          AND COALESCE(v.entry->'record'->>'yljgdm', s.org) = s.org
+                          AND v.org IN ('', s.org)
                           AND (s.lsn, s.commit_ms) {op} (COALESCE(v.lsn, 0), COALESCE(v.commit_ms, 0)))"""
 _VERSION = "(COALESCE({t}.lsn, 0), COALESCE({t}.commit_ms, 0))"
 
@@ -115,27 +129,28 @@ def record_entries(cur, entries: Iterable[QuarantineEntry]) -> int:
     rows = distinct_rows(entries)
     if not rows:
         return 0
-    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS quarantine_in (tbl text, bkey text, version text, lsn bigint,
-                       commit_ms bigint, batch text, rules text[], entry jsonb) ON COMMIT DELETE ROWS""")
+    cur.execute("""CREATE TEMP TABLE IF NOT EXISTS quarantine_in (tbl text, org text, bkey text, version text,
+                       lsn bigint, commit_ms bigint, batch text, rules text[], entry jsonb) ON COMMIT DELETE ROWS""")
     psycopg2.extras.execute_values(cur, "INSERT INTO quarantine_in VALUES %s", rows,
-                                   template="(%s, %s, %s, %s::bigint, %s::bigint, %s, %s::text[], %s::jsonb)")
+                                   template="(%s, %s, %s, %s, %s::bigint, %s::bigint, %s, %s::text[], %s::jsonb)")
     cur.execute("""
         UPDATE hisbridge.quarantine q SET version = v.version, lsn = v.lsn, commit_ms = v.commit_ms, batch = v.batch,
                rules = v.rules, entry = v.entry, changed_at = now()
         FROM quarantine_in v
-        WHERE q.state = 'open' AND q.bkey <> '' AND q.tbl = v.tbl AND q.bkey = v.bkey
+        WHERE q.state = 'open' AND q.bkey <> '' AND q.tbl = v.tbl AND q.org = v.org AND q.bkey = v.bkey
           AND """ + _VERSION.format(t="v") + " >= " + _VERSION.format(t="q") + """
-          AND NOT EXISTS (SELECT 1 FROM hisbridge.quarantine d WHERE d.tbl = v.tbl AND d.bkey = v.bkey
-                          AND d.version = v.version AND d.id <> q.id)""")
+          AND NOT EXISTS (SELECT 1 FROM hisbridge.quarantine d WHERE d.tbl = v.tbl AND d.org = v.org
+                          AND d.bkey = v.bkey AND d.version = v.version AND d.id <> q.id)""")
     updated = cur.rowcount
     cur.execute("""
-        INSERT INTO hisbridge.quarantine (tbl, bkey, version, lsn, commit_ms, batch, rules, entry, state, note)
-        SELECT v.tbl, v.bkey, v.version, v.lsn, v.commit_ms, v.batch, v.rules, v.entry,
+        INSERT INTO hisbridge.quarantine (tbl, org, bkey, version, lsn, commit_ms, batch, rules, entry, state, note)
+        SELECT v.tbl, v.org, v.bkey, v.version, v.lsn, v.commit_ms, v.batch, v.rules, v.entry,
                CASE WHEN """ + _STAGED_CLEAN.format(op=">=") + """ THEN 'resolved' ELSE 'open' END,
                CASE WHEN """ + _STAGED_CLEAN.format(op="=") + """ THEN 'released'
                     WHEN """ + _STAGED_CLEAN.format(op=">") + """ THEN 'superseded' END
         FROM quarantine_in v
-        WHERE NOT EXISTS (SELECT 1 FROM hisbridge.quarantine q WHERE q.tbl = v.tbl AND q.bkey = v.bkey AND (
+        WHERE NOT EXISTS (SELECT 1 FROM hisbridge.quarantine q WHERE q.tbl = v.tbl AND q.org = v.org
+                          AND q.bkey = v.bkey AND (
                   q.version = v.version OR (v.bkey <> '' AND (q.state = 'open' OR """
                   + _VERSION.format(t="q") + " >= " + _VERSION.format(t="v") + """))))
         ON CONFLICT DO NOTHING""")
@@ -155,7 +170,7 @@ def resolve_staged(cur) -> int:
                actor = i.replay
         FROM staged_in i
         WHERE q.state = 'open' AND q.tbl = i.tbl
-          AND COALESCE(q.entry->'record'->>'yljgdm', i.org) = i.org
+          AND q.org IN ('', i.org)
           AND ((q.bkey = i.bkey AND (COALESCE(q.lsn, 0), COALESCE(q.commit_ms, 0)) <= (i.lsn, i.commit_ms))
                OR (q.bkey = '' AND (q.lsn, q.commit_ms) = (i.lsn, i.commit_ms)))""")
     return cur.rowcount

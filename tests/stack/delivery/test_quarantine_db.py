@@ -42,10 +42,12 @@ def record(org: str, key: str, day: date) -> dict:
     return rec
 
 
-def entry(key: str | None, lsn: int, rule: str = "unmapped_code", batch: str | None = None) -> QuarantineEntry:
+def entry(key: str | None, lsn: int, rule: str = "unmapped_code", batch: str | None = None,
+          org: str | None = None) -> QuarantineEntry:
+    record = {"jzlsh": key} if org is None else {"jzlsh": key, "yljgdm": org}
     return QuarantineEntry(TABLE.name, ({"rule": rule, "field": "xb", "message": "m"},),
                            {"topic": "his.his.op_visit", "lsn": lsn, "commit_time_ms": lsn * 10}, batch,
-                           {"jzlsh": key}, "sm3:test", "2026-05-01T10:00:00+08:00", key)
+                           record, "sm3:test", "2026-05-01T10:00:00+08:00", key)
 
 
 def row(org: str, key: str, day: date, lsn: int, replay_id: str | None = None) -> staging.StagedRow:
@@ -80,6 +82,19 @@ def test_an_entry_arriving_after_its_clean_record_is_resolved_at_once_a_newer_ba
     staging.upsert_rows(stage, [row(org, key, day, 300)], entries=[entry(key, 300)])
     staging.upsert_rows(stage, [], entries=[entry(key, 400)])
     assert sorted(state_of(stage, key)) == [("open", None, None), ("resolved", "released", None)]
+
+
+def test_one_key_from_two_hospitals_is_two_entries_each_resolved_by_its_own_hospitals_row(dbs, case):
+    stage, _ = dbs
+    org, day, n = case
+    key, other = f"K{n}H", f"R{org[1:]}"
+    staging.upsert_rows(stage, [], entries=[entry(key, 600, org=org),
+                                            entry(key, 610, rule="duplicate_key_across_hospitals", org=other)])
+    opened = {e.entry["record"]["yljgdm"]: e.rules for e in quarantine.entries(stage, state="open") if e.key == key}
+    assert opened == {org: ["unmapped_code"], other: ["duplicate_key_across_hospitals"]}
+    staging.upsert_rows(stage, [row(org, key, day, 700)])       # the first hospital's fix
+    states = {e.entry["record"]["yljgdm"]: (e.state, e.note) for e in quarantine.entries(stage) if e.key == key}
+    assert states == {org: ("resolved", "superseded"), other: ("open", None)}
 
 
 def test_dismissed_entries_stay_dismissed_and_only_open_ones_count(dbs, case):
