@@ -22,36 +22,29 @@ the same change (a driver table can also be a lookup of another driver); retry a
 row for `missing.lookup`/`missing.key` arrives. Heartbeats and tombstones never reach here.
 Nothing here raises on bad data; a MappingError/Sm4ConfigError is configuration, raised at load time.
 
-The city role (`city=CityCheck(...)`, with the identity mapping of chain.identity_mapping): the records are
-hospitals' uploads whose identity fields are already ciphertext, so SM4 is skipped and the quality stage is
-the city's second check (chain.quality.cross_hospital: the catalog rules needing no plaintext, the
-organisation on the city's list, and the first hospital to upload a key owns it — `owners`, a str → str
-mapping the wiring keeps, e.g. a reference-store space; a later upload of that key by another hospital is
-quarantined as duplicate_key_across_hospitals). Each hospital's batch D must be complete by D 22:00: its
-completion mark (the identity mapping's lookup `batch_done`) is waited for like any reference row, and a
-mark later than the deadline quarantines the record as hospital_batch_late.
+Roles (`role=`, chain.roles): a hospital (the default) encrypts and runs every catalog rule; a city platform
+relays its hospitals' uploads — identity fields already ciphertext, its second check, key ownership across
+hospitals and each hospital's batch deadline. The chain calls the role at fixed points and has no branch
+per role.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, Callable, Mapping, MutableMapping
+from datetime import datetime
+from typing import Any, Callable, Mapping
 
 from hisbridge.catalog.model import Catalog, Table
 from hisbridge.chain import avro
 from hisbridge.chain.batch import BatchError, assign_batch
-from hisbridge.chain.crypto import (DEFAULT_SETTINGS, Sm4Key, Sm4Settings,
-                                    encrypt_fields, encrypt_many)
+from hisbridge.chain.crypto import DEFAULT_SETTINGS, Sm4Key, Sm4Settings, encrypt_many
 from hisbridge.chain.decode import Change, DecodeError
 from hisbridge.chain.mapping import (Lookups, Mapped, MissingLookup,
                                      SourceMapping, Unmappable,
-                                     is_known_source, lookup_key, map_change,
+                                     is_known_source, map_change,
                                      source_name)
-from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.columns import clean_records
-from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, duplicate_key, late_hospitals,
-                                                    unlisted_organisation, without_plaintext)
+from hisbridge.chain.roles import HOSPITAL, Role
 from hisbridge.chain.screen import SchemaWatch, screen
 from hisbridge.chain.transcode import transcode
 from hisbridge.clock import SHANGHAI
@@ -117,31 +110,6 @@ def _avro_reasons(problems: list[str], already: set[str | None]) -> list[dict[st
     return out
 
 
-@dataclass(frozen=True, eq=False)
-class CityCheck:
-    """The city role's second check: its hospital list, who uploaded each (table, key) first, and the time
-    of day by which each hospital's batch D must be complete (its mark in the lookup `done_lookup`)."""
-    hospitals: HospitalList
-    owners: MutableMapping[str, str]
-    deadline: str = "22:00"
-    done_lookup: str = "batch_done"
-
-    def late(self, table: Table, record: Mapping[str, Any], lookups: Lookups) -> list[Any] | MissingLookup | None:
-        """[] on time, [reason] late, MissingLookup while the hospital has not marked the batch complete,
-        None when the record has no batch (its own reasons say why)."""
-        try:
-            batch = assign_batch(table, record).name
-        except BatchError:
-            return None
-        org = str(record.get("yljgdm") or "")
-        key = lookup_key([org, batch])
-        mark = lookups.get(self.done_lookup, {}).get(key)
-        if mark is None:
-            return MissingLookup(table.name, self.done_lookup, key, dict(record))
-        cutoff = deadline_of(date.fromisoformat(batch), self.deadline, SHANGHAI)
-        return list(late_hospitals({org: _moment(mark.get("completed_at"))}, [org], cutoff).values())
-
-
 @dataclass(frozen=True)
 class _Context:
     catalog: Catalog
@@ -151,19 +119,13 @@ class _Context:
     first_seen: str
     schema_of: SchemaLoader
     max_bytes: int | None = None
-    city: CityCheck | None = None
+    role: Role = HOSPITAL
 
     def encrypt(self, table: Table, record: Mapping[str, Any]) -> dict[str, Any]:
-        """SM4 of the identity fields; a city's uploads arrive with them encrypted already."""
-        if self.city is not None:
-            return dict(record)
-        return encrypt_fields(record, table.encrypted_fields, self.key, self.settings)
+        return self.role.encrypt(table, record, self.key, self.settings)
 
     def quality(self, table: Table, record: dict[str, Any]) -> list[Any]:
-        if self.city is None:
-            return check_record(table, record, report_time=self.report_time)
-        return (without_plaintext(table, record, report_time=self.report_time)
-                + unlisted_organisation(record, self.city.hospitals))
+        return self.role.quality(table, record, self.report_time)
 
 
 def _size(value: Any) -> int:
@@ -193,7 +155,7 @@ def _finish(ctx: _Context, mapped: Mapped, mapping_table: Any, source: Mapping[s
     # a local code that had no national one is, of course, not in the national value set: say it once
     reasons += [r.as_dict() for r in ctx.quality(table, record)
                 if not (r.field in untranslated and r.rule in _FOLLOW_FROM_UNMAPPED)]
-    reasons += _claim(ctx, table, record, clean=not reasons)
+    reasons += ctx.role.claim(table, record, clean=not reasons)
     encrypted = ctx.encrypt(table, record)
     schema = ctx.schema_of(table.name)
     value, problems = avro.encode_checked(schema, encrypted)
@@ -224,7 +186,7 @@ class Unfinished:
     mapping_table: Any
     source: Mapping[str, Any]
     ctx: _Context
-    extra: tuple[dict[str, Any], ...] = ()     # reasons found before finishing (a city: the batch was late)
+    extra: tuple[dict[str, Any], ...] = ()     # reasons found before finishing (the role's admit)
 
     def batch_key(self) -> tuple:
         """Records finished together share everything a CoreRecord depends on (first_seen only goes into
@@ -252,9 +214,9 @@ def finish_outputs(outputs: list[Any]) -> list[Any]:
 def _finish_many(items: list[Unfinished]) -> list[Output]:
     """_finish for records of one table and context: the records proven clean (every code mapped, quality
     silent, the compiled Avro writer accepts them) go through SM4 together; the others through _finish."""
-    if len(items) == 1 or items[0].ctx.city is not None:
-        # nothing to share (the per-record path is cheaper than proving one record), or a city's upload:
-        # its second check and key claims run record by record, in order
+    if len(items) == 1 or not items[0].ctx.role.finish_together:
+        # nothing to share (the per-record path is cheaper than proving one record), or a role whose checks
+        # run record by record, in order
         return [_finish(u.ctx, u.mapped, u.mapping_table, u.source, u.extra) for u in items]
     ctx, mapping_table = items[0].ctx, items[0].mapping_table
     table = ctx.catalog.tables[items[0].table]
@@ -284,38 +246,6 @@ def _clean_record(ctx: _Context, table: Table, schema: avro.AvroSchema, record: 
         return None
     return CoreRecord(table.name, key, value, batch, source, ctx.key.version,
                       record_headers(ctx.key.version, batch, source, schema.fingerprint))
-
-
-def _moment(value: Any) -> datetime | None:
-    """A completion mark's time, aware: ISO text with Z or an offset, or a datetime; naive means the
-    Asia/Shanghai wall clock (what decode makes of a source time)."""
-    if value is None:
-        return None
-    try:
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None             # an unreadable mark counts as no mark: the batch is late, said so
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
-
-
-def _claim(ctx: _Context, table: Table, record: Mapping[str, Any], clean: bool) -> list[dict[str, Any]]:
-    """A city: the first hospital to upload a (table, key) that passes the other checks owns it; another
-    hospital's upload of it is a reason."""
-    if ctx.city is None or record.get("xgbz") == "1":
-        return []
-    key = business_key(table, record)
-    org = record.get("yljgdm")
-    if key is None or not org:
-        return []
-    claim = f"{table.name}\x1f{key}"
-    owner = ctx.city.owners.get(claim)
-    if owner is None:
-        if clean:
-            ctx.city.owners[claim] = org
-        return []
-    if owner == org:
-        return []
-    return [duplicate_key(table.name, key, owner, ctx.city.hospitals).as_dict()]
 
 
 def _quarantine_missing(ctx: _Context, missing: MissingLookup, source: Mapping[str, Any]) -> QuarantineEntry:
@@ -373,7 +303,7 @@ def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: Source
               give_up: bool = False, now: datetime | None = None,
               schema_of: SchemaLoader = avro.load_schema, defer: bool = False,
               watch: SchemaWatch | None = None, max_bytes: int | None = None,
-              city: CityCheck | None = None) -> list[Any]:
+              role: Role = HOSPITAL) -> list[Any]:
     """Every output of one decoded change (none for a change on a reference-only table or outside every
     driver's `when`). `give_up=True` turns a missing lookup into quarantine instead of Waiting.
     `defer=True` leaves Unfinished records for finish_outputs (see the module docstring)."""
@@ -387,20 +317,20 @@ def transform(change: Change | DecodeError, *, catalog: Catalog, mapping: Source
         return [QuarantineEntry(source_name(change), (_reason("unknown_source_table", None,
                                 f"source table {change.source.schema}.{change.source.table} is not in the "
                                 f"mapping {mapping.path}"),), source, None, None, key.version, first_seen)]
-    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of, max_bytes, city)
+    ctx = _Context(catalog, key, sm4_settings, report_time, first_seen, schema_of, max_bytes, role)
     rejected = screen(mapping, change, watch)
     if rejected:
         return _rejected(ctx, mapping, change, lookups, tuple(rejected), source)
     outputs: list[Any] = []      # Output or Unfinished
     for result in map_change(mapping, change, lookups):
-        late: list[Any] | MissingLookup | None = None
-        if isinstance(result, Mapped) and city is not None and result.record.get("xgbz") != "1":
-            late = city.late(catalog.tables[result.table], result.record, lookups)
-        if isinstance(late, MissingLookup):
-            result = late               # the hospital has not marked its batch complete: wait for the mark
+        admitted: list[Any] | MissingLookup = []
+        if isinstance(result, Mapped):
+            admitted = role.admit(catalog.tables[result.table], result.record, lookups)
+        if isinstance(admitted, MissingLookup):
+            result = admitted           # e.g. a city: the hospital has not marked its batch complete yet
         if isinstance(result, Mapped):
             outputs.append(Unfinished(result.table, result, mapping.tables[result.table], source, ctx,
-                                      tuple(r.as_dict() for r in late or ())))
+                                      tuple(admitted)))
         elif isinstance(result, MissingLookup):
             outputs.append(_quarantine_missing(ctx, result, source) if give_up
                            else Waiting(result.table, result, source))

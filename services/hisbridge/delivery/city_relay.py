@@ -2,7 +2,7 @@
 and why, so it can go back to each hospital.
 
 The report reads the worker's decisions, never re-derives them: the transform in the city role runs the
-second check (chain.quality.cross_hospital, through chain.CityCheck) on every upload as Debezium delivers it;
+second check (chain.quality.cross_hospital, through chain.roles.CityRole) on every upload as Debezium delivers it;
 what passes is staged and relayed by the sink in the city relay window (D 22:00 – D+1 03:00, schedule mode
 city_relay), what fails is a quarantine entry. So accepted = batch D's staged rows per organisation,
 rejected = batch D's quarantine entries still open or dismissed (a resolved one went out after all).

@@ -110,19 +110,20 @@ def test_the_report_reads_the_workers_decisions_per_hospital():
 
 def test_the_chain_in_the_city_role_keeps_the_ciphertext_and_quarantines_a_second_hospitals_key():
     from hisbridge.chain import avro
-    from hisbridge.chain.chain import CityCheck, CoreRecord, Waiting, transform
+    from hisbridge.chain.chain import CoreRecord, Waiting, transform
+    from hisbridge.chain.roles import CityRole
     from hisbridge.chain.crypto import decrypt_fields
     from hisbridge.chain.mapping import lookup_key
     from hisbridge.contract import QuarantineEntry
     mapping = identity_mapping(CATALOG, "city", HOSPITALS.city_code)
-    city = CityCheck(HOSPITALS, {})
+    city = CityRole(HOSPITALS, {})
     done = {lookup_key([A, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"},      # 21:00 local
             lookup_key([B, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"},
             lookup_key([C, "2026-11-30"]): {"completed_at": "2026-11-30T14:01:00Z"},     # 22:01 local: late
             lookup_key([LISTED.city_code, "2026-11-30"]): {"completed_at": "2026-11-30T13:00:00Z"}}
     source = SourcePosition("city", "city", "city", "mjzzlxx", 1, 1, 0, False)
     run = lambda row, lookups={"batch_done": done}: transform(  # noqa: E731
-        Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping, lookups=lookups, key=KEY, city=city)
+        Change("c", None, row, source, 0), catalog=CATALOG, mapping=mapping, lookups=lookups, key=KEY, role=city)
     first = dict(_upload(A, "k1"))
     [out] = run(first)
     assert isinstance(out, CoreRecord), getattr(out, "reasons", None)

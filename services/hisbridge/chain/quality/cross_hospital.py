@@ -5,7 +5,7 @@ SM4 ciphertext: the rules on the other fields, plus "required" on the encrypted 
 no plaintext). A rule reading an encrypted field's value (length, format, checksum, agreement with another
 field) needs plaintext, so its reasons are the hospital's check, not the city's.
 
-Across hospitals (chain.CityCheck applies them upload by upload, in commit order):
+Across hospitals (chain.roles.CityRole applies them upload by upload, in commit order):
   org_not_on_city_list          the upload's yljgdm is not on the city's hospital list (data: a YAML file)
   duplicate_key_across_hospitals the same table and business key from two hospitals: the first uploaded
                                  goes on, every later one is rejected naming the first hospital
