@@ -195,8 +195,14 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
                                                               "--operator", "tester"], settings)
     again = [e for e in entries(run, rule="unmapped_code", batch=D) if e.id in fixed]
     sender = ReplaySender(settings.connections.kafka_bootstrap, settings.worker.core_prefix)
+    # once over the worker's reference store read beside it, once over a store built from the topics (a
+    # command run where the worker's state folder is not): the same records either way
+    elsewhere = settings.with_values(worker={"state_dir": tmp_path / "no-worker-here"})
     try:
-        assert replay_entries(Replayer(settings), sender, "resend-test", again).sent == len(again)
+        for where in (settings, elsewhere):
+            with Replayer(where) as replayer:
+                assert replay_entries(replayer, sender, "resend-test", again).sent == len(again)
+                assert replayer.beside_worker == (where is settings)
     finally:
         sender.close()
     ticks = sink_ticks(run)

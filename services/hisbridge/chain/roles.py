@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Mapping, MutableMapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, MutableMapping, Protocol
 
 from hisbridge.catalog.model import Table
 from hisbridge.chain.batch import BatchError, assign_batch
@@ -25,9 +25,12 @@ from hisbridge.chain.crypto import Sm4Key, Sm4Settings, encrypt_fields
 from hisbridge.chain.mapping import Lookups, MissingLookup, lookup_key
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, duplicate_key, late_hospitals,
-                                                    unlisted_organisation, without_plaintext)
+                                                    load_hospital_list, unlisted_organisation, without_plaintext)
 from hisbridge.clock import SHANGHAI
 from hisbridge.contract import business_key
+
+if TYPE_CHECKING:
+    from hisbridge.settings import Settings
 
 
 class Role(Protocol):
@@ -120,6 +123,15 @@ class CityRole:
         if owner == org:
             return []
         return [duplicate_key(table.name, key, owner, self.hospitals).as_dict()]
+
+
+def role_for(settings: "Settings", owners: MutableMapping[str, str]) -> Role:
+    """The deployment's role (deployment.role); a city's keeps who uploaded each key first in `owners`
+    (the worker: a space of its reference store, so every worker and a replay see the same owners)."""
+    if settings.deployment.role != "city":
+        return HOSPITAL
+    d = settings.deployment
+    return CityRole(load_hospital_list(d.city_hospitals), owners, d.city_deadline)
 
 
 def _moment(value: Any) -> datetime | None:

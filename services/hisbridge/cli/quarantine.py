@@ -167,7 +167,8 @@ def replay_cmd(settings: Settings, table, batch, rule, ids, operator, reason) ->
         rid = replay.request(conn, "quarantine", operator, reason, args)
         sender = ReplaySender(settings.connections.kafka_bootstrap, settings.worker.core_prefix)
         try:
-            outcome = replay_entries(Replayer(settings), sender, rid, found)
+            with Replayer(settings) as replayer:
+                outcome = replay_entries(replayer, sender, rid, found)
         finally:
             sender.close()
         replay.record_sent(conn, rid, outcome.sent)

@@ -62,7 +62,8 @@ def cli(ctx: click.Context, from_raw: bool, connector, since, operator, reason) 
         rid = replay.request(conn, "raw", operator, reason, {"connector": connector, "since": since_at.isoformat()})
         sender = ReplaySender(settings.connections.kafka_bootstrap, settings.worker.core_prefix)
         try:
-            outcome = replay_raw(Replayer(settings, prefix), sender, rid, int(since_at.timestamp() * 1000))
+            with Replayer(settings, prefix) as replayer:
+                outcome = replay_raw(replayer, sender, rid, int(since_at.timestamp() * 1000))
         finally:
             sender.close()
         replay.record_sent(conn, rid, outcome.sent)

@@ -11,7 +11,9 @@ so live traffic and its lag are undisturbed.
 from __future__ import annotations
 
 import functools
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from hisbridge.chain import avro, crypto
@@ -26,6 +28,7 @@ from hisbridge.settings import Settings
 from hisbridge.state.lookups import ReferenceStore, TableLookups, lookup_topics
 
 Message = tuple[str, bytes | None, bytes | None]     # (topic, key, value)
+_SCRATCH_BATCH = 20_000       # rows a scratch reference store keeps in memory before writing them
 
 
 @dataclass
@@ -107,32 +110,62 @@ class ReplaySender:
 
 
 class Replayer:
-    """The chain as the transform runs it, over the reference rows the raw topics hold now."""
+    """The chain as the transform runs it (its role included), over the reference rows the raw topics hold
+    now: the worker's own reference store read beside it plus the topics' tail since it, or, where that store
+    is not on this machine, a store of its own built from the topics in a temporary folder — on disk either
+    way, as a hospital's millions of patients do not fit a short-lived command's memory."""
 
     def __init__(self, settings: Settings, prefix: str | None = None) -> None:
         from hisbridge.catalog import catalog_for
         from hisbridge.chain.identity_mapping import mapping_for_role
+        from hisbridge.chain.roles import role_for
         self.settings, self.prefix = settings, prefix or settings.source.topic_prefix
         self.catalog = catalog_for(settings.paths)
         self.mapping = mapping_for_role(self.catalog, settings)
         self.bootstrap = settings.connections.kafka_bootstrap
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        self.store = self._references()
         self.run = functools.partial(
-            transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(self._references(),
+            transform, catalog=self.catalog, mapping=self.mapping, lookups=TableLookups(self.store,
                                                                                         self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), give_up=True,
             schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro),
-            max_bytes=settings.worker.produce_limit)
+            max_bytes=settings.worker.produce_limit, role=role_for(settings, self.store.space("city_owners")))
 
     def _references(self) -> ReferenceStore:
-        """The reference rows as the raw topics hold them now (in memory: a replay is short-lived)."""
         from hisbridge.chain.mapping import lookup_updates
-        store = ReferenceStore()
+        from hisbridge.state.lookups import open_store, open_store_read_only
+        w = self.settings.worker
+        own = self.prefix == self.settings.source.topic_prefix     # the worker's store holds its own prefix's rows
+        store = open_store_read_only(w.state_dir / w.app_id / "reference") if own else None
+        if store is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="hisbridge-replay-")
+            store, _ = open_store(Path(self._scratch.name))
         topics = partitions(self.bootstrap, lookup_topics(self.mapping, self.prefix), "hisbridge-replay")
-        for topic, key, value in read_from_start(self.bootstrap, topics, "hisbridge-replay"):
+        for topic, key, value in read_from_start(self.bootstrap, topics, "hisbridge-replay",
+                                                 from_offsets=store.offsets()):
             change = decode_message(topic, key, value)
             if isinstance(change, Change):
                 store.apply(lookup_updates(self.mapping, change))
+            if self._scratch is not None and len(store.writes) >= _SCRATCH_BATCH:
+                store.commit()          # the scratch store's rows to disk, not all in memory
         return store
+
+    @property
+    def beside_worker(self) -> bool:
+        """The reference rows are the worker's own store (read beside it), not a store built from the topics."""
+        return self._scratch is None
+
+    def close(self) -> None:
+        self.store.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def __enter__(self) -> "Replayer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def driver_topics(self) -> list[str]:
         return raw_topics(self.prefix, self.mapping.by_source)

@@ -79,10 +79,12 @@ def partitions(bootstrap: str, topics: Iterable[str],
 
 def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
                     client_id: str = "hisbridge-restore",
-                    since_ms: int | None = None) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+                    since_ms: int | None = None, from_offsets: Mapping[tuple[str, int], int] | None = None
+                    ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
     """(topic, key, value) of every message before `until[(topic, partition)]` (None: the end offset when
     reading starts), from the first offset kept — or from the first message timestamped at or after
-    `since_ms` —, in offset order per partition. No consumer group: nothing is committed."""
+    `since_ms`, or from `from_offsets[(topic, partition)]` where given —, in offset order per partition. No
+    consumer group: nothing is committed."""
     from kafka import KafkaConsumer, TopicPartition
 
     parts = [TopicPartition(t, p) for (t, p), offset in sorted(until.items()) if offset is None or offset > 0]
@@ -101,6 +103,9 @@ def read_from_start(bootstrap: str, until: Mapping[tuple[str, int], int | None],
             consumer.seek_to_beginning(*parts)
         for tp in parts if since_ms is not None else ():
             consumer.seek(tp, starts[tp].offset)
+        for tp in parts if since_ms is None and from_offsets else ():
+            if from_offsets.get((tp.topic, tp.partition)):
+                consumer.seek(tp, from_offsets[(tp.topic, tp.partition)])
         end = {tp: min(offset, until[(tp.topic, tp.partition)] or offset)
                for tp, offset in consumer.end_offsets(parts).items()}
         # compaction leaves gaps in the offsets: a partition is done when its position reaches its end

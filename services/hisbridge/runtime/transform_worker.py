@@ -51,8 +51,7 @@ from hisbridge.catalog import catalog_for
 from hisbridge.chain import avro, crypto
 from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.identity_mapping import mapping_for_role
-from hisbridge.chain.quality.cross_hospital import load_hospital_list
-from hisbridge.chain.roles import HOSPITAL, CityRole, Role
+from hisbridge.chain.roles import role_for
 from hisbridge.clock import SHANGHAI, clock_for
 from hisbridge.logs import Activity
 from hisbridge.messages import render
@@ -268,15 +267,7 @@ class TransformWorker:
             transform, catalog=catalog, mapping=self.mapping, lookups=TableLookups(self.store, self.mapping.lookups),
             key=crypto.load_key(settings.sm4), sm4_settings=crypto.sm4_settings(settings.sm4), defer=True,
             schema_of=functools.partial(avro.load_schema, directory=settings.paths.avro), watch=self.watch,
-            max_bytes=settings.worker.produce_limit, role=self._role(settings))
-
-    def _role(self, settings: Settings) -> Role:
-        """The chain's role policy; a city's: its hospital list, who uploaded each key first (kept in the
-        store), the batch deadline."""
-        if settings.deployment.role != "city":
-            return HOSPITAL
-        return CityRole(load_hospital_list(settings.deployment.city_hospitals), self.store.space("city_owners"),
-                        settings.deployment.city_deadline)
+            max_bytes=settings.worker.produce_limit, role=role_for(settings, self.store.space("city_owners")))
 
     def held_state(self) -> tuple[int, float | None] | None:
         """(records held, seconds the oldest has waited) once restored, for the metrics."""

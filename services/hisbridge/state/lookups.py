@@ -234,6 +234,31 @@ def open_store(folder: Path) -> tuple[ReferenceStore, bool]:
     return ReferenceStore(db, db), fresh
 
 
+def open_store_read_only(folder: Path) -> ReferenceStore | None:
+    """A worker's RocksDB reference store opened beside it, read-only (RocksDB's read-only mode takes no
+    lock: the worker keeps writing), as it was last flushed; None when the folder holds no store. What is
+    applied to it stays in memory (`writes`, never committed): e.g. the topics' tail since its offsets."""
+    from rocksdict import AccessType, Options, Rdict
+
+    if not (folder / "CURRENT").exists():
+        return None
+    db = Rdict(str(folder), options=Options(raw_mode=True), access_type=AccessType.read_only())
+    return ReferenceStore(db, _ReadOnly(db))
+
+
+class _ReadOnly:
+    """The writer of a read-only store: range scans like a RocksDB one, commits refused."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def write(self, batch: Any) -> None:
+        raise RuntimeError("a read-only reference store is never committed")
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class _OneLookup(Mapping[str, Any]):
     def __init__(self, store: Mapping[str, Any], lookup: str) -> None:
         self.store, self.lookup = store, lookup

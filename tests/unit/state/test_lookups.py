@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
 from hisbridge.chain.mapping import LookupUpdate
 from hisbridge.state.lookups import (ReferenceStore, TableLookups,
-                                     lookup_store_key, open_store)
+                                     lookup_store_key, open_store, open_store_read_only)
 
 
 def test_updates_replace_rows_and_groups_and_say_which_keys_now_hold_a_row():
@@ -76,3 +77,29 @@ def test_the_disk_store_keeps_rows_and_offsets_written_together_across_a_reopen(
         assert again.apply([LookupUpdate("patient", "P1", None, {"name": "旧"}, position=6)]).older == 1
     finally:
         again.close()
+
+
+def test_a_store_opened_read_only_beside_its_worker_reads_what_was_written_and_keeps_its_own_changes_in_memory(
+        tmp_path):
+    folder = tmp_path / "reference"
+    assert open_store_read_only(folder) is None           # no store there: the caller builds its own
+    worker, _ = open_store(folder)
+    try:
+        worker.apply([LookupUpdate("patient", "P1", None, {"name": "张三"}, position=7)])
+        worker.note_offset("his.his.pat_master", 0, 12)
+        worker.space("city_owners")["mjzzlxx\x1fV1"] = "A"
+        worker.commit()
+        beside = open_store_read_only(folder)              # the worker still holds the folder's lock
+        try:
+            assert beside[lookup_store_key("patient", "P1")] == {"name": "张三"}
+            assert beside.offsets() == {("his.his.pat_master", 0): 12}
+            assert dict(beside.space("city_owners")) == {"mjzzlxx\x1fV1": "A"}
+            beside.apply([LookupUpdate("patient", "P2", None, {"name": "李四"}, position=8)])     # the tail
+            assert beside[lookup_store_key("patient", "P2")] == {"name": "李四"}
+            with pytest.raises(RuntimeError, match="read-only"):
+                beside.commit()
+        finally:
+            beside.close()
+        assert worker.get(lookup_store_key("patient", "P2")) is None
+    finally:
+        worker.close()
