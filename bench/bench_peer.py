@@ -51,7 +51,7 @@ from devstack.procs import Procs  # noqa: E402
 from hisbridge.catalog import load_catalog  # noqa: E402
 from hisbridge.clock import SHANGHAI, write_clock_file  # noqa: E402
 from hisbridge.chain.mapping import load_mapping  # noqa: E402
-from hisbridge.contract import heartbeat_topic, raw_topics, transform_group  # noqa: E402
+from hisbridge.contract import faust_app_id, heartbeat_topic, raw_topics, transform_group  # noqa: E402
 from hisbridge.ops.connectors import ConnectClient  # noqa: E402
 
 SETTINGS = bench_worker.SETTINGS
@@ -287,7 +287,8 @@ def run_hisbridge(processes: int, raw_prefix: str, raw_ends: dict[str, int], cat
         ends.close()
         admin.close()
         drop_dbs([stage_db, front_db])
-        bench_worker.delete_run((core_prefix + ".", app_id), (app_id, transform_group(app_id)))
+        bench_worker.delete_run((core_prefix + ".", app_id),
+                                (app_id, faust_app_id(app_id, ["transform"]), transform_group(app_id)))
 
 
 # --- main -------------------------------------------------------------------------------------------------
