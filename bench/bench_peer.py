@@ -26,6 +26,9 @@ Times: from the start (connector POST / worker process start, start-up included)
   peer    every target table holding every distinct key of its topic (count(*) polled);
   hb      transform group committed every raw offset, sink group committed every core offset produced by
           then, and no staged row of a batch ≤ D still pending (flushed into the front-end, ledger written).
+  Each hb round also prints its stages in seconds from the start: ready (Faust), assigned (raw partitions, after
+  the reference store's rebuild), transform / sink (lag 0 seen), flush-1st / flush-end (the flush timer's log),
+  flush (nothing pending seen).
 Figures: raw messages/s, rows/s (target rows: peer = rows written, hb = front-end rows), CPU seconds
 (Connect JVM from /proc, or the worker process(es)), peak RSS sampled every 0.5 s. Medians over the rounds
 and hisbridge ÷ peer ratios are printed at the end.
@@ -51,7 +54,7 @@ from devstack.procs import Procs  # noqa: E402
 from hisbridge.catalog import load_catalog  # noqa: E402
 from hisbridge.clock import SHANGHAI, write_clock_file  # noqa: E402
 from hisbridge.chain.mapping import load_mapping  # noqa: E402
-from hisbridge.contract import heartbeat_topic, raw_topics, transform_group  # noqa: E402
+from hisbridge.contract import faust_app_id, heartbeat_topic, raw_topics, transform_group  # noqa: E402
 from hisbridge.ops.connectors import ConnectClient  # noqa: E402
 
 SETTINGS = bench_worker.SETTINGS
@@ -225,7 +228,7 @@ def run_hisbridge(processes: int, raw_prefix: str, raw_ends: dict[str, int], cat
         env.pop(k, None)
     agents = ["transform,sink"] if processes == 1 else ["transform", "sink"]
     procs = []
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     for i, a in enumerate(agents):
         with open(tmp / f"worker-{i}.log", "ab") as out:
             procs.append(subprocess.Popen([sys.executable, "-m", "hisbridge.cli.worker"],
@@ -270,6 +273,7 @@ def run_hisbridge(processes: int, raw_prefix: str, raw_ends: dict[str, int], cat
                     if left == 0 and rows > 0:
                         stages["flush"] = now - t0
                         meter.sample()
+                        stages.update(log_stages([tmp / f"worker-{i}.log" for i in range(len(procs))], wall0))
                         return {"seconds": stages["flush"], "rows": int(rows), "cpu": meter.cpu,
                                 "rss": meter.peak, "stages": stages}
             time.sleep(0.1)
@@ -287,7 +291,8 @@ def run_hisbridge(processes: int, raw_prefix: str, raw_ends: dict[str, int], cat
         ends.close()
         admin.close()
         drop_dbs([stage_db, front_db])
-        bench_worker.delete_run((core_prefix + ".", app_id), (app_id, transform_group(app_id)))
+        bench_worker.delete_run((core_prefix + ".", app_id),
+                                (app_id, faust_app_id(app_id, ["transform"]), transform_group(app_id)))
 
 
 # --- main -------------------------------------------------------------------------------------------------
@@ -370,8 +375,30 @@ def produce_heartbeat(prefix: str, n: int) -> None:
     producer.close()
 
 
+# where a worker's wall time went, from its log: (stage, first or last line matching)
+LOG_STAGES = (("ready", "[^Worker]: Ready", min), ("assigned", "raw partitions, holding", min),
+              ("flush-1st", "hisbridge.delivery.timer: flushed ", min), ("flush-end", "hisbridge.delivery.timer: flushed ", max))
+
+
+def log_stages(logs: list[Path], wall0: float) -> dict[str, float]:
+    """Seconds from the workers' start to their log's milestones (Faust ready, raw partitions assigned after
+    the reference store's rebuild, first and last flushed batch); the bench's own stages say when lag 0 was
+    seen (0.5 s polls)."""
+    found: dict[str, float] = {}
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            for name, needle, pick in LOG_STAGES:
+                if needle in line:
+                    try:
+                        at = datetime.fromisoformat(line[:29]).timestamp() - wall0
+                    except ValueError:
+                        continue
+                    found[name] = pick(found.get(name, at), at)
+    return found
+
+
 def _stages(out: dict) -> str:
-    return " ".join(f"{k} {v:.1f}" for k, v in out["stages"].items())
+    return " ".join(f"{k} {v:.1f}" for k, v in sorted(out["stages"].items(), key=lambda kv: kv[1]))
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ def prepare(cfg: DemoConfig, catalog, mapping) -> None:
     ensure_topics(c.kafka_bootstrap, [core_topic(prefix, t) for t in catalog.tables] + [quarantine_topic(prefix)],
                   "hisbridge-demo-setup", replication=c.topic_replication)
     worker = start_worker(cfg)
-    say(f"worker: pid {worker.pid()} (transform + sink, app id {settings.worker.app_id}), log {worker.log}")
+    say(f"worker: pid {worker.pid()} ({' + '.join(settings.worker.agents)}, app id {settings.worker.app_id}), log {worker.log}")
 
 
 def run(cfg: DemoConfig) -> Outcome:

@@ -6,7 +6,8 @@ Topics
   quarantine   `<core prefix>.quarantine`                 JSON entries (QuarantineEntry below)
   held         `<app id>.transform-held`                  the transform's records waiting for a reference row
   replay       `<core prefix>.replay`                     re-submissions, apart from live traffic (below)
-  groups       `<app id>.transform` (raw topics), `<app id>` (the Faust app: core topics)
+  groups       `<app id>.transform` (raw topics), `<app id>` (the Faust app of a process running the sink: core
+               topics), `<app id>.monitor` (the Faust app of a process running no sink: no topic of its own)
 
 A core record: key = the business key (key fields joined by "|", dates ISO-8601), value = Avro single-object
 bytes (chain.avro), identity fields already SM4 ciphertext, a revoke is a record with xgbz = '1'. Headers:
@@ -61,6 +62,19 @@ def held_topic(app_id: str) -> str:
 def transform_group(app_id: str) -> str:
     """The consumer group of the transform's raw topics (its own: Faust's group uses Faust's assignor)."""
     return f"{app_id}.transform"
+
+
+# stages whose Faust agents consume through the Faust app's group (the transform has its own consumer)
+FAUST_CONSUMING_STAGES = ("sink", "probe")
+
+
+def faust_app_id(app_id: str, stages: Iterable[str]) -> str:
+    """The Faust app's id, hence its consumer group, for a process running `stages`: `<app id>` when one of them
+    consumes through Faust, else `<app id>.monitor`. Faust's group has one leader, chosen among every member,
+    that holds the on-leader timers (the sink's flush timer) and whose assignor hands the core partitions out:
+    a transform-only process in `<app id>` started before a sink-only one took the lead, so the sink process
+    staged but its flush timer never ran (batches stayed pending). A process without such an agent stays out."""
+    return app_id if set(stages) & set(FAUST_CONSUMING_STAGES) else f"{app_id}.monitor"
 
 
 # --- headers --------------------------------------------------------------------------------------------

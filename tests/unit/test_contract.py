@@ -16,6 +16,12 @@ def test_topic_and_group_names():
     assert contract.held_topic("app") == "app.transform-held" and contract.transform_group("app") == "app.transform"
 
 
+def test_only_a_process_whose_faust_agents_consume_joins_the_app_ids_own_group():
+    assert contract.faust_app_id("app", ["transform", "sink"]) == contract.faust_app_id("app", ["sink"]) == "app"
+    assert contract.faust_app_id("app", ["probe"]) == "app"
+    assert contract.faust_app_id("app", ["transform"]) == contract.faust_app_id("app", ["none"]) == "app.monitor"
+
+
 def test_the_business_key_has_one_separator_iso_dates_and_no_empty_part():
     record = {"bah": "M001", "zycs": 2, "rq": date(2026, 3, 1), "t": datetime(2026, 3, 1, 18)}
     assert contract.business_key(("bah", "zycs"), record) == "M001|2"

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import faust
+from hisbridge.contract import faust_app_id
 from hisbridge.settings import Settings
 
 
@@ -25,7 +26,7 @@ def received_record(topic: str, partition: int, offset: int, key: bytes | None,
 def make_app(settings: Settings) -> faust.App:
     worker = settings.worker
     return faust.App(
-        worker.app_id,
+        faust_app_id(worker.app_id, worker.agents),   # the app id's own group only where agents consume
         broker=f"kafka://{settings.connections.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.paths.var / "faust"),

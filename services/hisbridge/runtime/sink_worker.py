@@ -155,7 +155,7 @@ def register(app, config: Settings) -> None:
     state = LoopState()
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick
     io = PgSinkIO(catalog.tables, topics, schedule, c.staging_dsn, c.frontend_dsn,
-                  config.paths.frontend_sql / "frontend.sql", app.conf.id, expected=lambda: expected,
+                  config.paths.frontend_sql / "frontend.sql", w.app_id, expected=lambda: expected,
                   on_flush=metrics.flushed)
 
     def partitions() -> list[Partition]:

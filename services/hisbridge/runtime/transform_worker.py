@@ -240,10 +240,10 @@ class TransformWorker:
         self.catalog, self.prefix = catalog, settings.source.topic_prefix
         self.heartbeats = heartbeat_topic(self.prefix)
         self.topics = raw_topics(self.prefix, self.mapping.sources) + [self.heartbeats]
-        self.group, self.held = transform_group(app.conf.id), held_topic(app.conf.id)
+        self.group, self.held = transform_group(settings.worker.app_id), held_topic(settings.worker.app_id)
         self.held_rows = LoggedStore()
         self.pending = HeldRecords(CodedStore(self.held_rows))
-        self.store_dir = settings.worker.state_dir / app.conf.id / "reference"
+        self.store_dir = settings.worker.state_dir / settings.worker.app_id / "reference"
         self.store, self.fresh = open_store(self.store_dir)
         self.watch = SchemaWatch(self.store.space("schema"))
         self.refs = ReferenceFeed(settings.connections.kafka_bootstrap, lookup_topics(self.mapping, self.prefix),
