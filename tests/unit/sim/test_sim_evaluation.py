@@ -1,0 +1,60 @@
+"""The simulated statistics office (hisbridge.sim.evaluation): a month's figures derived from the simulated
+detail through the source mapping agree with the cross-check, except exactly the planted ones."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from hisbridge.catalog import load_catalog
+from hisbridge.chain.mapping import load_mapping
+from hisbridge.indicators import compare, definitions, evaluate
+from hisbridge.settings import load_settings
+from hisbridge.sim import evaluation, generate
+
+CATALOG = load_catalog()
+MAPPING = load_mapping(CATALOG)
+DEFS = definitions.load(load_settings().paths.indicators, CATALOG)
+MONTH = "2024-03"
+
+
+def _month():
+    activity = evaluation.month_activity(5, MONTH, 6)
+    rows = {**generate.dictionary_rows(5), **activity.rows()}
+    return activity, rows
+
+
+def _as_reported(row: dict) -> dict:
+    """The HIS row as the mapping makes the ylfwnl record (zbdm, zbz, fz, fm)."""
+    return {"zbdm": row["indicator_code"], "zbmc": row["indicator_name"], "zbz": row["value"],
+            "fz": row["numerator"], "fm": row["denominator"]}
+
+
+def test_the_month_window_ends_at_the_entry_on_the_11th_and_carries_no_evaluation_rows():
+    activity, _ = _month()
+    assert evaluation.entry_moment(MONTH) == datetime(2024, 4, generate.INDICATOR_DAY, 10)
+    assert activity.end == evaluation.entry_moment(MONTH)
+    assert not [e for e in activity.events if e.table == "eval_indicator"]
+
+
+def test_derived_figures_agree_with_the_crosscheck_except_the_planted_ones():
+    _, rows = _month()
+    plant = {"2.2.0.1": "value", "2.2.1.7": "numerator"}
+    eval_rows, figures = evaluation.month_evaluation(5, MONTH, rows, MAPPING, DEFS, plant)
+    records = evaluation.catalog_records(MAPPING, rows, ("basy", "basy_ss", "mjzzlxx"))
+    assert len([r for r in records["basy"] if str(r["cysj"])[:7] == MONTH]) > 50
+    assert {r["lyfs"] for r in records["basy"]} <= set(CATALOG.valuesets["discharge_mode"].codes)  # national codes
+    derived = evaluate.derive_all(DEFS.indicators, MONTH, records)
+    hospital_wide = [_as_reported(r) for r in eval_rows if r["specialty_code"] is None]
+    found = {c.code: c for c in compare.compare("ylfwnl", hospital_wide, DEFS, derived)}
+    assert {c for c, cmp in found.items() if cmp.status == compare.MISMATCH} == set(plant)
+    assert {c for c, cmp in found.items() if cmp.status == compare.OK} == set(found) - set(plant)
+    assert found["2.2.0.1"].differs == ("value",) and found["2.2.1.7"].differs == ("numerator",)
+    assert set(figures) >= set(found)
+
+
+def test_without_figures_indicator_rows_stay_as_they_were_drawn():
+    at = datetime(2024, 4, 11, 10)
+    plain = generate.indicator_rows(1, MONTH, at)
+    given = generate.indicator_rows(1, MONTH, at, {"2.2.0.1": (1, 2, 3)})
+    assert [r["value"] for r in plain][1:] == [r["value"] for r in given][1:]
+    assert (given[0]["value"], given[0]["numerator"], given[0]["denominator"]) == (1, 2, 3)
+    assert all(r["numerator"] is None for r in plain)
