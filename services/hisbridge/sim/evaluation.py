@@ -9,7 +9,7 @@ moment. The window's own random evaluation rows (M-1's, entered on M's INDICATOR
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Iterable, Mapping
 
@@ -79,10 +79,11 @@ def catalog_records(mapping: SourceMapping, rows: Mapping[str, list[dict]], tabl
 
 
 def derived_figures(defs: Definitions, month: str, records: Mapping[str, list[dict]]
-                    ) -> dict[str, generate.Figures]:
-    """Evaluation code → (value, numerator, denominator) of every derivable indicator with a value."""
-    return {d.code: (d.value, d.numerator, d.denominator)
-            for d in evaluate.derive_all(defs.indicators, month, records) if d.code and d.value is not None}
+                    ) -> dict[str, generate.Figures | None]:
+    """Evaluation code → (value, numerator, denominator) of every derivable indicator the month's detail
+    has; None for a ratio over an empty denominator (0/0 has no value: the office reports no row)."""
+    return {d.code: (d.value, d.numerator, d.denominator) if d.value is not None else None
+            for d in evaluate.derive_all(defs.indicators, month, records) if d.code and not d.why}
 
 
 def planted(figures: Mapping[str, generate.Figures], plant: Mapping[str, str]) -> dict[str, generate.Figures]:
@@ -97,13 +98,45 @@ def planted(figures: Mapping[str, generate.Figures], plant: Mapping[str, str]) -
     return out
 
 
-def month_evaluation(seed: int, month: str, rows: Mapping[str, list[dict]], mapping: SourceMapping,
-                     defs: Definitions, plant: Mapping[str, str] | None = None
-                     ) -> tuple[list[dict], dict[str, generate.Figures]]:
-    """(the office's evaluation rows of month M, the derived figures) from the month's HIS rows (the final
-    rows of month_activity plus the dictionaries); derivable indicators carry the derived figures, the
-    `plant`ed ones a mismatch."""
-    tables = {t for ind in defs.indicators if ind.derivable
-              for t in (ind.period_table, *source.reads([ind]).get((ind.period_table, ind.period_field), {}))}
-    figures = derived_figures(defs, month, catalog_records(mapping, rows, tables))
-    return generate.indicator_rows(seed, month, entry_moment(month), planted(figures, plant or {})), figures
+def detail_tables(defs: Definitions) -> set[str]:
+    """The catalog tables the derivable indicators read (period tables and their children)."""
+    return {t for ind in defs.indicators if ind.derivable
+            for t in (ind.period_table, *source.reads([ind]).get((ind.period_table, ind.period_field), {}))}
+
+
+def month_evaluation(seed: int, month: str, records: Mapping[str, list[dict]], defs: Definitions,
+                     plant: Mapping[str, str] | None = None) -> tuple[list[dict], dict[str, generate.Figures]]:
+    """(the office's evaluation rows of month M, the derived figures) from the catalog records of the HIS
+    (catalog_records over detail_tables); derivable indicators carry the derived figures, the `plant`ed
+    ones a mismatch, and one without a value (empty denominator) is not reported."""
+    derived = derived_figures(defs, month, records)
+    figures = {code: f for code, f in derived.items() if f is not None}
+    rows = generate.indicator_rows(seed, month, entry_moment(month), planted(figures, plant or {}))
+    return [r for r in rows if r["indicator_code"] not in derived or derived[r["indicator_code"]]], figures
+
+
+def sample_windows(seed: int, months: Iterable[str], visits_per_day: int, days: int = 3
+                   ) -> list[list[generate.Event]]:
+    """A scaled-down detail history: per month, the activity of its first `days` batch days (no evaluation
+    rows). The windows leave gaps, so a stay may enter a later window with its rows as of that window's start
+    ("ensure": the HIS keeps what it has) — load them one window at a time (sim.load.load_backdated takes one
+    window); final_rows of all their events, in order, is what the HIS then holds."""
+    windows = []
+    for month in months:
+        first = first_day(month)
+        start, end = generate.batch_window(first)[0], generate.batch_window(first + timedelta(days=days - 1))[1]
+        windows.append([e for e in generate.activity(seed, start, end, visits_per_day).events
+                        if e.table != "eval_indicator"])
+    return windows
+
+
+def history(seed: int, today: date, records: Mapping[str, list[dict]], defs: Definitions) -> list[dict]:
+    """The office's evaluation rows of every period since 2022 finished before `today`: months with the
+    figures derived from `records`, years (资源配置, reported only) as drawn, entered on 11 January."""
+    rows: list[dict] = []
+    for period in generate.evaluation_periods(today):
+        if len(period) == 4:
+            rows += generate.indicator_rows(seed, period, datetime(int(period) + 1, 1, generate.INDICATOR_DAY, 10))
+        else:
+            rows += month_evaluation(seed, period, records, defs)[0]
+    return rows
