@@ -8,7 +8,12 @@ the source mapping makes of the HIS rows. Then the office's evaluation rows — 
 detail (hisbridge.sim.evaluation), two of them planted as mismatches — are committed, with the sink's clock
 inside the monthly window (by the 15th): exactly the planted rows are held as `indicator_mismatch` with both
 values in the reason, the others are in the front-end with the window's report_datetime, and reconcile for
-the batch agrees."""
+the batch agrees.
+
+Back-fill: a scaled-down detail history since 2022-01 and the office's evaluation rows of every month and
+year, derived from it, staged with the clock outside every window; on 11 January 10:00 every period goes out
+once (ledger = front-end, nothing held); a second run (the back-fill loaded again, and a fresh worker that
+reads every raw change again into the same databases) delivers nothing."""
 from __future__ import annotations
 
 import os
