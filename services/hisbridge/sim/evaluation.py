@@ -115,15 +115,20 @@ def month_evaluation(seed: int, month: str, records: Mapping[str, list[dict]], d
     return [r for r in rows if r["indicator_code"] not in derived or derived[r["indicator_code"]]], figures
 
 
+SAMPLE_FROM_DAY = 11     # mid-month: the front pages archived then are of stays discharged earlier that month
+
+
 def sample_windows(seed: int, months: Iterable[str], visits_per_day: int, days: int = 3
                    ) -> list[list[generate.Event]]:
-    """A scaled-down detail history: per month, the activity of its first `days` batch days (no evaluation
-    rows). The windows leave gaps, so a stay may enter a later window with its rows as of that window's start
-    ("ensure": the HIS keeps what it has) — load them one window at a time (sim.load.load_backdated takes one
-    window); final_rows of all their events, in order, is what the HIS then holds."""
+    """A scaled-down detail history: per month, the activity of `days` batch days from its 11th (no evaluation
+    rows) — archiving takes 2–10 days, so those days archive the month's own discharges and every month,
+    the last one too, has detail of its own. The windows leave gaps, so a stay may enter a later window with
+    its rows as of that window's start ("ensure": the HIS keeps what it has) — load them one window at a time
+    (sim.load.load_backdated takes one window); final_rows of all their events, in order, is what the HIS
+    then holds."""
     windows = []
     for month in months:
-        first = first_day(month)
+        first = first_day(month).replace(day=SAMPLE_FROM_DAY)
         start, end = generate.batch_window(first)[0], generate.batch_window(first + timedelta(days=days - 1))[1]
         windows.append([e for e in generate.activity(seed, start, end, visits_per_day).events
                         if e.table != "eval_indicator"])

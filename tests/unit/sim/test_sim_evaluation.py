@@ -81,3 +81,5 @@ def test_a_scaled_down_history_has_detail_in_every_month_and_a_row_for_every_per
     history = evaluation.history(5, today, records, DEFS)
     assert {r["period"] for r in history} == set(generate.evaluation_periods(today))
     assert months[0] == "2022-01" and len(windows) == len(months) and len(events) < 10_000
+    derived = {r["period"] for r in history if r["numerator"] is not None}
+    assert derived == set(months)                  # every month, the last too, has detail of its own
