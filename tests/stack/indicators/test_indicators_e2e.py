@@ -80,6 +80,7 @@ class Pipeline:
                                        "HISBRIDGE_CORE_PREFIX": res.topics(f"core{run}{res.id}")})
         self.worker = Worker(self.settings, f"worker-{run}-{res.id}")
         res.finally_(self.worker.stop)
+        print(f"worker {self.worker.name}: log {self.worker.log}")     # shown when a test fails
 
     def start(self, clock: datetime) -> None:
         conn = sim_load.connect(self.his_dsn)
@@ -164,8 +165,6 @@ class Pipeline:
 def _pipeline(res, tmp_path_factory, tag: str):
     p = Pipeline(res, tmp_path_factory.mktemp(f"indicators-{tag}"), tag)
     yield p
-    # captured: pytest shows it only when a test of the module failed
-    print(p.worker.log.read_text(errors="replace")[-6000:] if p.worker.log.exists() else "no worker log")
 
 
 @pytest.fixture(scope="module")
