@@ -160,6 +160,10 @@ CATALOGUE: Mapping[str, Template] = {
                        "indicators"),
     "sim.from": ("起始月份 YYYY-MM（通知要求从 2022-01 回填）", "first month YYYY-MM (the notice back-fills from 2022-01)"),
     "sim.to": ("结束月份 YYYY-MM", "last month YYYY-MM"),
+    "sim.detail": ("同时回填缩小规模的明细历史（每月 11 日起 3 个批次日，参数为每日门诊人次），月度指标由明细推算",
+                   "also back-fill a scaled-down detail history (3 batch days from each month's 11th; the value is "
+                   "visits a day); the monthly figures are derived from it"),
+    "sim.detail_done": ("明细：回填 {count} 个变更（{months} 个月）", "detail: {count} changes back-dated ({months} months)"),
     "sim.indicators_done": ("指标：提交 {count} 行（已有的期间保留）", "indicators: {count} rows offered (existing "
                             "periods kept)"),
 

@@ -95,21 +95,45 @@ def day(settings: Settings, engine, dsn, day, days, visits, seed, bad_share, sta
 @click.option("--from", "first", required=True, help="sim.from")
 @click.option("--to", "last", required=True, help="sim.to")
 @click.option("--seed", default=1, show_default=True, type=int, help="sim.seed")
+@click.option("--detail", "visits", default=None, type=click.IntRange(1, 1000), help="sim.detail")
 @pass_settings
-def indicators(settings: Settings, engine, dsn, first, last, seed) -> None:
+def indicators(settings: Settings, engine, dsn, first, last, seed, visits) -> None:
     from hisbridge.cli.common import batch_name
     year, month = map(int, batch_name(first, "monthly", "eval_indicator").split("-"))
     end_year, end_month = map(int, batch_name(last, "monthly", "eval_indicator").split("-"))
-    events = []
+    months = []
     while (year, month) <= (end_year, end_month):
-        at = datetime(year + month // 12, month % 12 + 1, generate.INDICATOR_DAY, 10)
-        periods = [f"{year:04d}-{month:02d}"] + ([f"{year:04d}"] if month == 12 else [])
-        events += [generate.Event(at, "eval_indicator", "ensure", row)
-                   for p in periods for row in generate.indicator_rows(seed, p, at)]
+        months.append(f"{year:04d}-{month:02d}")
         year, month = year + month // 12, month % 12 + 1
     conn = _connect(settings, dsn, engine)
     try:
+        figures = _detail(settings, conn, seed, months, visits) if visits else {}
+        events = []
+        for m in months:
+            at = datetime(int(m[:4]) + (m[5:] == "12"), int(m[5:]) % 12 + 1, generate.INDICATOR_DAY, 10)
+            periods = [m] + ([m[:4]] if m[5:] == "12" else [])
+            events += [generate.Event(at, "eval_indicator", "ensure", row)
+                       for p in periods for row in figures.get(p) or generate.indicator_rows(seed, p, at)]
         counts = load.load_backdated(conn, events)
     finally:
         conn.close()
     click.echo(text("sim.indicators_done", count=sum(counts.values())))
+
+
+def _detail(settings: Settings, conn, seed: int, months: list[str], visits: int) -> dict[str, list[dict]]:
+    """Load a scaled-down detail history (three mid-month batch days of each month) and return each month's
+    evaluation rows derived from it (sim.evaluation), as the statistics office would enter them."""
+    from hisbridge.catalog import catalog_for
+    from hisbridge.chain.mapping import load_mapping
+    from hisbridge.indicators import definitions
+    from hisbridge.sim import evaluation
+    catalog = catalog_for(settings.paths)
+    mapping = load_mapping(catalog, settings.paths.mapping, settings.org)
+    defs = definitions.load(settings.paths.indicators, catalog)
+    windows = evaluation.sample_windows(seed, months, visits)
+    for window in windows:                    # one window per transaction (load_backdated takes one window)
+        load.load_backdated(conn, window)
+    rows = {**generate.dictionary_rows(seed), **generate.final_rows([e for w in windows for e in w])}
+    records = evaluation.catalog_records(mapping, rows, evaluation.detail_tables(defs))
+    click.echo(text("sim.detail_done", count=sum(map(len, windows)), months=len(months)))
+    return {m: evaluation.month_evaluation(seed, m, records, defs)[0] for m in months}

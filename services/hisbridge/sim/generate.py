@@ -546,21 +546,32 @@ KEY_SPECIALTY_INDICATORS = (("MZ", "MZ-01", "麻醉科医患比", "比", 0.8, 1.
                             ("YY", "YY-01", "门诊患者抗菌药物使用率", "%", 8, 15),
                             ("HL", "HL-01", "床护比", "比", 0.5, 0.7),
                             ("HL", "HL-06", "住院患者跌倒发生率", "‰", 0.02, 0.08))
-INDICATOR_DAY = 5   # the statistics office enters last month's (January: last year's) figures on the 5th
+# The statistics office enters last month's (January: also last year's) figures on the 11th: once the month's
+# front pages are archived (archiving takes up to 10 days after discharge), still before the 15th deadline.
+INDICATOR_DAY = 11
+
+Figures = tuple[Decimal | None, Decimal | None, Decimal | None]     # value, numerator, denominator
 
 
-def indicator_rows(seed: int, period: str, at: datetime) -> list[Row]:
+def indicator_rows(seed: int, period: str, at: datetime, figures: dict[str, Figures] | None = None) -> list[Row]:
     """Evaluation indicators of a period: 'YYYY-MM' the monthly hospital-wide and key-specialty sets,
-    'YYYY' the yearly set. Hospital-wide rows have no specialty."""
+    'YYYY' the yearly set. Hospital-wide rows have no specialty. `figures` (code → value, numerator,
+    denominator) gives the figures the office computed from the detail (sim.evaluation); every other
+    indicator gets a plausible random value without numerator and denominator."""
     rng = _seed_rng(seed, "EVAL", period)
+    figures = figures or {}
     if len(period) != 7:
         spec = [(None, *item) for item in YEARLY_INDICATORS]
     else:
         spec = [(None, *item) for item in MONTHLY_INDICATORS] + list(KEY_SPECIALTY_INDICATORS)
-    return [{"period": period, "indicator_code": code, "indicator_name": name, "specialty_code": specialty,
-             "specialty_name": KEY_SPECIALTIES.get(specialty), "value": Decimal(str(round(rng.uniform(low, high), 4))),
-             "unit": unit, "updated_at": at}
-            for specialty, code, name, unit, low, high in spec]
+    rows = []
+    for specialty, code, name, unit, low, high in spec:
+        drawn = Decimal(str(round(rng.uniform(low, high), 4)))     # drawn always: the sequence stays the same
+        value, numerator, denominator = figures.get(code, (drawn, None, None))
+        rows.append({"period": period, "indicator_code": code, "indicator_name": name, "specialty_code": specialty,
+                     "specialty_name": KEY_SPECIALTIES.get(specialty), "value": value, "numerator": numerator,
+                     "denominator": denominator, "unit": unit, "updated_at": at})
+    return rows
 
 
 def evaluation_periods(today: date, since_month: str = "2022-01", since_year: str = "2022") -> list[str]:

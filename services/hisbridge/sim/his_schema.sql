@@ -469,12 +469,16 @@ CREATE TABLE IF NOT EXISTS his.eval_indicator (
     specialty_code  varchar(10),                  -- 重点专业（专业质控指标），全院指标为空
     specialty_name  varchar(50),
     value           numeric(18,4),
+    numerator       numeric(18,4),                -- 分子、分母：比率指标的计算口径，计数指标为空
+    denominator     numeric(18,4),
     unit            varchar(10),
     updated_at      timestamp(6)  NOT NULL,
     PRIMARY KEY (period, indicator_code)
 );
 ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_code varchar(10);
 ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS specialty_name varchar(50);
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS numerator numeric(18,4);
+ALTER TABLE his.eval_indicator ADD COLUMN IF NOT EXISTS denominator numeric(18,4);
 
 COMMENT ON TABLE his.eval_indicator IS '三级医院评审指标（月度：全院及重点专业；年度：资源配置）';
 COMMENT ON COLUMN his.eval_indicator.period IS '统计期：YYYY-MM月度 YYYY年度';
@@ -483,6 +487,8 @@ COMMENT ON COLUMN his.eval_indicator.indicator_name IS '指标名称';
 COMMENT ON COLUMN his.eval_indicator.specialty_code IS '重点专业代码（MZ麻醉 ZZ重症 JZ急诊 GR院感 YY用药 HL护理），全院指标为空';
 COMMENT ON COLUMN his.eval_indicator.specialty_name IS '重点专业名称';
 COMMENT ON COLUMN his.eval_indicator.value IS '指标值';
+COMMENT ON COLUMN his.eval_indicator.numerator IS '分子（比率指标；计数指标为空）';
+COMMENT ON COLUMN his.eval_indicator.denominator IS '分母（比率指标；计数指标为空）';
 COMMENT ON COLUMN his.eval_indicator.unit IS '单位';
 COMMENT ON COLUMN his.eval_indicator.updated_at IS '最后修改时间';
 

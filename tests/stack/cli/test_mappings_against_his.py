@@ -89,5 +89,5 @@ def test_the_demo_mapping_passes_against_the_simulated_his(his):
     env, _ = his
     result = run(env, "mappings", "validate", "--against-his", lang="en")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-1] == (f"{MAPPING}: all 12 HIS tables and 168 columns the mapping names exist "
+    assert result.stdout.splitlines()[-1] == (f"{MAPPING}: all 12 HIS tables and 170 columns the mapping names exist "
                                               f"with compatible types")

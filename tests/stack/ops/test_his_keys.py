@@ -15,7 +15,7 @@ from support.mariadb import own_mariadb
 
 pytestmark = pytest.mark.stack
 SEED, VISITS, BAD = 31, 400, 0.05
-DAY = date(2026, 3, 5)        # the 5th: the monthly and yearly evaluation indicators are filled too
+DAY = date(2026, 3, 11)       # the 11th: the monthly evaluation indicators are filled too (generate.INDICATOR_DAY)
 CATALOG = load_catalog()
 MAPPING = load_mapping(CATALOG)
 

@@ -131,3 +131,34 @@ def test_mappings_check_finds_the_planted_unmapped_codes_in_mariadb(mariadb_serv
     assert result.exit_code == 1, result.output
     listed = {(line.split("\t")[0], line.split("\t")[2]) for line in result.output.splitlines() if "\t" in line}
     assert planted and planted <= listed
+
+
+def test_sim_indicators_with_detail_loads_the_history_and_derives_the_monthly_figures(module_resources):
+    from hisbridge.catalog import load_catalog
+    from hisbridge.chain.mapping import load_mapping
+    from hisbridge.indicators import definitions
+    from hisbridge.settings import load_settings
+    from hisbridge.sim import evaluation
+    dsn = module_resources.database("his", f"his_simind_{module_resources.id}")
+    runner = CliRunner()
+    assert runner.invoke(cli_main, ["sim", "init", "--dsn", dsn, "--seed", str(SEED)]).exit_code == 0
+    result = runner.invoke(cli_main, ["sim", "indicators", "--dsn", dsn, "--from", "2023-11", "--to", "2023-12",
+                                      "--seed", str(SEED), "--detail", "1"])
+    assert result.exit_code == 0 and "(2 months)" in result.output, result.output
+    catalog = load_catalog()
+    windows = evaluation.sample_windows(SEED, ["2023-11", "2023-12"], 1)
+    rows = {**generate.dictionary_rows(SEED), **generate.final_rows([e for w in windows for e in w])}
+    records = evaluation.catalog_records(load_mapping(catalog), rows, ("basy", "basy_ss", "mjzzlxx"))
+    defs = definitions.load(load_settings().paths.indicators, catalog)
+    want = {(r["period"], r["indicator_code"]): (r["value"], r["numerator"], r["denominator"])
+            for m in ("2023-11", "2023-12") for r in evaluation.month_evaluation(SEED, m, records, defs)[0]}
+    connection = load.connect(dsn)
+    try:
+        got = select(connection, "SELECT period, indicator_code, value, numerator, denominator FROM his.eval_indicator")
+        stays = select(connection, "SELECT count(*) AS n FROM his.mr_homepage")[0]["n"]
+    finally:
+        connection.close()
+    assert {(r["period"], r["indicator_code"]): (r["value"], r["numerator"], r["denominator"])
+            for r in got if r["period"] != "2023"} == want
+    assert {r["period"] for r in got} == {"2023-11", "2023-12", "2023"} and stays == len(rows["mr_homepage"])
+    assert {p for (p, _), v in want.items() if v[1] is not None} == {"2023-11", "2023-12"}   # derived

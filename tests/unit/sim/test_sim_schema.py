@@ -21,7 +21,7 @@ def test_schema_declares_every_generated_table_with_its_columns():
     sql = load.schema_sql()
     tables = _tables(sql)
     assert set(tables) == set(generate.PRIMARY_KEYS)
-    rows = generate.day_activity(1, date(2026, 3, 5), 300, 0.05).rows()
+    rows = generate.day_activity(1, date(2026, 3, generate.INDICATOR_DAY), 300, 0.05).rows()
     rows.update(generate.dictionary_rows(1))
     for table, table_rows in rows.items():
         assert table_rows, table

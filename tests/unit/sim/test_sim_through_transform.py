@@ -31,9 +31,9 @@ from hisbridge.sim import generate
 from hisbridge.sim.expectations import columns_read
 
 SEED, VISITS, BAD_SHARE = 7, 1000, 0.05
-DAY = date(2026, 1, 5)          # the 5th: the statistics office also enters December's and 2025's indicators
+DAY = date(2026, 1, 11)         # the 11th: the statistics office also enters December's and 2025's indicators
 KEY = parse_key(os.urandom(16).hex(), "test-only random key")   # throwaway, never a deployment key
-NOW = datetime(2026, 1, 5, 18, 30, tzinfo=SHANGHAI)
+NOW = datetime(2026, 1, 11, 18, 30, tzinfo=SHANGHAI)
 
 # The manifest's reasons (the generator's vocabulary) → the rule ids the transform reports.
 RULE_OF_REASON = {generate.UNMAPPED_CODE: "unmapped_code", generate.MISSING_REQUIRED: "required",
