@@ -53,11 +53,12 @@ def _number(value: Any) -> Decimal | None:
 
 
 def _outside(reported: Decimal | None, derived: Decimal | None, abs_tol: float, rel_tol: float) -> bool:
-    """A reported figure is checked only when reported; a derived None (empty denominator) accepts only None."""
+    """A reported figure is checked only when reported; a derived None (a ratio over an empty denominator)
+    accepts only no value or 0 — how a hospital commonly fills a rate over nothing (no deaths of no patients)."""
     if reported is None:
         return False
     if derived is None:
-        return True
+        return reported != 0
     allowed = max(Decimal(str(abs_tol)), abs(derived) * Decimal(str(rel_tol)))
     return abs(reported - derived) > allowed
 

@@ -128,10 +128,13 @@ def test_within_tolerance_is_ok_beyond_is_indicator_mismatch_with_both_values(de
     assert found["2.2.0.1"].reason() is None
 
 
-def test_a_value_over_an_empty_denominator_is_a_mismatch_a_month_without_detail_is_not_checked(defs):
+def test_a_value_over_an_empty_denominator_is_a_mismatch_unless_0_a_month_without_detail_is_not_checked(defs):
     march = {"basy": [r for r in ROWS["basy"] if r["bah"] != "C"], "basy_ss": ROWS["basy_ss"]}
-    (c,) = compare.compare("ylfwnl", [_row("2.2.2.3", "1.5")], defs, evaluate.derive_all(defs.indicators, "2024-03", march))
+    derived = evaluate.derive_all(defs.indicators, "2024-03", march)
+    (c,) = compare.compare("ylfwnl", [_row("2.2.2.3", "1.5")], defs, derived)
     assert c.status == compare.MISMATCH
+    (c,) = compare.compare("ylfwnl", [_row("2.2.2.3", "0", "0", "0")], defs, derived)    # a rate over nothing: 0
+    assert c.status == compare.OK
     (c,) = compare.compare("ylfwnl", [_row("2.2.2.2", "1.5")], defs, evaluate.derive_all(defs.indicators, "2023-01", ROWS))
     assert c.status == compare.NO_DETAIL and c.reason() is None
 
