@@ -1,5 +1,5 @@
 """The quarantine life cycle and replays in a real staging database (delivery.quarantine, delivery.replay),
-with flushes into a real front-end database: one entry per (table, key, version), resolved by the rows
+with flushes into a real front-end database: one entry per (table, organisation, key, version), resolved by the rows
 staged in the same transaction, dismissed by an operator, replayed rows ledgered as `replay` exactly once.
 Each test has its own organisation, keys and batch day."""
 from __future__ import annotations
