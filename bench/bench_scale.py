@@ -56,7 +56,7 @@ from hisbridge.ops import connectors  # noqa: E402
 from hisbridge.settings import environment_for, load_settings  # noqa: E402
 from hisbridge.sim import generate  # noqa: E402
 from hisbridge.sim import load as sim_load  # noqa: E402
-from hisbridge.state.lookups import TableLookups, lookup_topics, open_store  # noqa: E402
+from hisbridge.state.lookups import TableLookups, lookup_topics, open_store, store_folder  # noqa: E402
 
 SEED, PREFIX, APP, CORE, DB = 7, "hisscale", "hisbridge-scale", "corescale", "his_scale"
 NAME = f"his-scale-{os.getpid()}"       # Connect keeps a connector's source offsets by its name: one per run
@@ -270,7 +270,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = bench_settings()
     mapping = load_mapping(catalog_for(settings.paths), settings.paths.mapping, settings.org)
-    folder = settings.worker.state_dir / APP / "reference"
+    folder = store_folder(settings.worker.state_dir, APP)
     worker = Worker(settings, WORKER)
     raw = raw_topics(PREFIX, mapping.sources)
     refs = lookup_topics(mapping, PREFIX)

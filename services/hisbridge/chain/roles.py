@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 
 
 class Role(Protocol):
-    finish_together: bool      # records of one table may go through SM4 and the column-wise proof at once
+    # records of one table may take the chain's batch path (chain._finish_many): every catalog rule proved
+    # column-wise, SM4 over the batch, no key claims — exactly what encrypt, quality and claim give record by
+    # record for a role that sets it (the byte-for-byte equality tests of the two paths hold it to that)
+    finish_together: bool
 
     def encrypt(self, table: Table, record: Mapping[str, Any], key: Sm4Key, settings: Sm4Settings) -> dict[str, Any]:
         ...

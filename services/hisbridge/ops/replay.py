@@ -134,10 +134,10 @@ class Replayer:
 
     def _references(self) -> ReferenceStore:
         from hisbridge.chain.mapping import lookup_updates
-        from hisbridge.state.lookups import open_store, open_store_read_only
+        from hisbridge.state.lookups import open_store, open_store_read_only, store_folder
         w = self.settings.worker
         own = self.prefix == self.settings.source.topic_prefix     # the worker's store holds its own prefix's rows
-        store = open_store_read_only(w.state_dir / w.app_id / "reference") if own else None
+        store = open_store_read_only(store_folder(w.state_dir, w.app_id)) if own else None
         if store is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="hisbridge-replay-")
             store, _ = open_store(Path(self._scratch.name))

@@ -75,7 +75,7 @@ from hisbridge.runtime.watermark import MarkThrottle, MarkTracker
 from hisbridge.settings import Settings
 from hisbridge.state.codec import CodedStore, LoggedStore, text
 from hisbridge.state.held import HeldRecords, held_partition
-from hisbridge.state.lookups import TableLookups, lookup_topics, open_store
+from hisbridge.state.lookups import TableLookups, lookup_topics, open_store, store_folder
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class TransformWorker:
         self.group, self.held = transform_group(settings.worker.app_id), held_topic(settings.worker.app_id)
         self.held_rows = LoggedStore()
         self.pending = HeldRecords(CodedStore(self.held_rows))
-        self.store_dir = settings.worker.state_dir / settings.worker.app_id / "reference"
+        self.store_dir = store_folder(settings.worker.state_dir, settings.worker.app_id)
         self.store, self.fresh = open_store(self.store_dir)
         self.watch = SchemaWatch(self.store.space("schema"))
         self.refs = ReferenceFeed(settings.connections.kafka_bootstrap, lookup_topics(self.mapping, self.prefix),

@@ -15,11 +15,12 @@ from typing import Iterable, Mapping
 
 from hisbridge.chain.chain import business_key
 from hisbridge.chain.decode import Change, SourcePosition
-from hisbridge.chain.mapping import Mapped, SourceMapping, lookup_key, map_change
+from hisbridge.chain.mapping import Mapped, SourceMapping, lookup_updates, map_change
 from hisbridge.chain.transcode import transcode
 from hisbridge.indicators import evaluate, source
 from hisbridge.indicators.definitions import Definitions
 from hisbridge.sim import generate
+from hisbridge.state.lookups import ReferenceStore, TableLookups
 
 PLANTS = ("value", "numerator")      # what a planted mismatch changes: the value by 1 unit, or the numerator by 1
 
@@ -41,18 +42,13 @@ def month_activity(seed: int, month: str, visits_per_day: int, bad_share: float 
     return dataclasses.replace(activity, events=[e for e in activity.events if e.table != "eval_indicator"])
 
 
-def _lookups(mapping: SourceMapping, rows: Mapping[str, list[dict]]) -> dict[str, dict]:
-    """The worker's lookup tables as they stand once every row is captured."""
-    out: dict[str, dict] = {}
-    for lk in mapping.lookups.values():
-        kept = out.setdefault(lk.name, {})
-        for row in rows.get(lk.source.split(".")[-1], ()):
-            key = lookup_key(row.get(c) for c in lk.key)
-            if lk.many:
-                kept.setdefault(key, {})[lookup_key(row.get(c) for c in lk.member)] = row
-            else:
-                kept[key] = row
-    return out
+def _lookups(mapping: SourceMapping, rows: Mapping[str, list[dict]]) -> TableLookups:
+    """The worker's lookup tables once every row is captured: its reference store, fed as the worker feeds it."""
+    store = ReferenceStore()
+    for table, table_rows in rows.items():
+        for row in table_rows:
+            store.apply(lookup_updates(mapping, _read(table, row)))
+    return TableLookups(store, mapping.lookups)
 
 
 def _read(table: str, row: dict) -> Change:

@@ -216,6 +216,11 @@ class StoreLocked(RuntimeError):
     """Another process has the reference store's folder open: an operator must give each worker its own."""
 
 
+def store_folder(state_dir: Path, app_id: str) -> Path:
+    """Where a worker of `app_id` keeps its reference store (a replay reads it there, beside the worker)."""
+    return state_dir / app_id / "reference"
+
+
 def open_store(folder: Path) -> tuple[ReferenceStore, bool]:
     """The RocksDB reference store in `folder`; (store, True) when the folder was new or lost, so the rows
     must be rebuilt from the topics."""

@@ -256,7 +256,7 @@ def test_a_month_through_the_pipeline_holds_exactly_the_planted_mismatches(pipel
 
 TODAY = datetime(2025, 1, 11, 10)       # inside the monthly (1st–15th) and the yearly (1–15 January) windows
 HELD = datetime(2024, 12, 31, 23)       # outside every window (daily 18–22, monthly and yearly 1st–15th)
-EVAL_TABLES = {"ylfwnl": "tjyf", "zdzkzb": "tjyf", "zypzyx": "tjnd"}
+EVAL_TABLES = DEFS.periods        # evaluation table → its period field (the catalog's batch time)
 
 
 def delivered(front) -> dict[tuple[str, str], tuple[int, int]]:
@@ -269,7 +269,8 @@ def delivered(front) -> dict[tuple[str, str], tuple[int, int]]:
         for table, field in EVAL_TABLES.items():
             cur.execute(f"SELECT {field}, count(*) FROM {table} GROUP BY 1")
             for start, count in cur.fetchall():
-                out.setdefault((table, f"{start:%Y}" if table == "zypzyx" else f"{start:%Y-%m}"), [0, 0])[1] = count
+                yearly = CATALOG.tables[table].cadence == "yearly"
+                out.setdefault((table, f"{start:%Y}" if yearly else f"{start:%Y-%m}"), [0, 0])[1] = count
     return {k: tuple(v) for k, v in out.items()}
 
 
