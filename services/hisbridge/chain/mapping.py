@@ -29,7 +29,10 @@ many-row lookup (archiving a front page makes its diagnosis rows reportable). Jo
 dependency order per driver; `absent` says what a missing row means: wait (default: MissingLookup, the
 wiring waits a bounded time, then quarantines with the key), null (fields stay empty) or skip (no record,
 e.g. a front page without a TCM supplement); a join `when` failing on the found row means "not
-reportable yet" (no output: the row that makes it reportable drives the record later).
+reportable yet" (no output: the row that makes it reportable drives the record later). `newer: skip` on a
+join (or an `each`) whose rows drive the table too: when the joined row's source position is above the
+driving change's, that row's own change derives the record (a backlog read after both rows were written
+would otherwise derive it once per driver); an unknown position or a revoke always derives.
 
 Expressions: "alias.column" | {col: alias.column} | {const: v} | {config: org_code|org_name} |
 {date: e} (date of a date-time) | {str: e} | {int: e} | {concat: [e…], sep: " "} | {coalesce: [e…]} |
@@ -155,6 +158,7 @@ class Each:
     alias: str
     when: Callable[[Row], bool] | None
     when_columns: tuple[str, ...] = ()
+    newer: str = "derive"           # a member newer than the parent's change: "derive" anyway, or "skip"
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ class Join:
     origin: str
     when: Callable[[Row], bool] | None = None   # a found row failing it: not reportable yet, no output
     when_columns: tuple[str, ...] = ()
+    newer: str = "derive"           # the found row newer than the driving change: "derive" anyway, or "skip"
 
 
 @dataclass(frozen=True)
@@ -553,10 +558,18 @@ def _parse_table(table: Table, spec: Any, where: str, path: str, settings: Mappi
     joins = {str(alias): _parse_join(str(alias), j, _at(path, spec["joins"], f"{table.name} join {alias}", alias),
                                      settings, lookups)
              for alias, j in (spec.get("joins") or {}).items()}
+    sources = {d.source for d in drivers}
     for alias, join in joins.items():
         if lookups[join.lookup].many:
             raise MappingError(f"{join.origin}: lookup {join.lookup} holds many rows per key; join one-row "
                                f"lookups only (use a driver's `each` to fan out)")
+        if join.newer == "skip" and lookups[join.lookup].source not in sources:
+            raise MappingError(f"{join.origin}: `newer: skip` leaves the record to the joined row's own change, "
+                               f"but {lookups[join.lookup].source} does not drive {table.name}")
+    for d in drivers:
+        if d.each is not None and d.each.newer == "skip" and lookups[d.each.lookup].source not in sources:
+            raise MappingError(f"{d.origin}: `newer: skip` leaves the record to the member row's own change, "
+                               f"but {lookups[d.each.lookup].source} does not drive {table.name}")
     fields = tuple(_parse_field(table, str(name), f, _at(path, spec["fields"], f"{table.name}.{name}", name),
                                 settings, named, folder) for name, f in spec["fields"].items())
     _check_coverage(table, fields, where)
@@ -578,7 +591,8 @@ def _parse_driver(spec: Any, where: str, settings: Mapping[str, str], lookups: M
     if spec.get("each") is not None:
         e = spec["each"]
         if not isinstance(e, dict) or not {"lookup", "key", "as"} <= set(e):
-            raise MappingError(f"{where}: `each` is {{lookup: name, key: [expressions], as: alias[, when: ...]}}")
+            raise MappingError(f"{where}: `each` is {{lookup: name, key: [expressions], as: alias[, when: ...]"
+                               f"[, newer: derive|skip]}}")
         lookup = lookups.get(str(e["lookup"]))
         if lookup is None or not lookup.many:
             raise MappingError(f"{where}: `each` needs a many-row lookup (with `member`), not {e['lookup']!r}")
@@ -586,7 +600,8 @@ def _parse_driver(spec: Any, where: str, settings: Mapping[str, str], lookups: M
         compiled = tuple(compile_expr(k, where, settings) for k in keys)
         if any(k.refs - {alias} for k in compiled) or len(keys) != len(lookup.key):
             raise MappingError(f"{where}: `each` key must read only {alias!r} and give {list(lookup.key)}")
-        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where), _columns_of(e.get("when")))
+        each = Each(lookup.name, compiled, str(e["as"]), _compile_when(e.get("when"), where), _columns_of(e.get("when")),
+                    _newer(e, where))
     return Driver(str(spec["source"]), alias, _compile_when(spec.get("when"), where), where, each,
                   _columns_of(spec.get("when")))
 
@@ -596,13 +611,14 @@ def _columns_of(when: Any) -> tuple[str, ...]:
 
 
 _ABSENT = ("wait", "null", "skip")
+_NEWER = ("derive", "skip")
 
 
 def _parse_join(alias: str, spec: Any, where: str, settings: Mapping[str, str],
                 lookups: Mapping[str, Lookup]) -> Join:
     if not isinstance(spec, dict) or "lookup" not in spec or "key" not in spec:
         raise MappingError(f"{where}: a join is {{lookup: name, key: [expressions][, absent: wait|null|skip]"
-                           f"[, when: ...]}}")
+                           f"[, when: ...][, newer: derive|skip]}}")
     lookup = lookups.get(str(spec["lookup"]))
     if lookup is None:
         raise MappingError(f"{where}: unknown lookup {spec['lookup']!r} (declare it under `lookups`)")
@@ -613,7 +629,15 @@ def _parse_join(alias: str, spec: Any, where: str, settings: Mapping[str, str],
     if absent not in _ABSENT:
         raise MappingError(f"{where}: `absent` is one of {', '.join(_ABSENT)}, not {absent!r}")
     return Join(alias, lookup.name, tuple(compile_expr(k, where, settings) for k in keys),
-                absent, where, _compile_when(spec.get("when"), where), _columns_of(spec.get("when")))
+                absent, where, _compile_when(spec.get("when"), where), _columns_of(spec.get("when")),
+                _newer(spec, where))
+
+
+def _newer(spec: Mapping[str, Any], where: str) -> str:
+    newer = str(spec.get("newer", "derive"))
+    if newer not in _NEWER:
+        raise MappingError(f"{where}: `newer` is one of {', '.join(_NEWER)}, not {newer!r}")
+    return newer
 
 
 def _parse_field(table: Table, name: str, spec: Any, where: str, settings: Mapping[str, str],
@@ -837,8 +861,9 @@ def _fill_field_by_field(table: TableMapping, bindings: Bindings, record: dict[s
 
 
 def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: Mapping[str, Row], revoke: bool,
-            lookups: Lookups, op: str = "c") -> MapResult:
-    """The catalog record of `table` from the driver's rows, with the driver's joins looked up."""
+            lookups: Lookups, op: str = "c", position: int | None = None) -> MapResult:
+    """The catalog record of `table` from the driver's rows, with the driver's joins looked up. `position`:
+    the driving change's source position, for joins with `newer: skip`."""
     bindings: Bindings = dict(bound)
     missing: MissingLookup | None = None
     for alias in table.join_order[driver.alias]:
@@ -852,7 +877,10 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
                 key = lookup_key(k.run(bindings) for k in join.key)
         except Exception as exc:  # noqa: BLE001 — a bad row must become a reason, never a crash
             return Unmappable(table.table, "mapping_error", f"join {alias}: {type(exc).__name__}: {exc}")
-        found = lookups.get(join.lookup, {}).get(key)
+        rows = lookups.get(join.lookup, {})
+        found = rows.get(key)
+        if found is not None and join.newer == "skip" and not revoke and _newer_than(rows, key, position):
+            return Skipped(table.table, f"{join.lookup}[{key}] is newer: its own change derives the record")
         if found is not None and join.when is not None and not join.when(found):
             return Skipped(table.table, f"{join.lookup}[{key}] is not reportable yet")
         if found is None and join.absent == "skip":
@@ -874,13 +902,28 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
     return Mapped(table.table, record, "d" if revoke else op)
 
 
-def _driver_rows(driver: Driver, row: Row, lookups: Lookups) -> list[dict[str, Row]]:
-    """The alias bindings a driver row starts from: itself, or itself with each member of its group."""
+def _newer_than(rows: Mapping[str, Row], key: str, position: int | None) -> bool:
+    """Whether the joined row's source position is above the driving change's. Unknown on either side
+    (a snapshot, plain-dict lookups): not newer, so the record is derived — twice at worst, never lost."""
+    of = getattr(rows, "position", None)
+    kept = of(key) if of is not None and position is not None else None
+    return kept is not None and kept > position
+
+
+def _driver_rows(driver: Driver, row: Row, lookups: Lookups, revoke: bool = False,
+                 position: int | None = None) -> list[dict[str, Row]]:
+    """The alias bindings a driver row starts from: itself, or itself with each member of its group (but
+    for members newer than the parent's change, with `newer: skip`: their own change derives them)."""
     if driver.each is None:
         return [{driver.alias: row}]
     each = driver.each
-    group = lookups.get(each.lookup, {}).get(lookup_key(k.run({driver.alias: row}) for k in each.key)) or {}
-    members = sorted(group.items())
+    rows = lookups.get(each.lookup, {})
+    key = lookup_key(k.run({driver.alias: row}) for k in each.key)
+    members = sorted((rows.get(key) or {}).items())
+    if each.newer == "skip" and not revoke and position is not None:
+        of = getattr(rows, "member_positions", None)
+        kept = of(key) if of is not None else {}
+        members = [(m, r) for m, r in members if kept.get(m) is None or kept[m] <= position]
     return [{driver.alias: row, each.alias: m} for _, m in members if each.when is None or each.when(m)]
 
 
@@ -896,8 +939,8 @@ def map_change(mapping: SourceMapping, change: Change, lookups: Lookups) -> list
         row, revoke = _side(change, driver)
         if row is None:
             continue
-        for bound in _driver_rows(driver, row, lookups):
-            result = map_row(mapping, table, driver, bound, revoke, lookups, change.op)
+        for bound in _driver_rows(driver, row, lookups, revoke, change.source.lsn):
+            result = map_row(mapping, table, driver, bound, revoke, lookups, change.op, change.source.lsn)
             if not isinstance(result, Skipped):
                 results.append(result)
     return results

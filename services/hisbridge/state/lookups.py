@@ -62,7 +62,7 @@ class ReferenceStore(Mapping[str, Any]):
         self.db = backend if backend is not None else {}
         self.writer = writer                       # the rocksdict Rdict (write batches), None for a dict
         self.writes: dict[bytes, bytes | None] = {}
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[str, tuple[Any, int | None]] = {}    # skey → (view, position)
         self.older = self.same = 0
 
     # --- reading ------------------------------------------------------------------------------------------
@@ -71,15 +71,29 @@ class ReferenceStore(Mapping[str, Any]):
         data = self.writes[raw_key] if raw_key in self.writes else self.db.get(raw_key)
         return None if data is None else decode_value(data)
 
-    def get(self, skey: str, default: Any = None) -> Any:
-        if skey in self.cache:
-            view = self.cache[skey]
-        else:
-            view = _view(self._entry(skey))
+    def _cached(self, skey: str) -> tuple[Any, int | None]:
+        hit = self.cache.get(skey)
+        if hit is None:
+            entry = self._entry(skey)
+            hit = (_view(entry), None if entry is None else _positions(entry))
             if len(self.cache) >= _CACHE_MAX:
                 self.cache.clear()
-            self.cache[skey] = view
+            self.cache[skey] = hit
+        return hit
+
+    def get(self, skey: str, default: Any = None) -> Any:
+        view = self._cached(skey)[0]
         return default if view is None else view
+
+    def position(self, skey: str) -> int | None:
+        """The source position of a one-row lookup's kept row (None: no row, a many-row lookup, unknown)."""
+        view, position = self._cached(skey)
+        return None if view is None or isinstance(position, dict) else position
+
+    def member_positions(self, skey: str) -> dict[str, int | None]:
+        """Member → source position of a many-row lookup's live members ({} for anything else)."""
+        position = self._cached(skey)[1]
+        return position if isinstance(position, dict) else {}
 
     def __getitem__(self, skey: str) -> Any:
         view = self.get(skey)
@@ -202,6 +216,13 @@ class StoreSpace(MutableMapping[str, str]):
         return sum(1 for _ in self)
 
 
+def _positions(entry: Any) -> Any:
+    """A one-row entry's position, or {member: position} of a many-row entry's live members."""
+    if "m" in entry:
+        return {m: slot["p"] for m, slot in entry["m"].items() if slot["r"] is not None}
+    return entry["p"]
+
+
 def _view(entry: Any) -> Any:
     """What the chain sees of a stored entry: the row, {member: row} of the live members, or None."""
     if entry is None:
@@ -273,6 +294,15 @@ class _OneLookup(Mapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.store.get(lookup_store_key(self.lookup, key), default)
+
+    def position(self, key: str) -> int | None:
+        """The kept row's source position (chain.mapping's `newer: skip`); None where the store keeps none."""
+        of = getattr(self.store, "position", None)
+        return None if of is None else of(lookup_store_key(self.lookup, key))
+
+    def member_positions(self, key: str) -> dict[str, int | None]:
+        of = getattr(self.store, "member_positions", None)
+        return {} if of is None else of(lookup_store_key(self.lookup, key))
 
     def __iter__(self) -> Iterator[str]:   # not used by the transform stage; kept honest for Mapping
         head = self.lookup + LOOKUP_SEP

@@ -292,3 +292,69 @@ def test_a_field_that_cannot_be_read_is_named(mapping):
     first = next(fm for fm in mapping.tables["mjzzlxx"].fields if "patient" in fm.expr.refs)
     assert isinstance(result, Unmappable) and result.rule == "mapping_error"
     assert result.message == f"field {first.name} = {first.expr.text}: AttributeError"
+
+
+# --- `newer: skip`: one record per visit although two of its rows drive it ----------------------------------
+
+def _store_of(mapping, changes):
+    """The worker's reference store (positions kept) fed with these changes, as the chain sees it."""
+    from hisbridge.state.lookups import ReferenceStore, TableLookups
+    store = ReferenceStore()
+    for change in changes:
+        store.apply(lookup_updates(mapping, change))
+    return TableLookups(store, mapping.lookups)
+
+
+def _references(lsn=10):
+    return [rows.change(t, "r", after=r, lsn=lsn) for t, r in
+            (("pat_master", rows.patient()), ("op_register", rows.register()), ("dept_dict", rows.dept()),
+             ("staff_dict", rows.staff()))]
+
+
+def test_a_change_whose_partner_row_is_newer_leaves_the_record_to_that_rows_change(demo):
+    visit = rows.change("op_visit", "c", after=rows.visit(), lsn=100)
+    diag = rows.change("op_diagnosis", "c", after=rows.op_diagnosis(), lsn=150)
+    lookups = _store_of(demo, [*_references(), visit, diag])       # a backlog: both rows read already
+    assert map_change(demo, visit, lookups) == []                   # the diagnosis is newer: it derives
+    [by_diag] = map_change(demo, diag, lookups)
+    assert isinstance(by_diag, Mapped) and by_diag.record["jzlsh"] == "V0001"
+    assert by_diag.record == only(map_change(demo, visit, rows.lookups())).record   # the same record
+
+    late_fee = rows.change("op_visit", "u", before=rows.visit(), after=rows.visit(total_fee=Decimal("200.00")),
+                           lsn=300)
+    lookups = _store_of(demo, [*_references(), visit, diag, late_fee])
+    [by_fee] = map_change(demo, late_fee, lookups)                  # changed after its diagnosis: it derives
+    assert by_fee.record["zfy"] == Decimal("200.00")
+    assert map_change(demo, diag, lookups) == []                    # the visit is newer now
+
+
+def test_newer_partner_never_skips_a_revoke_nor_a_position_that_is_not_known(demo):
+    visit = rows.change("op_visit", "c", after=rows.visit(), lsn=100)
+    diag = rows.change("op_diagnosis", "c", after=rows.op_diagnosis(), lsn=150)
+    lookups = _store_of(demo, [*_references(), visit, diag])
+    [revoke] = map_change(demo, rows.change("op_visit", "d", before=rows.visit(), lsn=100), lookups)
+    assert revoke.record["xgbz"] == "1"
+    snapshot = rows.change("op_visit", "r", after=rows.visit(), lsn=150)   # a snapshot: one position for all
+    assert len(map_change(demo, snapshot, _store_of(demo, [*_references(150), snapshot, diag]))) == 1
+    assert len(map_change(demo, visit, rows.lookups())) == 1       # plain lookups keep no position
+
+
+def test_newer_skip_on_a_row_that_drives_nothing_is_a_mistake(catalog, tmp_path):
+    path = write_variant(tmp_path, "patient: {lookup: patient, key: [visit.patient_id]}",
+                         "patient: {lookup: patient, key: [visit.patient_id], newer: skip}")
+    with pytest.raises(MappingError, match="his.pat_master does not drive mjzzlxx"):
+        load_mapping(catalog, path)
+
+
+def test_a_front_page_fans_out_only_over_the_diagnoses_older_than_its_change(demo):
+    refs = [rows.change("pat_master", "r", after=rows.patient(), lsn=10)]
+    older, newer = rows.mr_diagnosis(seq=1), rows.mr_diagnosis(seq=2, icd_code="E11.900", icd_name="2型糖尿病")
+    dx_old = rows.change("mr_diagnosis", "c", after=older, lsn=100)
+    dx_new = rows.change("mr_diagnosis", "c", after=newer, lsn=300)      # written after the archive
+    archive = rows.change("mr_homepage", "u", before=rows.homepage(archive_time=None), after=rows.homepage(),
+                          lsn=200)
+    lookups = _store_of(demo, [*refs, dx_old, dx_new, archive])
+    fanned = [r.record["zdxh"] for r in map_change(demo, archive, lookups) if r.table == "basy_zd"]
+    assert fanned == [1]                                              # seq 2 is newer: its own change
+    assert [r.table for r in map_change(demo, dx_new, lookups)] == ["basy_zd"]
+    assert map_change(demo, dx_old, lookups) == []                    # the archive is newer: it derived seq 1

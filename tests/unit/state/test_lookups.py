@@ -103,3 +103,15 @@ def test_a_store_opened_read_only_beside_its_worker_reads_what_was_written_and_k
         assert worker.get(lookup_store_key("patient", "P2")) is None
     finally:
         worker.close()
+
+
+def test_a_kept_rows_position_is_what_newer_skip_compares():
+    store = ReferenceStore()
+    store.apply([LookupUpdate("visit", "V1", None, {"visit_id": "V1"}, 42),
+                 LookupUpdate("diagnoses_of", "Z1", "0", {"seq": 0}, 43)])
+    lookups = TableLookups(store, ["visit", "diagnoses_of"])
+    assert lookups["visit"].position("V1") == 42
+    assert lookups["visit"].position("V2") is None                  # no row
+    assert lookups["diagnoses_of"].position("Z1") is None          # many rows: no one position
+    store.apply([LookupUpdate("visit", "V1", None, None, 50)])      # deleted: nothing kept to be newer
+    assert lookups["visit"].position("V1") is None
