@@ -7,7 +7,8 @@ objects, no Kafka. The transform worker produces what the plan says, then releas
                    outputs are held
   plan_references  the reference topics' messages (every partition, read outside the group): rows into the
                    store, held records retried — no other output (the group's owner of that partition
-                   quarantines what is bad)
+                   quarantines what is bad); what it read is noted in a FeedCoverage, and plan_batch then
+                   passes a change that only feeds lookups without decoding it again
   plan_present     held records whose row is in the store already (a partition taken over from another worker)
   plan_expiry      held records whose batch closed without them (or whose operator bound is over): run with
                    give_up=True → quarantine with the missing key; they stay held (released when the row comes)
@@ -27,9 +28,10 @@ from typing import Any, Callable, Iterable, Mapping
 from hisbridge.chain.batch import BatchError, assign_batch
 from hisbridge.chain.chain import Unfinished, Waiting, finish_outputs
 from hisbridge.chain.decode import Change, DecodeError, Heartbeat, decode_message
-from hisbridge.chain.mapping import SourceMapping, lookup_updates
+from hisbridge.chain.mapping import SourceMapping, lookup_updates, source_name
 from hisbridge.chain.screen import SchemaWatch, screen
 from hisbridge.contract import SOURCE_MESSAGE_FIELDS, QuarantineEntry
+from hisbridge.runtime.coverage import FeedCoverage
 from hisbridge.runtime.ordering import Partition, RawEvent
 from hisbridge.state.codec import text
 from hisbridge.state.held import Held, HeldRecords
@@ -138,15 +140,24 @@ def _keep_reference(plan: BatchPlan, mapping: SourceMapping, store: ReferenceSto
 
 def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: ReferenceStore,
                pending: HeldRecords, run: Run, now_ms: int, watch: SchemaWatch | None = None,
-               close_of: CloseOf | None = None) -> BatchPlan:
+               close_of: CloseOf | None = None, coverage: FeedCoverage | None = None) -> BatchPlan:
     """Decode every event in order; reference rows go into `lookups` BEFORE the change is transformed
     (transform's wiring contract), and records held for a row that just arrived are retried right after
     it. Waiting outputs are parked in `pending`, with their batch's close (`close_of`). Every event gets its
-    fate (module docstring)."""
+    fate (module docstring). What `coverage` says the reference feed read and applied already is not
+    applied again, and a change that only feeds lookups is not even decoded (its fate: skip:same_version)."""
     plan = _empty(close_of)
     for event in events:
         part = (event.topic, event.partition)
         plan.offsets[part] = event.offset
+        covered = coverage is not None and event.value is not None and coverage.covers(part, event.offset)
+        if covered:
+            passed, commit_ms = coverage.skippable(part, event.offset)
+            if passed:
+                if commit_ms is not None:
+                    plan.commits[part] = max(commit_ms, plan.commits.get(part, 0))
+                plan.fate(event, "skip:same_version")
+                continue
         message = decode_message(event.topic, event.key, event.value)
         if message is None:
             plan.fate(event, "skip:tombstone")
@@ -164,8 +175,12 @@ def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: R
         commit_ms = message.source.commit_time_ms
         if commit_ms is not None:
             plan.commits[part] = max(commit_ms, plan.commits.get(part, 0))
-        reference = None if screen(mapping, message, watch) else _keep_reference(plan, mapping, lookups, pending,
-                                                                                 run, message)
+        if screen(mapping, message, watch):
+            reference = None
+        elif covered:     # the feed applied its rows (and retried what waited for them) already
+            reference = "skip:same_version" if _updates_rows(mapping, message) else None
+        else:
+            reference = _keep_reference(plan, mapping, lookups, pending, run, message)
         outputs = located(run(message, False), *where)
         kinds = _route(plan, pending, outputs,
                        lambda table, event=event, commit_ms=commit_ms: _held_for(event, table, now_ms, commit_ms))
@@ -175,17 +190,41 @@ def plan_batch(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: R
 
 
 def plan_references(events: Iterable[RawEvent], *, mapping: SourceMapping, lookups: ReferenceStore,
-                    pending: HeldRecords, run: Run, close_of: CloseOf | None = None) -> BatchPlan:
+                    pending: HeldRecords, run: Run, close_of: CloseOf | None = None,
+                    watch: SchemaWatch | None = None, coverage: FeedCoverage | None = None) -> BatchPlan:
     """The reference topics' messages as every worker reads them: rows into the store (what passes the
-    screen), records this worker holds for them retried. Offsets are the store's, not the group's."""
+    screen but for schema drift, which the group's owner of the partition quarantines), records this worker
+    holds for them retried; each message noted in `coverage`, passable by the group when its change only
+    feeds lookups and passes the whole screen. Offsets are the store's, not the group's."""
     plan = _empty(close_of)
     for event in events:
-        plan.offsets[(event.topic, event.partition)] = event.offset
+        part = (event.topic, event.partition)
+        plan.offsets[part] = event.offset
         message = decode_message(event.topic, event.key, event.value)
-        if isinstance(message, Change) and not screen(mapping, message):
-            _keep_reference(plan, mapping, lookups, pending, run, message)
+        passable, commit_ms = False, None
+        if isinstance(message, Change):
+            reasons = screen(mapping, message, watch)
+            kept = None
+            if all(r["rule"] == "schema_drift" for r in reasons):
+                kept = _keep_reference(plan, mapping, lookups, pending, run, message)
+            passable = not reasons and kept is not None and _feeds_lookups_only(mapping, message)
+            commit_ms = message.source.commit_time_ms
+        if coverage is not None:
+            coverage.read(part, event.offset, commit_ms, passable)
     plan.outputs = finish_outputs(plan.outputs)
     return plan
+
+
+def _updates_rows(mapping: SourceMapping, change: Change) -> bool:
+    """Whether lookup_updates gives the change any update, without building them: a reference table's
+    change but a truncate (decode guarantees the row an op reads: `after`, or `before` for a delete)."""
+    return change.op != "t" and source_name(change) in mapping.lookup_sources
+
+
+def _feeds_lookups_only(mapping: SourceMapping, change: Change) -> bool:
+    """A change the group's pass would only find kept (a reference-only table the mapping knows)."""
+    name = source_name(change)
+    return name in mapping.lookup_sources and name not in mapping.by_source
 
 
 def plan_present(*, lookups: ReferenceStore, pending: HeldRecords, run: Run,

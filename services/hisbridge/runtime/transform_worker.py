@@ -18,7 +18,8 @@ by every partition of the reference tables' compacted raw topics through a consu
 (runtime.reference): before a batch is planned the store catches up to the reference topics' end offsets
 seen at that moment, so a visit whose patient row was written before it finds the row, and one whose row
 comes later is held as before. The store keeps its applied offsets beside the rows: a restart reads only
-the tail; a lost folder is rebuilt from the topics (progress logged). Held records in memory, written
+the tail; a lost folder is rebuilt from the topics (progress logged). What the feed read is noted
+(runtime.coverage), so the group passes a change that only feeds lookups without decoding it twice. Held records in memory, written
 through to the compacted held-records topic before a batch's offsets are committed, read back for the
 partitions the group assigns (on every assignment: a partition taken over brings its held records along).
 A record waits for its reference row until its batch closes (the schedule's period end + grace) by the
@@ -66,6 +67,7 @@ from hisbridge.runtime.batch_plan import (BatchPlan, batch_close_ms,
                                           plan_batch, plan_expiry,
                                           plan_present, plan_references,
                                           release_all)
+from hisbridge.runtime.coverage import FeedCoverage
 from hisbridge.runtime.monitor import monitor_of
 from hisbridge.runtime.ordering import Merge, Partition, RawEvent
 from hisbridge.runtime.reference import ReferenceFeed
@@ -246,6 +248,7 @@ class TransformWorker:
         self.store_dir = store_folder(settings.worker.state_dir, settings.worker.app_id)
         self.store, self.fresh = open_store(self.store_dir)
         self.watch = SchemaWatch(self.store.space("schema"))
+        self.coverage = FeedCoverage()
         self.refs = ReferenceFeed(settings.connections.kafka_bootstrap, lookup_topics(self.mapping, self.prefix),
                                   f"{self.group}-reference", settings.worker.transform_take)
         self.monitor = monitor_of(app)
@@ -323,7 +326,7 @@ class TransformWorker:
                 continue
             read += len(events)
             plan = plan_references(events, mapping=self.mapping, lookups=self.store, pending=self.pending,
-                                   run=self.run, close_of=self.close_of)
+                                   run=self.run, close_of=self.close_of, watch=self.watch, coverage=self.coverage)
             for (topic, part), offset in plan.offsets.items():
                 self.store.note_offset(topic, part, offset + 1)
             await self.checkpoint(plan)
@@ -400,8 +403,11 @@ class TransformWorker:
             await self.catch_up()
             now = self._held_now()
             plan = plan_batch(batch, mapping=self.mapping, lookups=self.store, pending=self.pending,
-                              run=self.run, now_ms=now, watch=self.watch, close_of=self.close_of)
+                              run=self.run, now_ms=now, watch=self.watch, close_of=self.close_of,
+                              coverage=self.coverage)
             await self.checkpoint(plan)
+            for part, offset in plan.offsets.items():
+                self.coverage.handled(part, offset)
             skipped = {k: n for k, n in plan.counts.items() if k.startswith("skip:") and k != "skip:heartbeat"}
             if skipped:
                 log.debug("batch of %d: skipped %s", len(batch), skipped)

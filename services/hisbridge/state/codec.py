@@ -23,7 +23,14 @@ def text(data: bytes | str | None) -> str | None:
     return data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _tag(value: Any) -> Any:
+    if type(value) in _PLAIN:        # most row values: no isinstance walk (Mapping's is an ABC check)
+        return value
+    if type(value) is dict:
+        return {"$m": {str(k): _tag(v) for k, v in value.items()}}
     if value is ZERO_DATE:
         return {"$zd": ZERO_DATE.text}
     if isinstance(value, datetime):

@@ -63,6 +63,7 @@ class ReferenceStore(Mapping[str, Any]):
         self.writer = writer                       # the rocksdict Rdict (write batches), None for a dict
         self.writes: dict[bytes, bytes | None] = {}
         self.cache: dict[str, tuple[Any, int | None]] = {}    # skey → (view, position)
+        self.space_cache: dict[bytes, bytes | None] = {}       # the spaces' (StoreSpace) values, by raw key
         self.older = self.same = 0
 
     # --- reading ------------------------------------------------------------------------------------------
@@ -198,16 +199,25 @@ class StoreSpace(MutableMapping[str, str]):
 
     def __getitem__(self, key: str) -> str:
         raw = self._key(key)
-        data = self.store.writes[raw] if raw in self.store.writes else self.store.db.get(raw)
+        cache = self.store.space_cache
+        if raw in cache:        # the schema watch asks for every column of every change
+            data = cache[raw]
+        else:
+            data = self.store.writes[raw] if raw in self.store.writes else self.store.db.get(raw)
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            cache[raw] = data
         if data is None:
             raise KeyError(key)
         return data.decode("utf-8")
 
     def __setitem__(self, key: str, value: str) -> None:
-        self.store.writes[self._key(key)] = value.encode("utf-8")
+        raw, data = self._key(key), value.encode("utf-8")
+        self.store.writes[raw] = self.store.space_cache[raw] = data
 
     def __delitem__(self, key: str) -> None:
-        self.store.writes[self._key(key)] = None
+        raw = self._key(key)
+        self.store.writes[raw] = self.store.space_cache[raw] = None
 
     def __iter__(self) -> Iterator[str]:
         return (k[len(self.head):].decode("utf-8") for k in self.store.keys_with(self.head))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 
 from fixtures.mapping import his_rows as h
 from hisbridge.catalog import load_catalog
@@ -15,8 +16,11 @@ from hisbridge.chain.chain import CoreRecord, transform
 from hisbridge.chain.mapping import load_mapping
 from hisbridge.chain.screen import SchemaWatch
 from hisbridge.contract import SOURCE_MESSAGE_FIELDS, QuarantineEntry
+from hisbridge.contract import raw_topics
+from hisbridge.runtime import batch_plan
 from hisbridge.runtime.batch_plan import (FATES, plan_batch, plan_expiry,
-                                          release_all)
+                                          plan_references, release_all)
+from hisbridge.runtime.coverage import FeedCoverage
 from hisbridge.runtime.ordering import RawEvent
 from hisbridge.state.codec import CodedStore
 from hisbridge.state.held import HeldRecords
@@ -226,3 +230,39 @@ def test_ten_thousand_generated_envelopes_each_end_as_exactly_one_fate():
     assert SEEN["envelopes"] >= 10_000
     # the generated mix reaches every way a message can end
     assert {"core", "quarantine", "held", "lookup", "skip:tombstone", "skip:not_reportable"} <= set(FATE_COUNTS)
+
+
+def _planned(events: list[RawEvent], coverage: FeedCoverage | None) -> tuple:
+    """The reference feed's pass over the lookup topics, then the group's over every topic, as the worker
+    runs them: (outputs, commits, fates, messages the group decoded)."""
+    worker, feed = Worker(), set(raw_topics("his", MAPPING.lookup_sources))
+    ref = plan_references([e for e in events if e.topic in feed], mapping=MAPPING, lookups=worker.store,
+                          pending=worker.pending, run=worker.run, watch=worker.watch, coverage=coverage)
+    decoded, decode = [], batch_plan.decode_message
+    batch_plan.decode_message = lambda *a: decoded.append(a) or decode(*a)
+    try:
+        plan = plan_batch(events, mapping=MAPPING, lookups=worker.store, pending=worker.pending, run=worker.run,
+                          now_ms=10_000, watch=worker.watch, coverage=coverage)
+    finally:
+        batch_plan.decode_message = decode
+    outputs = [replace(o, first_seen="") if isinstance(o, QuarantineEntry) else o for o in ref.outputs + plan.outputs]
+    # the feed kept the row first either way; whether the group's own pass found it the same or an older
+    # version than the one kept is only the name of the skip
+    fates = {k: tuple("skip:same_version" if f == "skip:older_version" else f for f in v) for k, v in plan.fates.items()}
+    return outputs, plan.commits, fates, len(decoded)
+
+
+def test_what_the_feed_read_already_is_not_decoded_again_and_the_batch_comes_out_the_same():
+    """plan_batch with the feed's coverage: a change that only feeds lookups is passed without decoding, and
+    every output, commit time and fate is what the full pass gives — over the named bad inputs and
+    generated envelopes on every topic, the reference topics included."""
+    rng, skipped = random.Random(15), 0
+    for n in range(30):
+        events = references() + [raw(*envelope_from(rng.randrange(2 ** 32)), offset=10 + i) for i in range(100)]
+        if n == 0:
+            events += [replace(e, offset=200 + i) for i, (_, e, _) in enumerate(bad_variants())]
+        full, fast = _planned(events, None), _planned(events, FeedCoverage())
+        assert fast[:3] == full[:3]
+        assert full[3] == len(events) and fast[3] < full[3]
+        skipped += full[3] - fast[3]
+    assert skipped > 300
