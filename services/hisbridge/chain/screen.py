@@ -41,9 +41,22 @@ class SchemaWatch:
         self.store = store if store is not None else {}
         self.reported: set[tuple[str, str, str]] = set()
         self.new: list[tuple[str, str, str]] = []     # (source, column, change) not reported yet
+        # decode hands every message of one envelope schema the same `columns` object: its verdict is known
+        # after the first (a store read per column per message cost more than the rest of the screen)
+        self.known: dict[tuple[str, int], tuple[Any, frozenset[str], list[tuple[str, str]]]] = {}
 
     def check(self, source: str, columns: dict[str, str] | Any, reads: frozenset[str]) -> list[tuple[str, str]]:
         """(column, change) of every read column that is gone or changed incompatibly."""
+        known = self.known.get((source, id(columns)))
+        if known is not None and known[0] is columns and known[1] is reads:
+            return known[2]
+        out = self._check(source, columns, reads)
+        if len(self.known) >= 4096:
+            self.known.clear()
+        self.known[(source, id(columns))] = (columns, reads, out)
+        return out
+
+    def _check(self, source: str, columns: dict[str, str] | Any, reads: frozenset[str]) -> list[tuple[str, str]]:
         out = []
         for column in sorted(reads):
             if column not in columns:

@@ -71,3 +71,18 @@ def test_empty_rows_and_reference_rows_without_their_key_are_quarantined_with_th
             "connector": "postgresql", "db": "his", "schema": "his", "table": "op_visit", "lsn": 1}}}).encode())
     [out] = run(empty)
     assert out.table == "mjzzlxx" and out.rules == ["empty_row"]
+
+
+def test_one_envelope_schema_is_judged_once_and_a_changed_one_again():
+    class Counting(dict):
+        reads = 0
+
+        def get(self, key, default=None):
+            Counting.reads += 1
+            return super().get(key, default)
+
+    watch, reads = SchemaWatch(Counting()), frozenset({"a", "b"})
+    columns = {"a": "int32", "b": "string"}          # decode hands one object per envelope schema
+    assert [watch.check("his.t", columns, reads) for _ in range(100)] == [[]] * 100
+    assert Counting.reads == 2
+    assert watch.check("his.t", {"a": "string", "b": "string"}, reads) == [("a", "type int32 → string")]
