@@ -1,6 +1,6 @@
 """`mappings validate --against-his` and `mappings check` on a real HIS — PostgreSQL (a database of this
 module's own) and MariaDB (a server of its own) — loaded by the simulator, with a mapping that names a table
-that does not exist (his.op_vist), a misspelt column (visit.visit_idd) and a timestamp feeding a decimal
+that does not exist (his.op_registr), a misspelt column (visit.visit_idd) and a timestamp feeding a decimal
 field: every problem with its file:line, in both languages, exit 1; the unchanged mapping passes (exit 0)."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from support.mariadb import engine_env, own_mariadb
 
 pytestmark = pytest.mark.stack
 MAPPING = load_settings().paths.mapping
-EDITS = [("  visit: {source: his.op_visit, key: [visit_id]}", "  visit: {source: his.op_vist, key: [visit_id]}"),
+EDITS = [("  register: {source: his.op_register, key: [reg_id]}", "  register: {source: his.op_registr, key: [reg_id]}"),
          ("      jzlsh: visit.visit_id\n", "      jzlsh: visit.visit_idd\n"),
          ("      zfy: visit.total_fee\n", "      zfy: visit.visit_time\n")]
 
@@ -36,10 +36,10 @@ def broken_mapping(folder: Path) -> tuple[Path, dict[str, int]]:
 
 def expected_lines(path: Path, lines: dict[str, int], lang: str) -> list[str]:
     at = {name: f"{path}:{n}" for name, n in lines.items()}
-    zh = [f"{at['visit']}: HIS 中没有表 his.op_vist（是否要写 his.op_visit？）",
+    zh = [f"{at['register']}: HIS 中没有表 his.op_registr（是否要写 his.op_register？）",
           f"{at['jzlsh']}: HIS 表 his.op_visit 没有列 visit_idd（是否要写 visit_id？）",
           f"{at['zfy']}: his.op_visit.visit_time 的类型 {{ts}} 不能填入 mjzzlxx.zfy（decimal(12,2)）"]
-    en = [f"{at['visit']}: the HIS has no table his.op_vist (did you mean his.op_visit?)",
+    en = [f"{at['register']}: the HIS has no table his.op_registr (did you mean his.op_register?)",
           f"{at['jzlsh']}: HIS table his.op_visit has no column 'visit_idd' (did you mean visit_id?)",
           f"{at['zfy']}: his.op_visit.visit_time is {{ts}}, which cannot feed mjzzlxx.zfy (decimal(12,2))"]
     return {"zh": zh, "en": en, "both": [x for pair in zip(zh, en) for x in pair]}[lang]
