@@ -10,8 +10,11 @@ driving source table: those it decodes and handles as before. A change of a driv
 handled in full, but need not be applied to the store again.
 
 Per partition: where this process started reading it (below: read before a restart, not known here),
-where it is, and runs of consecutive offsets with one commit time and one verdict (a run per transaction
-in live traffic). Bounded: at most `limit` runs a partition (a partition another worker's group owns is never
+where it is, and runs of consecutive offsets with one verdict whose commit times do not decrease (a
+snapshot stamps each row with the clock, one a millisecond: a run per commit time would be ~500,000 runs
+for 2,000,000 patients). A run keeps its first and last commit time; a message inside it is credited the
+first (never later than its own: the marks may lag, never run ahead), its last message the last, so a
+batch that reaches the run's end credits exactly what decoding would. Bounded: at most `limit` runs a partition (a partition another worker's group owns is never
 pruned by this one's); what is dropped raises the start, below which the group handles messages in full.
 Pure, no Kafka.
 """
@@ -24,11 +27,18 @@ Partition = tuple[str, int]
 
 
 @dataclass
+class _Run:
+    ok: bool                      # the group may pass its messages without decoding them
+    first_ms: int | None          # commit time of its first message
+    last_ms: int | None           # … and of its last
+
+
+@dataclass
 class _Read:
     start: int                                                   # first offset covered
     end: int                                                     # next offset the feed reads
     ends: list[int] = field(default_factory=list)                # last offset of each run, increasing
-    runs: list[tuple[int | None, bool]] = field(default_factory=list)   # (commit ms, skippable) per run
+    runs: list[_Run] = field(default_factory=list)
 
 
 class FeedCoverage:
@@ -41,11 +51,12 @@ class FeedCoverage:
         r = self.parts.get(part)
         if r is None or offset < r.end:      # new, or re-read from elsewhere (a seek): start over
             r = self.parts[part] = _Read(offset, offset)
-        if r.runs and r.runs[-1] == (commit_ms, skippable):
-            r.ends[-1] = offset
+        last = r.runs[-1] if r.runs else None
+        if last is not None and last.ok == skippable and (not skippable or _continues(last.last_ms, commit_ms)):
+            r.ends[-1], last.last_ms = offset, commit_ms
         else:
             r.ends.append(offset)
-            r.runs.append((commit_ms, skippable))
+            r.runs.append(_Run(skippable, commit_ms, commit_ms))
             if len(r.runs) > self.limit:
                 self._drop(r, 1)
         r.end = offset + 1
@@ -60,8 +71,9 @@ class FeedCoverage:
         r = self.parts.get(part)
         if r is None or not r.start <= offset < r.end:
             return False, None
-        commit_ms, ok = r.runs[bisect_left(r.ends, offset)]
-        return ok, commit_ms
+        i = bisect_left(r.ends, offset)
+        run = r.runs[i]
+        return run.ok, run.last_ms if r.ends[i] == offset else run.first_ms
 
     def handled(self, part: Partition, offset: int) -> None:
         """The group is past `offset`: what the feed kept about it is no longer needed."""
@@ -75,3 +87,8 @@ class FeedCoverage:
             return
         r.start = max(r.start, r.ends[runs - 1] + 1)
         del r.ends[:runs], r.runs[:runs]
+
+
+def _continues(last_ms: int | None, commit_ms: int | None) -> bool:
+    """Whether a passable message may join the run: its commit time known and not before the run's last."""
+    return last_ms is not None and commit_ms is not None and commit_ms >= last_ms
