@@ -128,6 +128,15 @@ class Table:
         return tuple(f.name for f in self.fields)
 
     @cached_property
+    def carried_names(self) -> tuple[str, ...]:
+        """The fields a staged record carries to the front-end: all but the sink-stamped ones."""
+        return tuple(f.name for f in self.fields if not f.sink_stamped)
+
+    @cached_property
+    def stamped_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.sink_stamped)
+
+    @cached_property
     def encrypted_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.encrypt)
 

@@ -200,7 +200,9 @@ def retry_decision(now: datetime, window_end: datetime, attempt: int, schedule: 
 #   2 write    (front-end tx) unless the ledger already has (table, batch, report_datetime): stream the
 #                             pending rows above the last cut and at or below this one (staging COPY TO →
 #                             front-end COPY FROM), straight into the table or via a temp table and an
-#                             upsert, with that report_datetime; insert the ledger row — one commit
+#                             upsert, with that report_datetime (each row's stored COPY line behind it);
+#                             the ledger's count and checksum are read meanwhile on a second staging
+#                             session in the same snapshot; insert the ledger row — one commit
 #   3 mark     (staging tx)   one row in hisbridge.flushed (table, batch, cut); ledger copied; plan removed
 # A crash after 1 leaves a plan: a rerun in the same window reuses its report_datetime, so step 2 either
 # finds its ledger row (committed before the crash → only step 3 runs) or writes once. Any write to a row
@@ -289,19 +291,26 @@ def _upsert_sql(table) -> sql.Composed:
         pk=sql.SQL(", ").join(map(sql.Identifier, table.primary_key)), upd=sql.SQL(", ").join(updates))
 
 
+def _copied_columns(table) -> list[str]:
+    """The front-end columns in the order a flush streams them: the sink-stamped first, then the line."""
+    return [*table.stamped_names, *table.carried_names]
+
+
 def _extract_sql(table, plan: Plan) -> sql.Composed:
-    """Staging side: the carried rows as the front-end columns in COPY text (the front-end parses them
-    into their types), report_datetime already the plan's. Parameters: tbl, batch, cut."""
-    rdt = sql.Literal(plan.report_datetime.isoformat(sep=" "))
-    cols = [rdt if c == "report_datetime" else sql.SQL("s.payload->>{}").format(sql.Literal(c))
-            for c in _columns(table)]
-    return sql.SQL("COPY (SELECT {cols} FROM hisbridge.staged s WHERE {where}) TO STDOUT").format(
-        cols=sql.SQL(", ").join(cols), where=sql.SQL(staging.pending_predicate()))
+    """Staging side: the carried rows as COPY text lines, the plan's report_datetime in front of each
+    row's stored line. CSV with delimiter and quote characters a line never holds (copy_line escapes
+    every control character) writes the line verbatim, where COPY text would escape its tabs again.
+    Parameters: tbl, batch, cut."""
+    stamp = plan.report_datetime.isoformat(sep=" ")
+    prefix = sql.Literal("".join(stamp + "\t" for _ in table.stamped_names))
+    return sql.SQL("COPY (SELECT {prefix} || s.line FROM hisbridge.staged s WHERE {where}) TO STDOUT "
+                   "WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')").format(
+        prefix=prefix, where=sql.SQL(staging.pending_predicate()))
 
 
 def _copy_in_sql(target: str, table) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(target),
-                                                     sql.SQL(", ").join(map(sql.Identifier, _columns(table))))
+                                                     sql.SQL(", ").join(map(sql.Identifier, _copied_columns(table))))
 
 
 PIPE_BUFFER = 1 << 20
@@ -339,6 +348,42 @@ def _stream(scur, copy_out, fcur, copy_in) -> int:
     return taken
 
 
+class _Beside:
+    """One read on a second staging connection in the same snapshot, while the stream runs: the ledger's
+    count and checksum scan the carried rows again, and on their own session that scan overlaps the
+    front-end's COPY instead of following it."""
+
+    def __init__(self, staging_conn, snapshot: str, read) -> None:
+        self._outcome: list = []
+        password = staging_conn.info.password   # the dsn shows it masked
+        self._connect = lambda: psycopg2.connect(staging_conn.dsn, **({"password": password} if password else {}))
+        self._thread = threading.Thread(target=self._run, args=(snapshot, read), name="flush-checksum",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, snapshot: str, read) -> None:
+        try:
+            conn = self._connect()
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                    self._outcome.append(read(cur))
+            finally:
+                conn.close()
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
+            self._outcome.append(exc)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self):
+        self.wait()
+        if isinstance(self._outcome[0], BaseException):
+            raise self._outcome[0]
+        return self._outcome[0]
+
+
 def _load(scur, fcur, table, plan: Plan) -> int:
     """Send the carried rows; returns how many the front-end table took.
 
@@ -374,8 +419,15 @@ def write_frontend(staging_conn, frontend_conn, table, plan: Plan, before_commit
             return done, False
         with staging_conn, staging_conn.cursor() as scur:
             scur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            count = _load(scur, fcur, table, plan)
-            staged_count, checksum = staging.key_checksum(scur, plan.table, plan.batch, plan.cut)
+            scur.execute("SELECT pg_export_snapshot()")
+            beside = _Beside(staging_conn, scur.fetchone()[0],
+                             lambda cur: staging.key_checksum(cur, plan.table, plan.batch, plan.cut))
+            try:
+                count = _load(scur, fcur, table, plan)
+            except BaseException:
+                beside.wait()   # the stream's own error is the one to report
+                raise
+            staged_count, checksum = beside.result()
         if staged_count != count:
             raise RuntimeError(f"flush {plan.table} {plan.batch}: front-end took {count} rows, "
                                f"staging carries {staged_count} — rolled back")
@@ -438,6 +490,10 @@ def flush_batch(staging_conn, frontend_conn, table, batch: str, now: datetime, s
             release_plan(staging_conn, plan)
             plan = None
     if plan is None:
+        filled = staging.fill_lines(staging_conn, table, batch)
+        if filled:
+            log.info("flush %s %s: built the COPY line of %d rows staged before lines were kept",
+                     table.name, batch, filled)
         plan = claim(staging_conn, frontend_conn, table.name, batch, now, window_name, forced)
         if plan is None:
             return FlushResult(table.name, batch, "nothing")

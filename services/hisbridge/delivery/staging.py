@@ -15,6 +15,8 @@ derived: a row stored as pending whose seq is at or below a completed cut of its
 earliest such flush. Since any write gives a row a new seq above every existing cut, the derivation is
 exact; an upsert over such a row first materialises that report_datetime (so "was ever delivered", which
 decides whether a revoke must be sent, survives the new version).
+Each row also keeps its front-end columns as one COPY text line (`copy_line`), so a flush streams a column
+instead of taking every jsonb payload apart; the payload stays for everything that reads fields.
 Consumer progress per partition is stored in the same transaction as the rows it covers, so a restart
 resumes the watermark from durable state and Kafka offsets may be committed after `upsert_rows` returns.
 """
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 import psycopg2
@@ -47,6 +51,10 @@ CREATE TABLE IF NOT EXISTS hisbridge.staged (
     report_datetime timestamp,          -- of the last flush that carried this row
     seq bigint NOT NULL DEFAULT nextval('hisbridge.staged_seq'),  -- staging write order (flush cut)
     PRIMARY KEY (tbl, org, bkey));
+-- the payload's front-end columns as one COPY text line (copy_line): a flush reads it instead of taking
+-- the jsonb apart field by field, 4-5x less staging CPU. NULL only on rows an older version staged.
+ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line text;
+CREATE INDEX IF NOT EXISTS staged_no_line ON hisbridge.staged (tbl, batch) WHERE line IS NULL AND status = 'pending';
 -- (tbl, batch, seq): "pending above the last cut" is an index range; staged_batches skips along it
 CREATE INDEX IF NOT EXISTS staged_pending_seq ON hisbridge.staged (tbl, batch, seq) WHERE status = 'pending';
 DROP INDEX IF EXISTS hisbridge.staged_pending;
@@ -91,6 +99,7 @@ class StagedRow:
     lsn: int
     commit_ms: int
     replay: str | None = None    # the replay that staged it (None: live traffic)
+    line: str | None = None      # copy_line of the payload (None: built when flushed, see fill_lines)
 
 
 def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
@@ -100,7 +109,8 @@ def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | N
     if key is None:
         raise ValueError(f"a business key field of {table.name} ({', '.join(table.key)}) is empty")
     return StagedRow(table.name, table.cadence, str(record["yljgdm"]), key, batch,
-                     payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms)
+                     payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms,
+                     line=copy_line(table, payload))
 
 
 def ensure_schema(conn) -> None:
@@ -119,13 +129,47 @@ def copy_text(value: Any) -> str:
     return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r"))
 
 
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\\]")
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"\\x{ord(char):02x}"
+
+
+def _scalar_text(value: Any) -> str:
+    """A JSON scalar other than a string as COPY text, as `payload->>'field'` renders it."""
+    if value is None:
+        return r"\N"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, float):   # jsonb keeps a number as numeric: 1e+16 reads back 10000000000000000
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
+def copy_line(table: Table, payload: Mapping[str, Any]) -> str:
+    """The payload's carried fields (catalog order) as one COPY text line: field for field what the
+    front-end would get from `payload->>'field'`. Every control character is escaped (\\xNN beyond tab,
+    newline and return), so the line is also one verbatim CSV field: the flush's way out of staging."""
+    values = [payload.get(name) for name in table.carried_names]
+    texts = [v if v.__class__ is str else r"\N" if v is None else _scalar_text(v) for v in values]
+    # one check of all the strings instead of a regex per field: almost no value needs escaping
+    # (isprintable is False for every control character, and for a few Unicode ones that need none)
+    strings = "".join([v for v in values if v.__class__ is str])
+    if not strings.isprintable() or "\\" in strings:
+        texts = [_NEEDS_ESCAPE.sub(_escape, v) if v.__class__ is str else t for v, t in zip(values, texts)]
+    return "\t".join(texts)
+
+
 def _copy_buffer(rows: Iterable[StagedRow]) -> io.StringIO:
     out = io.StringIO()
     for r in rows:
         payload = json.dumps(r.payload, ensure_ascii=False, separators=(",", ":"))
         out.write("\t".join((copy_text(r.table), copy_text(r.cadence), copy_text(r.org), copy_text(r.bkey),
                              copy_text(r.batch), copy_text(payload), "t" if r.revoked else "f",
-                             str(r.lsn), str(r.commit_ms), copy_text(r.replay))) + "\n")
+                             str(r.lsn), str(r.commit_ms), copy_text(r.replay), copy_text(r.line))) + "\n")
     out.seek(0)
     return out
 
@@ -136,12 +180,13 @@ CARRIED = _CARRIED = """(CASE WHEN s.status = 'pending' THEN (
     WHERE f.tbl = s.tbl AND f.batch = s.batch AND f.cut >= s.seq) END)"""
 
 _UPSERT = """
-INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status, replay)
+INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status, replay,
+                                   line)
 SELECT DISTINCT ON (tbl, org, bkey) tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms,
-       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END, replay
+       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END, replay, line
 FROM staged_in ORDER BY tbl, org, bkey, lsn DESC, commit_ms DESC
 ON CONFLICT (tbl, org, bkey) DO UPDATE SET
-    cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload,
+    cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload, line = excluded.line,
     revoked = excluded.revoked, lsn = excluded.lsn, commit_ms = excluded.commit_ms,
     -- a revoke of a row the province never saw (and no in-flight flush of its batch carries) needs no delivery
     status = CASE WHEN excluded.revoked AND COALESCE(""" + _CARRIED + """, s.report_datetime) IS NULL
@@ -173,7 +218,8 @@ def upsert_rows(conn, rows: Iterable[StagedRow],
             entries = [*entries, *held]
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
                            tbl text, cadence text, org text, bkey text, batch text, payload jsonb,
-                           revoked boolean, lsn bigint, commit_ms bigint, replay text) ON COMMIT DELETE ROWS""")
+                           revoked boolean, lsn bigint, commit_ms bigint, replay text, line text)
+                       ON COMMIT DELETE ROWS""")
         cur.copy_expert("COPY staged_in FROM STDIN", _copy_buffer(rows))
         cur.execute(_UPSERT)
         changed = cur.rowcount
@@ -295,6 +341,20 @@ def key_checksum(cur, table: str, batch: str, cut: int) -> tuple[int, str]:
                 + pending_predicate(), {"tbl": table, "batch": batch, "cut": cut})
     count, checksum = cur.fetchone()
     return count, checksum
+
+
+def fill_lines(conn, table: Table, batch: str) -> int:
+    """Pending rows of (table, batch) an older version staged have no line: build it from their payload.
+    The seq guard leaves alone a row a writer replaced meanwhile (its new version has its own line)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT org, bkey, seq, payload FROM hisbridge.staged
+                       WHERE tbl = %s AND batch = %s AND line IS NULL AND status = 'pending'""", (table.name, batch))
+        lines = [(table.name, org, bkey, seq, copy_line(table, payload)) for org, bkey, seq, payload in cur]
+        if lines:
+            psycopg2.extras.execute_values(cur, """
+                UPDATE hisbridge.staged s SET line = v.line FROM (VALUES %s) AS v (tbl, org, bkey, seq, line)
+                WHERE s.tbl = v.tbl AND s.org = v.org AND s.bkey = v.bkey AND s.seq = v.seq""", lines)
+    return len(lines)
 
 
 def mark_flushed(cur, table: str, batch: str, cut: int, report_datetime) -> None:

@@ -375,3 +375,55 @@ def test_revoke_of_an_unsent_row_is_superseded_while_another_batchs_flush_is_in_
     assert (result.report_datetime, result.row_count) == (plan.report_datetime, 1)
     flush_batch(stage_conn, front, TABLE, d, at(day, 18, 7, days=1), HOSPITAL)          # D: nothing to send
     assert set(frontend_rows(front, org)) == {"V00000002"} and ledger.rows(front, "mjzzlxx", d) == []
+
+
+TRICKY = ["tab\there", "line\nbreak and \r return", r"back\slash \N not null", "\x01\x02\x1f controls",
+          '"quoted", comma; 中文 \\t']
+
+
+def _carried(front, org: str) -> dict[str, dict]:
+    cols = ", ".join(TABLE.carried_names)
+    with front, front.cursor() as cur:
+        cur.execute(f"SELECT {cols} FROM mjzzlxx WHERE yljgdm = %s", (org,))
+        return {r[1]: dict(zip(TABLE.carried_names, r)) for r in cur.fetchall()}
+
+
+def _tricky_records(org: str, day: date) -> list[dict]:
+    recs = []
+    for n, text in enumerate(TRICKY, 1):
+        rec = record(org, n, at(day, 9, n))
+        rec.update(zs=text, gzdw=text[::-1], gj=None)
+        recs.append(rec)
+    return recs
+
+
+def test_flushed_rows_hold_every_staged_value_exactly(dbs, case):
+    stage_conn, front = dbs
+    org, day = case
+    recs = _tricky_records(org, day)
+    stage(stage_conn, recs, 10)
+    result = flush_batch(stage_conn, front, TABLE, day.isoformat(), at(day, 18, 5), HOSPITAL)
+    assert (result.outcome, result.row_count) == ("flushed", len(recs))
+    got = _carried(front, org)
+    assert got == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
+
+
+def test_rows_staged_without_a_line_get_it_from_their_payload_when_flushed(dbs, case, caplog):
+    stage_conn, front = dbs
+    org, day = case
+    recs = _tricky_records(org, day)
+    rows = [staging.staged_row(TABLE, rec, day.isoformat(), 10 + i, 10 + i) for i, rec in enumerate(recs)]
+    staging.upsert_rows(stage_conn, [staging.StagedRow(**{**r.__dict__, "line": None}) for r in rows])  # an older version's rows
+
+    def lines() -> list:
+        with stage_conn, stage_conn.cursor() as cur:
+            cur.execute("SELECT line FROM hisbridge.staged WHERE tbl = 'mjzzlxx' AND org = %s ORDER BY bkey", (org,))
+            return [r[0] for r in cur.fetchall()]
+
+    assert lines() == [None] * len(recs)
+    with caplog.at_level("INFO", logger="hisbridge.delivery.flush"):
+        result = flush_batch(stage_conn, front, TABLE, day.isoformat(), at(day, 18, 5), HOSPITAL)
+    assert any(f"COPY line of {len(recs)} rows" in r.getMessage() for r in caplog.records)
+    assert (result.outcome, result.row_count) == ("flushed", len(recs))
+    assert _carried(front, org) == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
+    assert lines() == [r.line for r in sorted(rows, key=lambda r: r.bkey)]
