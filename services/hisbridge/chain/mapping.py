@@ -32,7 +32,9 @@ e.g. a front page without a TCM supplement); a join `when` failing on the found 
 reportable yet" (no output: the row that makes it reportable drives the record later). `newer: skip` on a
 join (or an `each`) whose rows drive the table too: when the joined row's source position is above the
 driving change's, that row's own change derives the record (a backlog read after both rows were written
-would otherwise derive it once per driver); an unknown position or a revoke always derives.
+would otherwise derive it once per driver); an unknown position or a revoke always derives. Only where
+that row's driver waits for this driver's row (a plain join, `absent: wait`, no `when`): topics arrive out
+of source order, and a partner that passes over a missing row would leave the record to neither.
 
 Expressions: "alias.column" | {col: alias.column} | {const: v} | {config: org_code|org_name} |
 {date: e} (date of a date-time) | {str: e} | {int: e} | {concat: [e…], sep: " "} | {coalesce: [e…]} |
@@ -549,6 +551,28 @@ def _parse_lookups(data: Any, path: str) -> dict[str, Lookup]:
     return out
 
 
+def _check_newer_skip(name: str, drivers: tuple[Driver, ...], joins: Mapping[str, Join],
+                      lookups: Mapping[str, Lookup]) -> None:
+    """`newer: skip` on driver X's join (or `each`) to a row Y leaves the record to Y's own change. Kafka
+    does not deliver two topics in source order: Y's change may be handled before X's older row reached
+    the store, and then Y's change derives the record only if it waits for X's row. A partner that binds X
+    with `absent: skip`/`null`, a `when`, or a fan-out over the members present would derive it neither."""
+    for x in drivers:
+        skips = [(j.origin, j.lookup) for alias, j in joins.items() if j.newer == "skip" and alias not in x.bound]
+        if x.each is not None and x.each.newer == "skip":
+            skips.append((x.origin, x.each.lookup))
+        back = joins.get(x.alias)
+        waits = (back is not None and back.absent == "wait" and back.when is None
+                 and lookups[back.lookup].source == x.source)
+        for origin, lookup in skips:
+            for partner in (d for d in drivers if d.source == lookups[lookup].source):
+                if x.alias in partner.bound or not waits:
+                    raise MappingError(
+                        f"{origin}: `newer: skip` leaves {name} to {partner.source}'s own change, which may come "
+                        f"before the older {x.source} row: driver {partner.alias} must then wait for it (join "
+                        f"{x.alias} with `absent: wait` and no `when`), or drop `newer: skip` here")
+
+
 def _parse_table(table: Table, spec: Any, where: str, path: str, settings: Mapping[str, str],
                  lookups: Mapping[str, Lookup], named: Mapping[str, ValueMap], folder: Path) -> TableMapping:
     if not isinstance(spec, dict) or not spec.get("drivers") or not isinstance(spec.get("fields"), dict):
@@ -570,6 +594,7 @@ def _parse_table(table: Table, spec: Any, where: str, path: str, settings: Mappi
         if d.each is not None and d.each.newer == "skip" and lookups[d.each.lookup].source not in sources:
             raise MappingError(f"{d.origin}: `newer: skip` leaves the record to the member row's own change, "
                                f"but {lookups[d.each.lookup].source} does not drive {table.name}")
+    _check_newer_skip(table.name, drivers, joins, lookups)
     fields = tuple(_parse_field(table, str(name), f, _at(path, spec["fields"], f"{table.name}.{name}", name),
                                 settings, named, folder) for name, f in spec["fields"].items())
     _check_coverage(table, fields, where)

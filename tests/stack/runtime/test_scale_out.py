@@ -208,7 +208,12 @@ def test_n_workers_with_one_app_id_deliver_exactly_what_the_his_must_give(run, h
         outputs.poll()
         return set(outputs.core) >= delivered and outputs.quarantined >= quarantined
 
-    wait_for(f"every expected record from {workers.n} workers", complete, timeout=150, every=0.5)
+    try:
+        wait_for(f"every expected record from {workers.n} workers", complete, timeout=150, every=0.5)
+    except AssertionError as timed_out:
+        print(workers.logs())       # the fixture sees only its own errors, not the test's
+        raise AssertionError(f"{timed_out}; missing core {sorted(delivered - set(outputs.core))[:20]}, "
+                             f"missing quarantine {sorted(quarantined - outputs.quarantined)[:20]}") from None
     wait_for("the group's offsets at the end of every raw partition", workers.drained, timeout=60, every=1)
     outputs.poll()
     missing = delivered - set(outputs.core)

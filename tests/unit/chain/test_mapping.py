@@ -325,7 +325,19 @@ def test_a_change_whose_partner_row_is_newer_leaves_the_record_to_that_rows_chan
     lookups = _store_of(demo, [*_references(), visit, diag, late_fee])
     [by_fee] = map_change(demo, late_fee, lookups)                  # changed after its diagnosis: it derives
     assert by_fee.record["zfy"] == Decimal("200.00")
-    assert map_change(demo, diag, lookups) == []                    # the visit is newer now
+    [again] = map_change(demo, diag, lookups)                       # the visit is newer, yet the diagnosis derives
+    assert again.record["zfy"] == Decimal("200.00")
+
+
+def test_a_diagnosis_arriving_after_its_newer_visit_was_handled_still_derives_the_record(demo):
+    """Two topics are not delivered in source order: the visit (written after its diagnosis, lsn 150) is
+    handled before the diagnosis (lsn 100) reached the store, and passes it over (absent: skip); the
+    diagnosis, handled next, is the only change left to derive the record."""
+    visit = rows.change("op_visit", "c", after=rows.visit(), lsn=150)
+    diag = rows.change("op_diagnosis", "c", after=rows.op_diagnosis(), lsn=100)
+    assert map_change(demo, visit, _store_of(demo, [*_references(), visit])) == []
+    [by_diag] = map_change(demo, diag, _store_of(demo, [*_references(), visit, diag]))
+    assert isinstance(by_diag, Mapped) and by_diag.record["jzlsh"] == "V0001"
 
 
 def test_newer_partner_never_skips_a_revoke_nor_a_position_that_is_not_known(demo):
@@ -346,15 +358,25 @@ def test_newer_skip_on_a_row_that_drives_nothing_is_a_mistake(catalog, tmp_path)
         load_mapping(catalog, path)
 
 
-def test_a_front_page_fans_out_only_over_the_diagnoses_older_than_its_change(demo):
+def test_newer_skip_whose_partner_passes_over_a_missing_row_is_a_mistake(catalog, tmp_path):
+    """The visit driver passes over a missing diagnosis (absent: skip): a diagnosis handled after its newer
+    visit must derive the record itself, so its visit join may not leave it to the visit's change."""
+    joins = "visit: {lookup: visit, key: [diag.visit_id]}\n      diag: {lookup: op_diagnosis, key: [visit.visit_id, 1]}"
+    waits = joins.replace("[diag.visit_id]}", "[diag.visit_id], newer: skip}")
+    (tmp_path / "waits").mkdir()
+    assert load_mapping(catalog, write_variant(tmp_path / "waits", joins, waits)).tables["mjzzlxx"]
+    passes_over = waits.replace("[visit.visit_id, 1]}", "[visit.visit_id, 1], absent: skip}")
+    with pytest.raises(MappingError, match="driver visit must then wait for it"):
+        load_mapping(catalog, write_variant(tmp_path, joins, passes_over))
+
+
+def test_a_diagnosis_arriving_after_its_front_page_was_archived_and_handled_still_derives(demo):
+    """The archive (lsn 200) is handled before the older diagnosis row (lsn 100) reached the store: its
+    fan-out passes the row over, and the diagnosis's own change derives the record."""
     refs = [rows.change("pat_master", "r", after=rows.patient(), lsn=10)]
-    older, newer = rows.mr_diagnosis(seq=1), rows.mr_diagnosis(seq=2, icd_code="E11.900", icd_name="2型糖尿病")
-    dx_old = rows.change("mr_diagnosis", "c", after=older, lsn=100)
-    dx_new = rows.change("mr_diagnosis", "c", after=newer, lsn=300)      # written after the archive
+    dx = rows.change("mr_diagnosis", "c", after=rows.mr_diagnosis(seq=1), lsn=100)
     archive = rows.change("mr_homepage", "u", before=rows.homepage(archive_time=None), after=rows.homepage(),
                           lsn=200)
-    lookups = _store_of(demo, [*refs, dx_old, dx_new, archive])
-    fanned = [r.record["zdxh"] for r in map_change(demo, archive, lookups) if r.table == "basy_zd"]
-    assert fanned == [1]                                              # seq 2 is newer: its own change
-    assert [r.table for r in map_change(demo, dx_new, lookups)] == ["basy_zd"]
-    assert map_change(demo, dx_old, lookups) == []                    # the archive is newer: it derived seq 1
+    assert [r for r in map_change(demo, archive, _store_of(demo, [*refs, archive])) if r.table == "basy_zd"] == []
+    derived = [r.record["zdxh"] for r in map_change(demo, dx, _store_of(demo, [*refs, archive, dx]))]
+    assert derived == [1]
