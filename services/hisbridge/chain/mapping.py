@@ -161,6 +161,7 @@ class Each:
     when: Callable[[Row], bool] | None
     when_columns: tuple[str, ...] = ()
     newer: str = "derive"           # a member newer than the parent's change: "derive" anyway, or "skip"
+    partners: tuple[Driver, ...] = ()    # the drivers of the member's source (`newer: skip`)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class Join:
     when: Callable[[Row], bool] | None = None   # a found row failing it: not reportable yet, no output
     when_columns: tuple[str, ...] = ()
     newer: str = "derive"           # the found row newer than the driving change: "derive" anyway, or "skip"
+    partners: tuple[Driver, ...] = ()    # the drivers of the found row's source (`newer: skip`)
 
 
 @dataclass(frozen=True)
@@ -595,6 +597,12 @@ def _parse_table(table: Table, spec: Any, where: str, path: str, settings: Mappi
             raise MappingError(f"{d.origin}: `newer: skip` leaves the record to the member row's own change, "
                                f"but {lookups[d.each.lookup].source} does not drive {table.name}")
     _check_newer_skip(table.name, drivers, joins, lookups)
+
+    def partners(lookup: str) -> tuple[Driver, ...]:
+        return tuple(d for d in drivers if d.source == lookups[lookup].source)
+    joins = {a: replace(j, partners=partners(j.lookup)) if j.newer == "skip" else j for a, j in joins.items()}
+    drivers = tuple(replace(d, each=replace(d.each, partners=partners(d.each.lookup)))
+                    if d.each is not None and d.each.newer == "skip" else d for d in drivers)
     fields = tuple(_parse_field(table, str(name), f, _at(path, spec["fields"], f"{table.name}.{name}", name),
                                 settings, named, folder) for name, f in spec["fields"].items())
     _check_coverage(table, fields, where)
@@ -737,16 +745,22 @@ def _alias_reads(table: TableMapping) -> dict[str, set[str]]:
     return out
 
 
+def _when_columns(drivers: Iterable[Driver]) -> set[str]:
+    return {c for d in drivers for c in d.when_columns}
+
+
 def lookup_columns(mapping: SourceMapping) -> dict[str, frozenset[str]]:
     """Per lookup, every column a record can read from its rows (fields, keys, `when`s, its own key and
-    member columns): all a reference store needs to keep."""
+    member columns, the `when` of the drivers a `newer: skip` leaves a row to): all a reference store needs
+    to keep."""
     out = {name: set(l.key) | set(l.member) for name, l in mapping.lookups.items()}
     for table in mapping.tables.values():
         reads = _alias_reads(table)
         for alias, join in table.joins.items():
-            out[join.lookup] |= reads.get(alias, set()) | set(join.when_columns)
+            out[join.lookup] |= reads.get(alias, set()) | set(join.when_columns) | _when_columns(join.partners)
         for d in (d for d in table.drivers if d.each):
-            out[d.each.lookup] |= reads.get(d.each.alias, set()) | set(d.each.when_columns)
+            out[d.each.lookup] |= (reads.get(d.each.alias, set()) | set(d.each.when_columns)
+                                   | _when_columns(d.each.partners))
     return {name: frozenset(cols) for name, cols in out.items()}
 
 
@@ -904,7 +918,8 @@ def map_row(mapping: SourceMapping, table: TableMapping, driver: Driver, bound: 
             return Unmappable(table.table, "mapping_error", f"join {alias}: {type(exc).__name__}: {exc}")
         rows = lookups.get(join.lookup, {})
         found = rows.get(key)
-        if found is not None and join.newer == "skip" and not revoke and _newer_than(rows, key, position):
+        if (found is not None and join.newer == "skip" and not revoke and _newer_than(rows, key, position)
+                and _reported_by(join.partners, found)):
             return Skipped(table.table, f"{join.lookup}[{key}] is newer: its own change derives the record")
         if found is not None and join.when is not None and not join.when(found):
             return Skipped(table.table, f"{join.lookup}[{key}] is not reportable yet")
@@ -935,6 +950,11 @@ def _newer_than(rows: Mapping[str, Row], key: str, position: int | None) -> bool
     return kept is not None and kept > position
 
 
+def _reported_by(partners: Sequence[Driver], row: Row) -> bool:
+    """Whether the row's own change drives the record: a driver of its source whose `when` holds for it."""
+    return any(d.when is None or d.when(row) for d in partners)
+
+
 def _driver_rows(driver: Driver, row: Row, lookups: Lookups, revoke: bool = False,
                  position: int | None = None) -> list[dict[str, Row]]:
     """The alias bindings a driver row starts from: itself, or itself with each member of its group (but
@@ -948,7 +968,8 @@ def _driver_rows(driver: Driver, row: Row, lookups: Lookups, revoke: bool = Fals
     if each.newer == "skip" and not revoke and position is not None:
         of = getattr(rows, "member_positions", None)
         kept = of(key) if of is not None else {}
-        members = [(m, r) for m, r in members if kept.get(m) is None or kept[m] <= position]
+        members = [(m, r) for m, r in members
+                   if kept.get(m) is None or kept[m] <= position or not _reported_by(each.partners, r)]
     return [{driver.alias: row, each.alias: m} for _, m in members if each.when is None or each.when(m)]
 
 

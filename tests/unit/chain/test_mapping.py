@@ -370,6 +370,21 @@ def test_newer_skip_whose_partner_passes_over_a_missing_row_is_a_mistake(catalog
         load_mapping(catalog, write_variant(tmp_path, joins, passes_over))
 
 
+def test_a_newer_row_that_its_own_driver_does_not_report_is_not_left_to_it(catalog, tmp_path):
+    """The diagnosis driver reports diag_type 1 only: a newer diagnosis of another type is no reason for the
+    visit's change to leave the record to it — that change derives nothing."""
+    block = ("when: {seq: 1}}\n    joins:\n      visit: {lookup: visit, key: [diag.visit_id]}\n"
+             "      diag: {lookup: op_diagnosis, key: [visit.visit_id, 1]}")
+    variant = block.replace("{seq: 1}", "{seq: 1, diag_type: '1'}").replace("1]}", "1], newer: skip}")
+    mapping = load_mapping(catalog, write_variant(tmp_path, block, variant))
+    visit = rows.change("op_visit", "c", after=rows.visit(), lsn=100)
+    for diag_type, from_visit, from_diag in (("1", 0, 1), ("2", 1, 0)):
+        diag = rows.change("op_diagnosis", "c", after=rows.op_diagnosis(diag_type=diag_type), lsn=150)
+        lookups = _store_of(mapping, [*_references(), visit, diag])
+        assert (len(map_change(mapping, visit, lookups)), len(map_change(mapping, diag, lookups))) == \
+            (from_visit, from_diag)
+
+
 def test_a_diagnosis_arriving_after_its_front_page_was_archived_and_handled_still_derives(demo):
     """The archive (lsn 200) is handled before the older diagnosis row (lsn 100) reached the store: its
     fan-out passes the row over, and the diagnosis's own change derives the record."""
