@@ -351,28 +351,38 @@ def _stream(scur, copy_out, fcur, copy_in) -> int:
 class _Beside:
     """One read on a second staging connection in the same snapshot, while the stream runs: the ledger's
     count and checksum scan the carried rows again, and on their own session that scan overlaps the
-    front-end's COPY instead of following it."""
+    front-end's COPY instead of following it.
+
+    The second session takes its locks on the tables it reads before the stream starts, in the caller's
+    thread. Otherwise a DDL statement queued between the stream's lock and its own (any ACCESS EXCLUSIVE
+    on hisbridge.staged, waiting for the stream's transaction) would queue this read behind it, and the
+    caller would wait for the read forever: a deadlock through the application PostgreSQL cannot see."""
+
+    READS = ("hisbridge.staged", "hisbridge.flushed")
 
     def __init__(self, staging_conn, snapshot: str, read) -> None:
         self._outcome: list = []
         password = staging_conn.info.password   # the dsn shows it masked
-        self._connect = lambda: psycopg2.connect(staging_conn.dsn, **({"password": password} if password else {}))
-        self._thread = threading.Thread(target=self._run, args=(snapshot, read), name="flush-checksum",
-                                        daemon=True)
+        self._conn = psycopg2.connect(staging_conn.dsn, **({"password": password} if password else {}))
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+                cur.execute(f"LOCK TABLE {', '.join(self.READS)} IN ACCESS SHARE MODE")
+        except BaseException:
+            self._conn.close()
+            raise
+        self._thread = threading.Thread(target=self._run, args=(read,), name="flush-checksum", daemon=True)
         self._thread.start()
 
-    def _run(self, snapshot: str, read) -> None:
+    def _run(self, read) -> None:
         try:
-            conn = self._connect()
-            try:
-                with conn, conn.cursor() as cur:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-                    self._outcome.append(read(cur))
-            finally:
-                conn.close()
+            with self._conn, self._conn.cursor() as cur:
+                self._outcome.append(read(cur))
         except BaseException as exc:  # noqa: BLE001 — re-raised in the caller's thread
             self._outcome.append(exc)
+        finally:
+            self._conn.close()
 
     def wait(self) -> None:
         self._thread.join()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hisbridge.clock import SHANGHAI
+from hisbridge.delivery import ddl
 
 KINDS = ("first", "resubmission", "forced", "replay")
 
@@ -43,9 +44,8 @@ class LedgerRow:
 
 
 def ensure_frontend_ledger(conn) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.frontend.ledger'))")
-        cur.execute(FRONTEND_SQL)
+    """The front-end's ledger (applied once per version: delivery.ddl)."""
+    ddl.apply_once(conn, "frontend-ledger", FRONTEND_SQL)
 
 
 def local_report_datetime(now: datetime, after: datetime | None = None) -> datetime:

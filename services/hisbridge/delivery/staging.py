@@ -34,7 +34,7 @@ import psycopg2.extras
 from hisbridge.catalog.model import Table
 from hisbridge.catalog.records import to_json
 from hisbridge.contract import QuarantineEntry, business_key
-from hisbridge.delivery import quarantine, replay
+from hisbridge.delivery import ddl, quarantine, replay
 from hisbridge.delivery.ledger import key_checksum_sql
 
 WRITE_LOCK = 0x4B15_0001  # shared by writers, exclusive for the flush planner
@@ -114,11 +114,8 @@ def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | N
 
 
 def ensure_schema(conn) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.staging.schema'))")
-        cur.execute(SCHEMA_SQL)
-        cur.execute(replay.SCHEMA_SQL)
-        cur.execute(quarantine.SCHEMA_SQL)
+    """Staging's tables, with those of replays and the quarantine (applied once per version: delivery.ddl)."""
+    ddl.apply_once(conn, "staging", SCHEMA_SQL + replay.SCHEMA_SQL + quarantine.SCHEMA_SQL)
 
 
 def copy_text(value: Any) -> str:

@@ -5,6 +5,8 @@ tests of the module never see each other's rows.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from datetime import date, datetime, timedelta
 
 import psycopg2
@@ -14,8 +16,8 @@ from hisbridge.catalog.sample import sample_records
 from hisbridge.chain.batch import assign_batch
 from hisbridge.clock import SHANGHAI
 from hisbridge.delivery import ledger, staging
-from hisbridge.delivery.flush import (Forced, WindowClosed, claim, flush_batch,
-                                      plan_flushes, write_frontend)
+from hisbridge.delivery.flush import (Forced, WindowClosed, claim, ensure_frontend,
+                                      flush_batch, plan_flushes, write_frontend)
 from hisbridge.delivery.schedule import parse
 from support.delivery_dbs import connect, delivery_dbs, delivery_dsns
 
@@ -427,3 +429,84 @@ def test_rows_staged_without_a_line_get_it_from_their_payload_when_flushed(dbs, 
     assert (result.outcome, result.row_count) == ("flushed", len(recs))
     assert _carried(front, org) == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
     assert lines() == [r.line for r in sorted(rows, key=lambda r: r.bkey)]
+
+
+def _until(conn, query: str, args: tuple, what: str, timeout: float = 20.0) -> None:
+    """Poll `query` on an autocommit connection until it returns a row (a lock state, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    with conn.cursor() as cur:
+        while True:
+            cur.execute(query, args)
+            if cur.fetchone() is not None:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {timeout:.0f}s: {what}")
+            time.sleep(0.05)
+
+
+STAGED_LOCK = "SELECT 1 FROM pg_locks WHERE pid = %s AND relation = 'hisbridge.staged'::regclass AND granted = %s"
+
+
+def test_a_schema_change_queued_behind_a_running_flush_waits_for_it_instead_of_deadlocking(dbs, dsns, case,
+                                                                                          monkeypatch):
+    # The flush reads staging on two sessions in one snapshot and its caller waits for both. An ALTER of
+    # hisbridge.staged queued after the stream's lock and before the checksum read's would queue that read
+    # behind itself while it waits for the stream's transaction: the caller would wait forever (the CI hang).
+    stage_conn, front = dbs
+    org, day = case
+    batch = day.isoformat()
+    stage(stage_conn, [record(org, n, at(day, 8)) for n in range(5)], 10)
+    plan = claim(stage_conn, front, "mjzzlxx", batch, at(day, 18, 5), batch)
+    watcher, ddl = connect(dsns["staging"]), connect(dsns["staging"])
+    watcher.autocommit = True
+    outcome: list[str] = []
+
+    def alter() -> None:
+        try:
+            with ddl, ddl.cursor() as cur:
+                cur.execute("SET LOCAL lock_timeout = '20s'")   # the old flush would hold it until then
+                cur.execute("ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line text")
+            outcome.append("altered")
+        except psycopg2.errors.LockNotAvailable:
+            outcome.append("lock timeout")
+
+    real, altering = staging.key_checksum, threading.Thread(target=alter)
+
+    def checksum_behind_a_queued_alter(cur, *args):
+        _until(watcher, STAGED_LOCK, (stage_conn.get_backend_pid(), True), "the stream holds its lock")
+        altering.start()
+        _until(watcher, STAGED_LOCK, (ddl.get_backend_pid(), False), "the ALTER waits for the stream")
+        return real(cur, *args)
+
+    monkeypatch.setattr(staging, "key_checksum", checksum_behind_a_queued_alter)
+    try:
+        row, written = write_frontend(stage_conn, front, TABLE, plan)
+        altering.join()
+    finally:
+        watcher.close()
+        ddl.close()
+    assert written and row.row_count == 5 and len(frontend_rows(front, org)) == 5
+    assert outcome == ["altered"]       # it ran once the flush committed, not after giving up
+
+
+def test_ensuring_a_current_schema_takes_no_lock_a_writer_or_a_flush_holds(dbs, dsns, case):
+    stage_conn, front = dbs
+    org, day = case
+    writer = connect(dsns["staging"])
+    try:
+        with writer.cursor() as cur:       # a staging write in flight: ROW EXCLUSIVE on staged until it ends
+            cur.execute("UPDATE hisbridge.staged SET status = status WHERE org = %s", (org,))
+        fresh = psycopg2.connect(dsns["staging"], connect_timeout=5, options="-c lock_timeout=2000")
+        fresh_front = psycopg2.connect(dsns["frontend"], connect_timeout=5, options="-c lock_timeout=2000")
+        holder = connect(dsns["frontend"])
+        try:
+            with holder.cursor() as cur:   # a flush's front-end transaction reads the ledger until it commits
+                cur.execute("SELECT count(*) FROM hisbridge.ledger")
+            staging.ensure_schema(fresh)   # ADD COLUMN IF NOT EXISTS / CREATE INDEX would wait, then time out
+            ensure_frontend(fresh_front)   # DROP/ADD CONSTRAINT would take ACCESS EXCLUSIVE on the ledger
+        finally:
+            for conn in (fresh, fresh_front, holder):
+                conn.close()
+    finally:
+        writer.rollback()
+        writer.close()
