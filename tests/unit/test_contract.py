@@ -51,3 +51,11 @@ def test_record_headers_carry_the_source_position_the_sink_reads_back():
                                                       separators=(",", ":")).encode(),
                        "hisbridge.schema_fp": b"0102"}
     assert contract.source_of_headers(headers)["commit_time_ms"] == 9 and contract.source_of_headers({}) == {}
+
+
+@pytest.mark.parametrize("value", ["his", "op_visit", 'q"\\u/', "医院", "a\x7fb", "tab\there", "", 0, -5, 2 ** 63 - 1,
+                                   2 ** 70, 1.5e16, 0.1, True, None])
+def test_the_source_header_is_the_bytes_json_dumps_writes(value):
+    source = {"db": "his", "schema": value, "table": "op_visit", "lsn": 7, "tx_id": value, "commit_time_ms": 9}
+    want = json.dumps({k: source[k] for k in contract.SOURCE_FIELDS}, separators=(",", ":")).encode()
+    assert contract.position_bytes(source) == want

@@ -25,9 +25,10 @@ from hisbridge.chain.crypto import (encrypt_bytes, encrypt_fields, parse_key,
                                     plain_bytes)
 from hisbridge.chain.decode import _loads
 from hisbridge.chain.quality import _guarded, check_record
-from hisbridge.chain.quality.columns import clean_records
+from hisbridge.chain.quality.columns import _in_date_order, clean_records
 from hisbridge.chain.quality.field_rules import is_missing, type_matches
 from hisbridge.chain.quality.reasons import Reason
+from hisbridge.chain.quality.record_rules import check_date_order
 from hisbridge.chain.quality.registry import (FIELD_RULES,
                                               IMPLICIT_FIELD_RULES,
                                               IMPLICIT_RECORD_RULES,
@@ -210,3 +211,22 @@ def _types(value):
     if isinstance(value, list):
         return [_types(v) for v in value]
     return type(value).__name__
+
+
+def test_date_order_is_proven_column_by_column_exactly_as_the_rule_compares():
+    table = _catalog().tables["mjzzlxx"]
+    params = next(p for p in table.checks if p["rule"] == "date_order")     # csrq (date), jzsj, scsj
+    rng = random.Random(5)
+    records = [sample_record(table, rng) for _ in range(6)]
+    first, second, third = records[:3]
+    born_that_day = dict(first, csrq=first["jzsj"].date())               # a date against a time: by day
+    sent_before = dict(second, scsj=second["jzsj"] - dt.timedelta(microseconds=1))
+    aware = dict(third, jzsj=third["jzsj"].replace(tzinfo=dt.timezone.utc))   # read as Shanghai time: no proof
+    as_text = dict(third, jzsj=str(third["jzsj"]))
+    for batch, proven in ((records, True), ([born_that_day, *records], True), ([*records, sent_before], False),
+                          ([aware, *records], False), ([as_text, *records], False)):
+        assert _in_date_order(batch, params) is proven
+        if proven:
+            assert all(check_date_order(table, r, params, None) == [] for r in batch)
+    assert [r.rule for r in check_date_order(table, sent_before, params, None)] == ["date_order"]
+    assert clean_records(table, [*records, sent_before], report_time=REPORT) == [True] * 6 + [False]

@@ -25,7 +25,9 @@ from hisbridge.chain.quality.field_rules import INT32
 from hisbridge.chain.quality.memo import per_table
 from hisbridge.chain.quality.plan import (_MAX_CONTEXT_DIGITS, UNSURE,
                                           FieldPlan, is_child_code, plan_for)
-from hisbridge.chain.quality.record_rules import event_time_fields, check_after_report_time
+from hisbridge.chain.quality.record_rules import (check_after_report_time,
+                                                  check_date_order,
+                                                  event_time_fields)
 from hisbridge.chain.quality.registry import IMPLICIT_RECORD_RULES
 
 Records = Sequence[Mapping[str, Any]]
@@ -153,12 +155,16 @@ def clean_records(table: Table, records: Records, *, report_time: dt.datetime | 
                   else [r.get(name) if type(r) is dict else None for r in records])
         doubtful |= _doubtful(table, fp, test, column, records)
     clean = [i not in doubtful for i in range(len(records))]
-    implicit = IMPLICIT_RECORD_RULES
-    if all_dicts and _none_after_report_time(table, records, report_time):
-        implicit = tuple(rule for rule in implicit if rule is not check_after_report_time)
-    for i, record in enumerate(records):
-        if clean[i]:
-            clean[i] = _cross_field_silent(table, implicit, plan.checks, record, report_time)
+    implicit, checks = IMPLICIT_RECORD_RULES, plan.checks
+    if all_dicts:
+        if _none_after_report_time(table, records, report_time):
+            implicit = tuple(rule for rule in implicit if rule is not check_after_report_time)
+        checks = tuple((rule, params) for rule, params in checks
+                       if not (rule is check_date_order and _in_date_order(records, params)))
+    if implicit or checks:
+        for i, record in enumerate(records):
+            if clean[i]:
+                clean[i] = _cross_field_silent(table, implicit, checks, record, report_time)
     return clean
 
 
@@ -188,9 +194,34 @@ def _none_after_report_time(table: Table, records: Records, report_time: dt.date
     return True
 
 
+def _in_date_order(records: Records, params: Mapping[str, Any]) -> bool:
+    """check_date_order is silent on every record, proven per pair of columns: each listed field's values
+    all naive datetimes or all dates (anything else: no proof, the rule runs per record), compared as
+    not_after does — as datetimes when both carry a time, else by calendar date."""
+    columns = []
+    for name in params.get("fields", ()):
+        column = list(map(methodcaller("get", name), records))
+        kinds = set(map(type, column)) - {type(None)}
+        if kinds == {dt.datetime} and all(v.tzinfo is None for v in column if v is not None):
+            columns.append((column, True))
+        elif kinds == {dt.date}:
+            columns.append((column, False))
+        elif kinds:
+            return False
+    by_date = [[v.date() if v is not None else None for v in column] if timed else column
+               for column, timed in columns]
+    for i, (first, first_timed) in enumerate(columns):
+        for j in range(i + 1, len(columns)):
+            second, second_timed = columns[j]
+            a, b = (first, second) if first_timed and second_timed else (by_date[i], by_date[j])
+            if not all(x <= y for x, y in zip(a, b) if x is not None and y is not None):
+                return False
+    return True
+
+
 def _cross_field_silent(table: Table, implicit: tuple, checks: tuple, record: Mapping[str, Any],
                         report_time: dt.datetime | None) -> bool:
-    """The record rules see what check_record gives them: every present value (all proven well typed)."""
-    typed = {k: v for k, v in record.items() if v is not None}
-    return (all(_silent(rule, table, typed, {}, report_time) for rule in implicit)
-            and all(_silent(rule, table, typed, params, report_time) for rule, params in checks))
+    """The record rules as check_record runs them. check_record gives them only the present values, but
+    a record rule reads fields with `.get` alone (record_rules' contract), so the record itself does."""
+    return (all(_silent(rule, table, record, {}, report_time) for rule in implicit)
+            and all(_silent(rule, table, record, params, report_time) for rule, params in checks))

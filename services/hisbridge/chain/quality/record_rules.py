@@ -1,5 +1,9 @@
 """Rules across fields of one record. Each is pure: (table, record, params, report_time) → reasons.
 
+A rule reads the record's fields with `record.get` only, so a field holding None and an absent field are
+the same to it: check_record hands it the present values, the batch fast path (quality.columns) the record
+as it is, and both must get the same answer.
+
 Dates and datetimes compare as datetimes when both carry a time, otherwise by calendar date; aware
 datetimes are first read as Asia/Shanghai wall-clock time (the catalog's convention).
 """
