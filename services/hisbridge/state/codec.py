@@ -14,6 +14,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
+import orjson
 from hisbridge.catalog.records import ZERO_DATE
 
 
@@ -23,12 +24,33 @@ def text(data: bytes | str | None) -> str | None:
     return data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
 
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+_PLAIN = frozenset({str, bool, type(None)})
+_INT_RANGE = range(-(2 ** 63), 2 ** 64)   # what orjson reads back exactly (beyond: a float)
+
+
+class _NonFinite:
+    """NaN or ±Infinity, which orjson would write as null: json.dumps writes it bare instead (as it always
+    did), through `default`."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+def _bare(value: Any) -> Any:
+    if isinstance(value, _NonFinite):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _tag(value: Any) -> Any:
-    if type(value) in _PLAIN:        # most row values: no isinstance walk (Mapping's is an ABC check)
+    kind = type(value)
+    if kind in _PLAIN:               # most row values: no isinstance walk (Mapping's is an ABC check)
         return value
+    if kind is int:
+        return value if value in _INT_RANGE else {"$i": str(value)}
+    if kind is float:
+        return value if value - value == 0.0 else _NonFinite(value)   # NaN and ±Infinity give NaN
     if type(value) is dict:
         return {"$m": {str(k): _tag(v) for k, v in value.items()}}
     if value is ZERO_DATE:
@@ -51,16 +73,17 @@ def _tag(value: Any) -> Any:
 
 
 _UNTAG = {"$dt": datetime.fromisoformat, "$d": date.fromisoformat, "$t": time.fromisoformat, "$dec": Decimal,
-          "$b": lambda s: base64.b64decode(s), "$zd": lambda s: ZERO_DATE}
+          "$b": lambda s: base64.b64decode(s), "$zd": lambda s: ZERO_DATE, "$i": int}
 
 
 def _untag(value: Any) -> Any:
-    if isinstance(value, dict):
+    kind = type(value)
+    if kind is dict:
         (tag, inner), = value.items()
         if tag == "$m":
             return {k: _untag(v) for k, v in inner.items()}
         return _UNTAG[tag](inner)
-    if isinstance(value, list):
+    if kind is list:
         return [_untag(v) for v in value]
     return value
 
@@ -68,11 +91,24 @@ def _untag(value: Any) -> Any:
 def encode_value(value: Any) -> bytes:
     """Rows and held records → JSON that gives back the same Python values (a plain JSON round trip
     would turn datetimes and Decimals into text and change what transform() sees after a restart)."""
-    return json.dumps(_tag(value), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    tagged = _tag(value)
+    try:
+        # compact UTF-8 JSON as below, which decode_value reads back the same; the passthrough options
+        # leave subclasses and dataclasses to json.dumps, which refuses them as it always did
+        return orjson.dumps(tagged, option=orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS
+                            | orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:                 # NaN or ±Infinity, a subclass, a lone surrogate
+        return json.dumps(tagged, ensure_ascii=False, separators=(",", ":"), default=_bare).encode("utf-8")
 
 
 def decode_value(data: bytes | str) -> Any:
-    return _untag(json.loads(data))
+    """What encode_value wrote, or an older version's json.dumps (its integers are Debezium's, within 64
+    bits: orjson reads those exactly)."""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:    # NaN or ±Infinity, written bare by json.dumps
+        parsed = json.loads(data)
+    return _untag(parsed)
 
 
 class LoggedStore(MutableMapping[str, bytes]):

@@ -252,15 +252,28 @@ def store_folder(state_dir: Path, app_id: str) -> Path:
     return state_dir / app_id / "reference"
 
 
+def _options():
+    """RocksDB options of the store. A bloom filter per table file (10 bits a key, ~1 % false positives):
+    every row applied is first looked up, and a key the store does not hold yet (all of them while it is
+    rebuilt) is otherwise searched for in every level's file."""
+    from rocksdict import BlockBasedOptions, Options
+
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    options = Options(raw_mode=True)
+    options.set_block_based_table_factory(table)
+    return options
+
+
 def open_store(folder: Path) -> tuple[ReferenceStore, bool]:
     """The RocksDB reference store in `folder`; (store, True) when the folder was new or lost, so the rows
     must be rebuilt from the topics."""
-    from rocksdict import Options, Rdict
+    from rocksdict import Rdict
 
     fresh = not (folder / "CURRENT").exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        db = Rdict(str(folder), options=Options(raw_mode=True))
+        db = Rdict(str(folder), options=_options())
     except Exception as exc:   # noqa: BLE001 — rocksdict raises a bare Exception for a held lock
         if "lock" in str(exc).lower():
             raise StoreLocked(f"参照数据存储 {folder} 已被另一进程占用，请为每个 worker 设置独立的 HISBRIDGE_STATE_DIR / "
@@ -274,11 +287,11 @@ def open_store_read_only(folder: Path) -> ReferenceStore | None:
     """A worker's RocksDB reference store opened beside it, read-only (RocksDB's read-only mode takes no
     lock: the worker keeps writing), as it was last flushed; None when the folder holds no store. What is
     applied to it stays in memory (`writes`, never committed): e.g. the topics' tail since its offsets."""
-    from rocksdict import AccessType, Options, Rdict
+    from rocksdict import AccessType, Rdict
 
     if not (folder / "CURRENT").exists():
         return None
-    db = Rdict(str(folder), options=Options(raw_mode=True), access_type=AccessType.read_only())
+    db = Rdict(str(folder), options=_options(), access_type=AccessType.read_only())
     return ReferenceStore(db, _ReadOnly(db))
 
 
