@@ -51,7 +51,7 @@ def _tag(value: Any) -> Any:
         return value if value in _INT_RANGE else {"$i": str(value)}
     if kind is float:
         return value if value - value == 0.0 else _NonFinite(value)   # NaN and ±Infinity give NaN
-    if type(value) is dict:
+    if kind is dict:
         return {"$m": {str(k): _tag(v) for k, v in value.items()}}
     if value is ZERO_DATE:
         return {"$zd": ZERO_DATE.text}
