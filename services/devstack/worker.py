@@ -16,6 +16,9 @@ from devstack.procs import Procs, StackError
 from hisbridge.settings import Settings
 
 MARKER = "hisbridge.cli.worker"
+# the log keeps what a worker said before it died: every line at once (stdout to a file is block-buffered
+# otherwise), and the Python stack of a fatal signal (a crash in a native library)
+DIAGNOSTICS = {"PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
 
 
 class Worker:
@@ -46,7 +49,7 @@ class Worker:
             if not restart:
                 return False
             self.stop()
-        self.procs.spawn(self.name, [sys.executable, "-m", MARKER], env=dict(env or {}))
+        self.procs.spawn(self.name, [sys.executable, "-m", MARKER], env={**DIAGNOSTICS, **(env or {})})
         return True
 
     def log_size(self) -> int:
