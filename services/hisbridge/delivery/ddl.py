@@ -10,6 +10,7 @@ been applied to that database yet.
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 
 REGISTRY_SQL = """
 CREATE SCHEMA IF NOT EXISTS hisbridge;
@@ -19,6 +20,7 @@ CREATE TABLE IF NOT EXISTS hisbridge.schema_applied (
 """
 
 
+@cache   # a module's script is one constant, asked for at every connect
 def fingerprint(script: str) -> str:
     return hashlib.sha256(script.encode("utf-8")).hexdigest()
 

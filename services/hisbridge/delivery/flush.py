@@ -358,8 +358,6 @@ class _Beside:
     on hisbridge.staged, waiting for the stream's transaction) would queue this read behind it, and the
     caller would wait for the read forever: a deadlock through the application PostgreSQL cannot see."""
 
-    READS = ("hisbridge.staged", "hisbridge.flushed")
-
     def __init__(self, staging_conn, snapshot: str, read) -> None:
         self._outcome: list = []
         password = staging_conn.info.password   # the dsn shows it masked
@@ -368,7 +366,7 @@ class _Beside:
             with self._conn.cursor() as cur:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-                cur.execute(f"LOCK TABLE {', '.join(self.READS)} IN ACCESS SHARE MODE")
+                cur.execute(f"LOCK TABLE {', '.join(staging.PENDING_READS)} IN ACCESS SHARE MODE")
         except BaseException:
             self._conn.close()
             raise

@@ -324,6 +324,9 @@ LAST_CUT = ("(SELECT COALESCE(max(f.cut), 0) FROM hisbridge.flushed f "
             "WHERE f.tbl = {tbl} AND f.batch = {batch})")
 
 
+PENDING_READS = ("hisbridge.staged", "hisbridge.flushed")   # the tables pending_predicate reads
+
+
 def pending_predicate() -> str:
     """SQL over `hisbridge.staged s`: the rows a flush of (%(tbl)s, %(batch)s) with cut %(cut)s carries —
     the same set at claim, send and mark (any write moves a row above every existing cut)."""

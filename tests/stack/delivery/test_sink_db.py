@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from datetime import date, datetime, timedelta
 
 import psycopg2
@@ -19,6 +18,7 @@ from hisbridge.delivery import ledger, staging
 from hisbridge.delivery.flush import (Forced, WindowClosed, claim, ensure_frontend,
                                       flush_batch, plan_flushes, write_frontend)
 from hisbridge.delivery.schedule import parse
+from support import wait_for
 from support.delivery_dbs import connect, delivery_dbs, delivery_dsns
 
 pytestmark = pytest.mark.stack
@@ -431,20 +431,12 @@ def test_rows_staged_without_a_line_get_it_from_their_payload_when_flushed(dbs, 
     assert lines() == [r.line for r in sorted(rows, key=lambda r: r.bkey)]
 
 
-def _until(conn, query: str, args: tuple, what: str, timeout: float = 20.0) -> None:
-    """Poll `query` on an autocommit connection until it returns a row (a lock state, not a sleep)."""
-    deadline = time.monotonic() + timeout
+def _holds_staged_lock(conn, pid: int, granted: bool) -> bool:
+    """Whether backend `pid` holds (granted) or waits for (not granted) a lock on hisbridge.staged."""
     with conn.cursor() as cur:
-        while True:
-            cur.execute(query, args)
-            if cur.fetchone() is not None:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {timeout:.0f}s: {what}")
-            time.sleep(0.05)
-
-
-STAGED_LOCK = "SELECT 1 FROM pg_locks WHERE pid = %s AND relation = 'hisbridge.staged'::regclass AND granted = %s"
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND relation = 'hisbridge.staged'::regclass "
+                    "AND granted = %s)", (pid, granted))
+        return cur.fetchone()[0]
 
 
 def test_a_schema_change_queued_behind_a_running_flush_waits_for_it_instead_of_deadlocking(dbs, dsns, case,
@@ -473,9 +465,11 @@ def test_a_schema_change_queued_behind_a_running_flush_waits_for_it_instead_of_d
     real, altering = staging.key_checksum, threading.Thread(target=alter)
 
     def checksum_behind_a_queued_alter(cur, *args):
-        _until(watcher, STAGED_LOCK, (stage_conn.get_backend_pid(), True), "the stream holds its lock")
+        wait_for("the stream holds its lock", lambda: _holds_staged_lock(watcher, stage_conn.get_backend_pid(), True),
+                 timeout=20, every=0.05)
         altering.start()
-        _until(watcher, STAGED_LOCK, (ddl.get_backend_pid(), False), "the ALTER waits for the stream")
+        wait_for("the ALTER waits for the stream", lambda: _holds_staged_lock(watcher, ddl.get_backend_pid(), False),
+                 timeout=20, every=0.05)
         return real(cur, *args)
 
     monkeypatch.setattr(staging, "key_checksum", checksum_behind_a_queued_alter)
@@ -490,8 +484,7 @@ def test_a_schema_change_queued_behind_a_running_flush_waits_for_it_instead_of_d
 
 
 def test_ensuring_a_current_schema_takes_no_lock_a_writer_or_a_flush_holds(dbs, dsns, case):
-    stage_conn, front = dbs
-    org, day = case
+    org, _ = case                          # dbs: both schemas applied already
     writer = connect(dsns["staging"])
     try:
         with writer.cursor() as cur:       # a staging write in flight: ROW EXCLUSIVE on staged until it ends

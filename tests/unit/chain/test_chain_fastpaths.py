@@ -225,7 +225,7 @@ def test_date_order_is_proven_column_by_column_exactly_as_the_rule_compares():
     as_text = dict(third, jzsj=str(third["jzsj"]))
     for batch, proven in ((records, True), ([born_that_day, *records], True), ([*records, sent_before], False),
                           ([aware, *records], False), ([as_text, *records], False)):
-        assert _in_date_order(batch, params) is proven
+        assert _in_date_order(table, batch, params, None) is proven
         if proven:
             assert all(check_date_order(table, r, params, None) == [] for r in batch)
     assert [r.rule for r in check_date_order(table, sent_before, params, None)] == ["date_order"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from itertools import combinations
 from operator import methodcaller
 from typing import Any, Callable, Mapping, Sequence
 
@@ -155,20 +156,19 @@ def clean_records(table: Table, records: Records, *, report_time: dt.datetime | 
                   else [r.get(name) if type(r) is dict else None for r in records])
         doubtful |= _doubtful(table, fp, test, column, records)
     clean = [i not in doubtful for i in range(len(records))]
-    implicit, checks = IMPLICIT_RECORD_RULES, plan.checks
-    if all_dicts:
-        if _none_after_report_time(table, records, report_time):
-            implicit = tuple(rule for rule in implicit if rule is not check_after_report_time)
-        checks = tuple((rule, params) for rule, params in checks
-                       if not (rule is check_date_order and _in_date_order(records, params)))
-    if implicit or checks:
+    rules = [(rule, {}) for rule in IMPLICIT_RECORD_RULES] + list(plan.checks)
+    if all_dicts:    # a record rule proven silent on the whole batch is not asked record by record
+        rules = [(rule, params) for rule, params in rules
+                 if not (rule in COLUMN_PROOFS and COLUMN_PROOFS[rule](table, records, params, report_time))]
+    if rules:
         for i, record in enumerate(records):
             if clean[i]:
-                clean[i] = _cross_field_silent(table, implicit, checks, record, report_time)
+                clean[i] = _cross_field_silent(table, rules, record, report_time)
     return clean
 
 
-def _none_after_report_time(table: Table, records: Records, report_time: dt.datetime | None) -> bool:
+def _none_after_report_time(table: Table, records: Records, params: Mapping[str, Any],
+                            report_time: dt.datetime | None) -> bool:
     """check_after_report_time is silent on every record, proven per column: the latest value of each event
     time is not after the report time (all naive datetimes, or all dates compared by day, as not_after does;
     aware or mixed values, or no report time given: no proof, the rule runs per record)."""
@@ -194,34 +194,38 @@ def _none_after_report_time(table: Table, records: Records, report_time: dt.date
     return True
 
 
-def _in_date_order(records: Records, params: Mapping[str, Any]) -> bool:
+def _in_date_order(table: Table, records: Records, params: Mapping[str, Any],
+                   report_time: dt.datetime | None) -> bool:
     """check_date_order is silent on every record, proven per pair of columns: each listed field's values
     all naive datetimes or all dates (anything else: no proof, the rule runs per record), compared as
     not_after does — as datetimes when both carry a time, else by calendar date."""
-    columns = []
+    columns = []     # (values, timed, values by calendar date)
     for name in params.get("fields", ()):
-        column = list(map(methodcaller("get", name), records))
-        kinds = set(map(type, column)) - {type(None)}
-        if kinds == {dt.datetime} and all(v.tzinfo is None for v in column if v is not None):
-            columns.append((column, True))
+        values = list(map(methodcaller("get", name), records))
+        kinds = set(map(type, values)) - {type(None)}
+        if kinds == {dt.datetime} and all(v.tzinfo is None for v in values if v is not None):
+            columns.append((values, True, [v.date() if v is not None else None for v in values]))
         elif kinds == {dt.date}:
-            columns.append((column, False))
+            columns.append((values, False, values))
         elif kinds:
             return False
-    by_date = [[v.date() if v is not None else None for v in column] if timed else column
-               for column, timed in columns]
-    for i, (first, first_timed) in enumerate(columns):
-        for j in range(i + 1, len(columns)):
-            second, second_timed = columns[j]
-            a, b = (first, second) if first_timed and second_timed else (by_date[i], by_date[j])
-            if not all(x <= y for x, y in zip(a, b) if x is not None and y is not None):
-                return False
+    for (first, first_timed, first_days), (second, second_timed, second_days) in combinations(columns, 2):
+        a, b = (first, second) if first_timed and second_timed else (first_days, second_days)
+        if not all(x <= y for x, y in zip(a, b) if x is not None and y is not None):
+            return False
     return True
 
 
-def _cross_field_silent(table: Table, implicit: tuple, checks: tuple, record: Mapping[str, Any],
-                        report_time: dt.datetime | None) -> bool:
+# record rules with a proof over the whole batch: (table, records, params, report_time) → True only when the
+# rule certainly gives no reason for any of the records
+COLUMN_PROOFS: dict[Callable[..., Any], Callable[..., bool]] = {
+    check_after_report_time: _none_after_report_time,
+    check_date_order: _in_date_order,
+}
+
+
+def _cross_field_silent(table: Table, rules: Sequence[tuple[Callable[..., Any], Mapping[str, Any]]],
+                        record: Mapping[str, Any], report_time: dt.datetime | None) -> bool:
     """The record rules as check_record runs them. check_record gives them only the present values, but
     a record rule reads fields with `.get` alone (record_rules' contract), so the record itself does."""
-    return (all(_silent(rule, table, record, {}, report_time) for rule in implicit)
-            and all(_silent(rule, table, record, params, report_time) for rule, params in checks))
+    return all(_silent(rule, table, record, params, report_time) for rule, params in rules)
