@@ -18,6 +18,10 @@ from typing import Callable
 from hisbridge.settings import \
     child_environment  # noqa: F401 — re-exported for the components
 
+# the processes this process spawned, by pid: how one ended (its exit code or signal) stays known after it
+# was reaped, where /proc forgets it
+_SPAWNED: dict[int, subprocess.Popen] = {}
+
 
 class StackError(RuntimeError):
     """An operator must act: a component failed to start or stop (the message says which and why)."""
@@ -61,6 +65,8 @@ class Procs:
         with open(self.log_file(name), "ab") as log:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=child_environment(env), cwd=cwd, start_new_session=True)
+        _SPAWNED[proc.pid] = proc
+        _wait_exec(proc)
         self.pid_file(name).write_text(f"{proc.pid}\n")
         return proc.pid
 
@@ -73,6 +79,15 @@ class Procs:
         terminate(current, marker, timeout)
         self.pid_file(name).unlink(missing_ok=True)
         return True
+
+
+def _wait_exec(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Until the kernel shows the new program's command line. Popen returns once the exec is past its point
+    of no return, while /proc/<pid>/cmdline stays empty until the new program's arguments are laid out: a
+    liveness check in between (its marker not found) took a starting worker for a dead one."""
+    deadline = time.monotonic() + timeout
+    while not cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def read_pid(path: Path) -> int | None:
@@ -90,8 +105,7 @@ def cmdline(pid: int) -> str:
 
 
 def is_running_pid(pid: int | None) -> bool:
-    """The process exists and is not a zombie (a zombie holds no port and does no work). What to ask
-    right after spawn: until exec, the child's command line is still the parent's, without the marker."""
+    """The process exists and is not a zombie (a zombie holds no port and does no work)."""
     if not pid:
         return False
     try:
@@ -182,8 +196,21 @@ def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
     raise StackError(f"process {pid} ({marker}) did not stop")
 
 
+def exit_status(pid: int | None) -> str:
+    """How a process this one spawned ended ("exit code 2", "signal SIGKILL"); "" while it runs or when it
+    was not spawned here."""
+    proc = _SPAWNED.get(pid or 0)
+    code = proc.poll() if proc is not None else None
+    if code is None:
+        return ""
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
 def reap(pid: int) -> None:
     """Collect an exited child of this process (only relevant when it was started by us)."""
+    if pid in _SPAWNED:         # through its Popen, which keeps the status for exit_status
+        _SPAWNED[pid].poll()
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

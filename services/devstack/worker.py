@@ -42,6 +42,10 @@ class Worker:
     def is_running(self) -> bool:
         return procs.is_alive(self.pid(), MARKER)
 
+    def exit_status(self) -> str:
+        """How the worker this process started ended ("signal SIGTERM", "exit code 2"); "" while it runs."""
+        return procs.exit_status(self.pid())
+
     def start_background(self, env: Mapping[str, str] | None = None, restart: bool = False) -> bool:
         """Spawn the worker with this process's environment plus `env`; False when it already ran (unless
         `restart`, which stops it first so it runs with the new environment)."""
@@ -73,7 +77,8 @@ class Worker:
                 return
             if not procs.is_running_pid(self.pid()):
                 procs.reap(self.pid() or 0)
-                raise StackError(f"exited during start-up: {failure_reason(self.log, since)}")
+                raise StackError(f"exited during start-up ({self.exit_status() or 'not started here'}): "
+                                 f"{failure_reason(self.log, since)}")
             time.sleep(0.5)
         raise StackError(f"no answer on /health (port {self.port}) within {timeout:.0f}s: "
                          f"{failure_reason(self.log, since) or 'see the log'}")

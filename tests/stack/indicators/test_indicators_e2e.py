@@ -133,7 +133,8 @@ class Pipeline:
 
     def drained(self, after_ms: int) -> bool:
         """Lag 0 on the raw, core and quarantine topics and the sink's watermark past `after_ms`."""
-        assert self.worker.is_running(), self.worker.log.read_text(errors="replace")[-4000:]
+        assert self.worker.is_running(), (f"{self.worker.name} not running ({self.worker.exit_status()}): "
+                                          + self.worker.log.read_text(errors="replace")[-4000:])
         s = self.settings
         raw = raw_topics(s.source.topic_prefix, MAPPING.sources)
         core = [core_topic(s.worker.core_prefix, t) for t in MAPPING.tables]
