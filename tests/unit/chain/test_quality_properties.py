@@ -5,7 +5,8 @@ import datetime as dt
 import random
 
 from hisbridge.catalog import load_catalog
-from hisbridge.catalog.checksums import resident_id_valid, uscc_valid
+from hisbridge.catalog.checksums import (resident_id_check_char, resident_id_valid,
+                                         uscc_valid)
 from hisbridge.catalog.records import from_json
 from hisbridge.catalog.sample import sample_record
 from hisbridge.chain.quality import check_record
@@ -86,3 +87,12 @@ def test_from_json_never_raises(table, data):
 def test_table_checks_registry_is_complete():
     used = {c["rule"] for t in TABLES for c in t.checks}
     assert used <= set(TABLE_CHECKS) and {"date_order", "stay_length", "required_when", "positive_when"} <= used
+
+
+@settings(max_examples=500, deadline=None)
+@given(first17=st.text(alphabet="0123456789", min_size=17, max_size=17))
+def test_the_resident_id_check_character_is_gb11643s_iso7064_mod_11_2(first17):
+    # the standard's own formulation, not the weight table: digit i weighted 2^(17-i) mod 11, check value
+    # (12 - sum mod 11) mod 11, 10 written X
+    total = sum(int(d) * pow(2, 17 - i, 11) for i, d in enumerate(first17))
+    assert resident_id_check_char(first17) == "0123456789X"[(12 - total % 11) % 11]
