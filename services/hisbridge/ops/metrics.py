@@ -3,9 +3,9 @@
 Two kinds, one registry per worker:
 - events this process counts as they happen (records per stage and table, flushes, connector task restarts):
   counters and a histogram, updated by the stages;
-- states read from outside (lag, batches, windows, watermark, quarantine, connectors, slots, the front-end):
-  gauges built from one `Snapshot` of plain values (ops.observe), swapped in whole after each refresh, so a
-  scrape never sees half of one refresh and half of the previous.
+- states read from outside (lag, batches, windows, watermark, last flushes, quarantine, connectors, slots,
+  the front-end): gauges built from one `Snapshot` of plain values (ops.observe), swapped in whole after each
+  refresh, so a scrape never sees half of one refresh and half of the previous.
 
 Names follow kafka_exporter where they overlap (kafka_consumergroup_lag{consumergroup,topic,partition}).
 No label or value ever carries an identity field: tables, rules, batches, connectors, counts and times only.
@@ -41,6 +41,7 @@ class Snapshot:
     slots: list[SlotView] | None = None
     held: tuple[int, float | None] | None = None          # held records, age of the oldest (seconds)
     clock: datetime | None = None                         # the sink's clock at the refresh
+    last_flushes: Mapping[str, datetime] | None = None    # table → report_datetime of its last flush
 
 
 def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
@@ -177,6 +178,12 @@ def snapshot_families(snap: Snapshot) -> list[GaugeMetricFamily]:
         oldest = _gauge("hisbridge_held_oldest_age_seconds", "how long the oldest held record has waited (0: none)")
         oldest.add_metric([], snap.held[1] or 0.0)
         out += [held, oldest]
+    if snap.last_flushes is not None:
+        last = _gauge("hisbridge_last_flush_timestamp_seconds",
+                      "report_datetime of the table's last flush (the ledger's)", ["table"])
+        for table, moment in sorted(snap.last_flushes.items()):
+            last.add_metric([table], moment.timestamp())
+        out.append(last)
     if snap.clock is not None:
         clock = _gauge("hisbridge_sink_clock_timestamp_seconds", "the sink's clock (steered in the demo and tests)")
         clock.add_metric([], snap.clock.timestamp())
@@ -206,13 +213,11 @@ class Metrics:
         self.flush_rows = Counter("hisbridge_flush_rows", "rows written to the front-end", ["table", "kind"],
                                   registry=r)
         self.flushes = Counter("hisbridge_flushes", "flushes by outcome", ["table", "kind"], registry=r)
-        self.last_flush = _LastFlush()
         self.restarts = Counter("hisbridge_connector_task_restarts", "FAILED tasks the worker restarted",
                                 ["connector", "task"], registry=r)
         self.consecutive = _Consecutive()
         self._snapshot = _SnapshotCollector()
         r.register(self._snapshot)
-        r.register(self.last_flush)
         r.register(self.consecutive)
 
     def count(self, stage: str, table: str, outcome: str, n: int = 1) -> None:
@@ -230,29 +235,16 @@ class Metrics:
                 self.flushes.labels(table, kind)
                 self.flush_rows.labels(table, kind)
 
-    def flushed(self, table: str, kind: str, rows: int, seconds: float, at: float) -> None:
+    def flushed(self, table: str, kind: str, rows: int, seconds: float) -> None:
         self.flush_seconds.labels(table).observe(seconds)
         self.flushes.labels(table, kind).inc()
         self.flush_rows.labels(table, kind).inc(rows)
-        self.last_flush.times[table] = at
 
     def publish(self, snapshot: Snapshot) -> None:
         self._snapshot.families = snapshot_families(snapshot)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class _LastFlush:
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-
-    def collect(self):
-        g = _gauge("hisbridge_last_flush_timestamp_seconds", "when the last successful flush of a table committed",
-                   ["table"])
-        for table, at in sorted(self.times.items()):
-            g.add_metric([table], at)
-        return [g]
 
 
 class _Consecutive:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
+from hisbridge.clock import SHANGHAI
 from hisbridge.delivery.schedule import Batch, Schedule, batch_by_name, batch_for, is_closed
 from hisbridge.ops.lag import PartitionLag
 
@@ -281,6 +282,9 @@ class StagingView:
     watermarks: Mapping[str, datetime]          # connector → min over core partitions of the latest mark
     sink_clock: datetime | None                 # the flush timer's clock at its last step
     sink_tick_at: datetime | None
+    # table → report_datetime of its last flush, from the ledger: it outlives a restart and counts every
+    # worker's, a recovery's and the CLI's flushes, which no one process sees all of
+    last_flushes: Mapping[str, datetime] = field(default_factory=dict)
 
 
 def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | None:
@@ -301,7 +305,9 @@ def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | No
                 cur.execute("SELECT clock, at FROM hisbridge.sink_ticks ORDER BY at DESC LIMIT 1")
                 row = cur.fetchone()
                 clock, at = row if row else (None, None)
-        return StagingView(staging.batch_counts(conn, limit=limit), marks, clock, at)
+            cur.execute("SELECT tbl, max(report_datetime) FROM hisbridge.ledger GROUP BY tbl")
+            last = {t: moment.replace(tzinfo=SHANGHAI) for t, moment in cur.fetchall()}   # stamped local time
+        return StagingView(staging.batch_counts(conn, limit=limit), marks, clock, at, last)
     finally:
         conn.close()
 

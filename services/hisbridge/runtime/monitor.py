@@ -98,10 +98,10 @@ class Reader:
         def read() -> None:
             view = observe.read_staging(self.settings.connections.staging_dsn, self.timeout)
             if view is None:
-                snap.batches, snap.watermarks = [], {}
+                snap.batches, snap.watermarks, snap.last_flushes = [], {}, {}
                 return
             mark = min(view.watermarks.values()) if view.watermarks else None
-            snap.watermarks = dict(view.watermarks)
+            snap.watermarks, snap.last_flushes = dict(view.watermarks), dict(view.last_flushes)
             snap.batches = observe.batch_views(view.counts, self.cadence_of, mark, self.schedule, snap.clock)
         return read
 

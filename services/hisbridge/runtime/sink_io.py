@@ -34,9 +34,9 @@ class PgSinkIO:
     def __init__(self, tables: Mapping[str, Table], topics: Iterable[str], schedule: Schedule,
                  staging_dsn: str, frontend_dsn: str, frontend_sql: Path, app: str,
                  expected: Callable[[], Iterable[Partition]] = tuple,
-                 on_flush: Callable[[str, str, int, float, float], None] | None = None) -> None:
+                 on_flush: Callable[[str, str, int, float], None] | None = None) -> None:
         self.tables, self.topics, self.schedule, self.expected = dict(tables), list(topics), schedule, expected
-        self.on_flush = on_flush    # (table, kind, rows, seconds, committed at): the flush metrics
+        self.on_flush = on_flush    # (table, kind, rows, seconds): the flush metrics
         self.app = app
         self.staging_dsn, self.frontend_dsn, self.frontend_sql = staging_dsn, frontend_dsn, frontend_sql
         self._stage = None
@@ -96,8 +96,7 @@ class PgSinkIO:
         result = self._on_frontend(lambda front: flush_batch(self._staging(), front, table, plan.batch, now,
                                                              self.schedule))
         if self.on_flush is not None and result.outcome == "flushed":
-            self.on_flush(result.table, result.kind or "first", result.row_count, time.monotonic() - started,
-                          time.time())
+            self.on_flush(result.table, result.kind or "first", result.row_count, time.monotonic() - started)
         return result
 
     def record_tick(self, now: datetime) -> None:

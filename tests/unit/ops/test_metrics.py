@@ -22,7 +22,8 @@ def test_a_snapshot_becomes_the_state_gauges():
                            now + timedelta(hours=3))],
         connectors=[ConnectorView("his", "RUNNING", (TaskView(0, "FAILED", 'PSQLException: "x"'),))],
         slots=[SlotView("hisbridge_his", False, "extended", 5_000_000, 100)],
-        quarantine={("mjzzlxx", "required"): 2}, held=(3, 12.5), watermarks={"his": now - timedelta(seconds=30)}))
+        quarantine={("mjzzlxx", "required"): 2}, held=(3, 12.5), watermarks={"his": now - timedelta(seconds=30)},
+        last_flushes={"mjzzlxx": datetime(2026, 2, 10, 18, 0, 1, tzinfo=SHANGHAI)}))
     text = lines(m)
     assert 'kafka_consumergroup_lag{consumergroup="hb",partition="0",topic="core.mjzzlxx"} 3.0' in text
     assert 'kafka_consumergroup_lag_seconds{consumergroup="hb",partition="0",topic="core.mjzzlxx"} 4.5' in text
@@ -35,6 +36,7 @@ def test_a_snapshot_becomes_the_state_gauges():
     assert 'hisbridge_replication_slot_retained_wal_bytes{slot="hisbridge_his"} 5e+06' in text
     assert 'hisbridge_connector_task_failed_info{connector="his",reason="PSQLException: \\"x\\"",task="0"} 1.0' in text
     assert 'hisbridge_watermark_age_seconds{connector="his"} 30.0' in text
+    assert 'hisbridge_last_flush_timestamp_seconds{table="mjzzlxx"} 1.770717601e+09' in text   # 10:00:01 UTC
 
     m.publish(Snapshot(at=now.timestamp(), clock=now, sources={"kafka": False}))   # Kafka down: its series go
     text = lines(m)
@@ -45,8 +47,7 @@ def test_a_snapshot_becomes_the_state_gauges():
 def test_events_are_counted():
     m = Metrics()
     m.count("transform", "mjzzlxx", "core", 5)
-    m.flushed("mjzzlxx", "first", 120, 0.8, 1_770_000_000.0)
+    m.flushed("mjzzlxx", "first", 120, 0.8)
     text = lines(m)
     assert 'hisbridge_records_total{outcome="core",stage="transform",table="mjzzlxx"} 5.0' in text
     assert 'hisbridge_flush_rows_total{kind="first",table="mjzzlxx"} 120.0' in text
-    assert 'hisbridge_last_flush_timestamp_seconds{table="mjzzlxx"} 1.77e+09' in text
