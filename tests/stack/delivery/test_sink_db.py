@@ -503,3 +503,24 @@ def test_ensuring_a_current_schema_takes_no_lock_a_writer_or_a_flush_holds(dbs, 
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_a_table_dropped_by_hand_is_made_again_at_the_next_connect(module_resources):
+    """The applied-scripts record alone would have kept a dropped table away until the next version."""
+    fresh = delivery_dsns(module_resources, "ddldrop")
+    conns = {name: connect(dsn) for name, dsn in fresh.items()}
+    try:
+        staging.ensure_schema(conns["staging"])
+        ledger.ensure_frontend_ledger(conns["frontend"])
+        for name, table in (("staging", "hisbridge.flush_plan"), ("frontend", "hisbridge.ledger")):
+            with conns[name], conns[name].cursor() as cur:
+                cur.execute(f"DROP TABLE {table}")
+        staging.ensure_schema(conns["staging"])
+        ledger.ensure_frontend_ledger(conns["frontend"])
+        for name, table in (("staging", "hisbridge.flush_plan"), ("frontend", "hisbridge.ledger")):
+            with conns[name], conns[name].cursor() as cur:
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+                assert cur.fetchone()[0], (name, table)
+    finally:
+        for conn in conns.values():
+            conn.close()
