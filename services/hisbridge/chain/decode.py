@@ -455,7 +455,10 @@ def _has_float(value: Any) -> bool:
     if float in kinds:
         return True
     if dict in kinds or list in kinds:
-        return any(_has_float(child) for child in children if type(child) in (dict, list))
+        for child in children:   # a loop, not any(genexpr): an envelope has two or three nested values
+            kind = type(child)
+            if (kind is dict or kind is list) and _has_float(child):
+                return True
     return False
 
 
