@@ -32,10 +32,15 @@ def local_text(moment: datetime, timespec: str = "seconds") -> str:
     return moment.astimezone(SHANGHAI).isoformat(" ", timespec)
 
 
+def as_shanghai(moment: datetime) -> datetime:
+    """A moment with its zone: a naive one is a front-end or HIS wall-clock value (report_datetime:
+    `timestamp without time zone`, Asia/Shanghai by design)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+
+
 def wall_text(moment: datetime, timespec: str = "seconds") -> str:
-    """A front-end or HIS wall-clock value (report_datetime: `timestamp without time zone`, Asia/Shanghai by
-    design) shown like every other moment, with its offset."""
-    return local_text(moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI), timespec)
+    """A wall-clock value (as_shanghai) shown like every other moment, with its offset."""
+    return local_text(as_shanghai(moment), timespec)
 
 
 def log_text(moment: datetime | None, timespec: str = "seconds") -> str:

@@ -26,7 +26,7 @@ from hisbridge.chain.mapping import Lookups, MissingLookup, lookup_key
 from hisbridge.chain.quality import check_record
 from hisbridge.chain.quality.cross_hospital import (HospitalList, deadline_of, duplicate_key, late_hospitals,
                                                     load_hospital_list, unlisted_organisation, without_plaintext)
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, as_shanghai
 from hisbridge.contract import business_key
 
 if TYPE_CHECKING:
@@ -146,4 +146,4 @@ def _moment(value: Any) -> datetime | None:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None             # an unreadable mark counts as no mark: the batch is late, said so
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+    return as_shanghai(moment)

@@ -9,7 +9,7 @@ from datetime import datetime
 import click
 from hisbridge.cli.common import group, pass_settings
 from hisbridge.cli.quarantine import _connect
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import as_shanghai
 from hisbridge.messages import OperatorError
 from hisbridge.settings import Settings
 
@@ -20,7 +20,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise OperatorError("replay.since_invalid", value=text) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+    return as_shanghai(moment)
 
 
 def _topic_prefix(settings: Settings, connector: str) -> str:

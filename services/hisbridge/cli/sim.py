@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from hisbridge import hisdb
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import as_shanghai
 from hisbridge.cli.common import group, pass_settings
 from hisbridge.messages import OperatorError, text
 from hisbridge.settings import Settings
@@ -27,11 +27,6 @@ def _dsn_option(func):
 def _connect(settings: Settings, dsn: str | None, engine: str | None):
     engine = engine or settings.source.kind
     return load.connect(dsn or hisdb.admin_dsn(settings, engine), engine)
-
-
-def _local(moment: datetime) -> datetime:
-    """The simulated HIS keeps Asia/Shanghai wall-clock times without a zone: shown with theirs."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
 
 
 @cli.command("init", help="sim.init")
@@ -73,12 +68,12 @@ def day(settings: Settings, engine, dsn, day, days, visits, seed, bad_share, sta
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(activity.manifest, ensure_ascii=False, default=str, indent=1), encoding="utf-8")
     bad = sum(1 for e in activity.manifest["entities"] if e["defects"])
-    click.echo(text("sim.window", start=_local(start), end=_local(end), events=len(activity.events),
+    click.echo(text("sim.window", start=as_shanghai(start), end=as_shanghai(end), events=len(activity.events),
                     entities=len(activity.manifest["entities"]), bad=bad, manifest=path))
     conn = _connect(settings, dsn, engine)
     try:
         if live:
-            report = lambda at, n: click.echo(text("sim.progress", at=_local(at), count=n))
+            report = lambda at, n: click.echo(text("sim.progress", at=as_shanghai(at), count=n))
             n = load.load_live(conn, activity.events, start, speed, report)
             click.echo(text("sim.live_done", count=n))
         else:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping
 
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import SHANGHAI, as_shanghai
 from hisbridge.delivery.schedule import Batch, Schedule, batch_by_name, batch_for, is_closed
 from hisbridge.ops.lag import PartitionLag
 
@@ -306,7 +305,7 @@ def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | No
                 row = cur.fetchone()
                 clock, at = row if row else (None, None)
             cur.execute("SELECT tbl, max(report_datetime) FROM hisbridge.ledger GROUP BY tbl")
-            last = {t: moment.replace(tzinfo=SHANGHAI) for t, moment in cur.fetchall()}   # stamped local time
+            last = {t: as_shanghai(moment) for t, moment in cur.fetchall()}
         return StagingView(staging.batch_counts(conn, limit=limit), marks, clock, at, last)
     finally:
         conn.close()
@@ -337,6 +336,5 @@ def as_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [as_json(v) for v in value]
     if isinstance(value, datetime):
-        from hisbridge.clock import SHANGHAI
         return value.astimezone(SHANGHAI).isoformat()
     return value

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 import yaml
-from hisbridge.clock import SHANGHAI
+from hisbridge.clock import as_shanghai
 from hisbridge.contract import held_topic, transform_group
 from hisbridge.delivery.schedule import batch_by_name, load_schedule
 from click.testing import CliRunner
@@ -31,6 +31,7 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 # series that exist only while something is broken; their alerts' other parts are checked here, and the
 # series themselves by tests/stack/ops/test_connector_health.py
 FAILURE_ONLY = {"hisbridge_connector_task_failed_info"}
+UP = 'up{job="hisbridge-worker"}'
 METRIC = re.compile(r"\b((?:hisbridge|kafka)_[a-z_]+|up)\b(?=\s*[{\[)]|\s*$|\s*[=!<>*+/-]|\s+(?:and|or|unless)\b)")
 
 
@@ -153,9 +154,6 @@ def test_every_dashboard_expression_returns_series(scenario):
     assert not missing, absent_series(web, url, {m for _, e in missing for m in METRIC.findall(e)})
 
 
-UP = 'up{job="hisbridge-worker"}'
-
-
 def absent_series(web: int, url: str, names: set[str]) -> str:
     """What the worker serves and Prometheus holds of the series a check found missing: which of the two lost
     them."""
@@ -170,18 +168,18 @@ def test_the_last_flush_gauge_is_the_ledgers_report_datetime(scenario):
     """Read from the staging ledger, not counted in memory: a restarted worker, a recovered flush and one the
     CLI forced all show; the value is the batch's stamp (the steered clock here), not the scrape's time."""
     run, web, _, _ = scenario
-    want: dict[str, float] = {}
-    for report in run.out.reports:
-        for f in report.flushes:
-            at = f.report_datetime if f.report_datetime.tzinfo else f.report_datetime.replace(tzinfo=SHANGHAI)
-            want[report.table] = max(want.get(report.table, 0.0), at.timestamp())
+    latest: dict[str, float] = {}     # a table's reports are one per batch
+    for r in run.out.reports:
+        for f in r.flushes:
+            latest[r.table] = max(latest.get(r.table, 0.0), as_shanghai(f.report_datetime).timestamp())
+    want = set(latest.items())
     assert want, "the demo day flushes"
 
-    def gauge() -> dict[str, float]:
-        return {labels["table"]: v for labels, v in series(scrape(web), "hisbridge_last_flush_timestamp_seconds")}
+    def differing() -> list[tuple[str, float]]:   # entries of only one side: the gauge's or the ledger's
+        gauge = {(labels["table"], v) for labels, v in series(scrape(web), "hisbridge_last_flush_timestamp_seconds")}
+        return sorted(gauge ^ want)
     # the refresh that reads the ledger after the last flush's mark may still be under way
-    differing = still_missing("the last-flush gauge equal to the ledger", lambda: [] if (g := gauge()) == want else [g])
-    assert not differing, want
+    assert not still_missing("the last-flush gauge equal to the ledger", differing)
 
 
 def test_every_alert_expression_is_valid_and_its_series_exist(scenario):
