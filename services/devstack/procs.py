@@ -179,21 +179,30 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
 
 
 def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
-    """SIGTERM, wait for a clean exit, SIGKILL as the last resort."""
+    """SIGTERM, wait until the process is gone, SIGKILL as the last resort. The marker is checked once,
+    before the first signal (a recycled pid is never signalled); after it, only the process's end counts:
+    an exiting process's command line is empty before it is a zombie, so "marker gone" returned while it
+    still held its ports and its exit status was not yet known."""
+    if not is_alive(pid, marker):
+        return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        if not is_alive(pid, marker):
-            return
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            reap(pid)
-            if not is_alive(pid, marker):
-                return
-            time.sleep(0.2)
+        if _ends_within(pid, wait):
+            return
     raise StackError(f"process {pid} ({marker}) did not stop")
+
+
+def _ends_within(pid: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        if gone(pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def exit_status(pid: int | None) -> str:
@@ -204,6 +213,14 @@ def exit_status(pid: int | None) -> str:
     if code is None:
         return ""
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def gone(pid: int | None) -> bool:
+    """The process has ended (reaped, or a zombie): unlike "its marker gone", which an exiting process
+    already shows while it still holds its ports."""
+    if pid:
+        reap(pid)
+    return not is_running_pid(pid)
 
 
 def reap(pid: int) -> None:

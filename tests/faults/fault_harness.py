@@ -36,7 +36,7 @@ from typing import Callable
 
 import psycopg2
 from click.testing import CliRunner
-from devstack import postgres
+from devstack import postgres, procs
 from devstack.connect import Connect
 from devstack.kafka import Kafka
 from devstack.worker import Worker
@@ -121,8 +121,9 @@ def _restart_worker(run: FaultRun) -> None:
 
 def kill_worker(run: FaultRun) -> Recover:
     run.worker_held.set()
-    _kill9(run.worker.pid(), "the worker")
-    wait_for("the killed worker gone", lambda: not run.worker.is_running(), timeout=30)
+    pid = run.worker.pid()
+    _kill9(pid, "the worker")
+    wait_for("the killed worker gone", lambda: procs.gone(pid), timeout=30)
     return _restart_worker
 
 
@@ -139,8 +140,9 @@ def _component_fault(make: Callable[[Settings], object], kill: bool, hold_inside
     def inject(run: FaultRun) -> Recover | None:
         component = make(run.settings)
         if kill:
-            _kill9(component.pid(), component.name)
-            wait_for(f"{component.name} gone", lambda: not component.is_running(), timeout=30)
+            pid = component.pid()
+            _kill9(pid, component.name)
+            wait_for(f"{component.name} gone", lambda: procs.gone(pid), timeout=30)
         else:
             component.stop()
         if hold_inside:

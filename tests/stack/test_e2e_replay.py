@@ -29,6 +29,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from click.testing import CliRunner
+from devstack import procs
 from hisbridge import hisdb
 from hisbridge.cli import quarantine as quarantine_cli
 from hisbridge.cli import replay as replay_cli
@@ -276,6 +277,7 @@ def test_replay_batch_survives_a_kill_and_resends_every_row_once_dismissals_stay
     pid = run.worker.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)              # the request is on the replay topic, nothing staged or flushed yet
+    wait_for("the killed worker gone", lambda: procs.gone(pid), timeout=30)   # its web port free again
     run.worker.start_background(env=environment_for(run.settings), restart=True)
     wait_for("the replayed batch flushed", lambda: len(ledger_rows(run)) > len(before), timeout=240)
     ticks = sink_ticks(run)

@@ -29,6 +29,24 @@ def test_a_running_process_and_a_stranger_have_no_status(tmp_path):
 
 
 
+def test_terminate_returns_only_once_the_process_has_ended(tmp_path, monkeypatch):
+    # An exiting process's command line reads empty before it is a zombie; terminate took that for "ended"
+    # and returned while the process still ran (its ports held, its status unknown). Here the marker is
+    # gone from the first read after the signal, and the process takes 0.3 s to finish its TERM handler.
+    armed = tmp_path / "armed"
+    pid = Procs(tmp_path).spawn("slow", ["sh", "-c", f"trap 'sleep 0.3; exit 7' TERM; : > {armed}; "
+                                                     "while :; do sleep 0.05; done"])
+    wait_for("the TERM handler set", armed.exists, timeout=10, every=0.01)
+    real, reads = procs.cmdline, [0]
+
+    def exiting(p: int) -> str:
+        reads[0] += 1
+        return real(p) if reads[0] == 1 else ""
+    monkeypatch.setattr(procs, "cmdline", exiting)
+    procs.terminate(pid, "exit 7", timeout=10)
+    assert not procs.is_running_pid(pid) and procs.exit_status(pid) == "exit code 7"
+
+
 def test_spawn_returns_once_the_new_program_shows_its_command_line(tmp_path, monkeypatch):
     # Popen returns while the kernel still lays out the new program's arguments: /proc/<pid>/cmdline is
     # empty for a few microseconds (36–57 of 1,000 `sleep` spawns read it so here), so a liveness check at
