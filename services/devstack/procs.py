@@ -179,9 +179,9 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
 
 
 def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
-    """SIGTERM, wait until the process is gone, SIGKILL as the last resort. The marker is checked once,
-    before the first signal (a recycled pid is never signalled); after it, only the process's end counts:
-    an exiting process's command line is empty before it is a zombie, so "marker gone" returned while it
+    """SIGTERM, wait until the process is gone, SIGKILL as the last resort. The marker is checked before
+    the first signal (a recycled pid is never signalled); after it, only the process's end counts: an
+    exiting process's command line is empty before it is a zombie, so "marker gone" returned while it
     still held its ports and its exit status was not yet known."""
     if not is_alive(pid, marker):
         return
@@ -190,15 +190,16 @@ def terminate(pid: int, marker: str, timeout: float = 60.0) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        if _ends_within(pid, wait):
+        if _ends_within(pid, marker, wait):
             return
     raise StackError(f"process {pid} ({marker}) did not stop")
 
 
-def _ends_within(pid: int, wait: float) -> bool:
+def _ends_within(pid: int, marker: str, wait: float) -> bool:
     deadline = time.monotonic() + wait
     while True:
-        if gone(pid):
+        shown = cmdline(pid)
+        if gone(pid) or (shown and marker not in shown):    # ended, or its pid already another program's
             return True
         if time.monotonic() >= deadline:
             return False

@@ -1,6 +1,10 @@
 """How a spawned process ended stays known after it is reaped (what a dead worker's empty log cannot say)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+
 from devstack import procs
 from devstack.procs import Procs
 from support import wait_for
@@ -45,6 +49,27 @@ def test_terminate_returns_only_once_the_process_has_ended(tmp_path, monkeypatch
     monkeypatch.setattr(procs, "cmdline", exiting)
     procs.terminate(pid, "exit 7", timeout=10)
     assert not procs.is_running_pid(pid) and procs.exit_status(pid) == "exit code 7"
+
+
+def test_terminate_never_signals_a_pid_that_became_another_program(tmp_path, monkeypatch):
+    # A pid reused while terminate waits belongs to a stranger: no SIGKILL for it. Here the process ignores
+    # TERM and, from the first read after the signal, shows another program's command line.
+    armed = tmp_path / "armed"
+    pid = Procs(tmp_path).spawn("deaf", ["sh", "-c", f"trap '' TERM; : > {armed}; while :; do sleep 0.05; done"])
+    wait_for("TERM ignored", armed.exists, timeout=10, every=0.01)
+    real, reads = procs.cmdline, [0]
+
+    def reused(p: int) -> str:
+        reads[0] += 1
+        return real(p) if reads[0] == 1 else "/usr/sbin/someone-else"
+    monkeypatch.setattr(procs, "cmdline", reused)
+    try:
+        procs.terminate(pid, "while :", timeout=10)
+        assert procs.is_running_pid(pid) and procs.exit_status(pid) == ""
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_for("the deaf process gone", lambda: procs.gone(pid), timeout=10, every=0.05)
 
 
 def test_spawn_returns_once_the_new_program_shows_its_command_line(tmp_path, monkeypatch):
