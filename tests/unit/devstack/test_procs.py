@@ -31,22 +31,31 @@ def test_a_running_process_and_a_stranger_have_no_status(tmp_path):
     assert procs.exit_status(1) == ""             # init: not spawned here
 
 
+def _trapping(tmp_path, name: str, on_term: str) -> int:
+    """A shell whose TERM handler is set before this returns (a signal before `trap` would just kill it)."""
+    armed = tmp_path / f"{name}.armed"
+    pid = Procs(tmp_path).spawn(name, ["sh", "-c", f"trap '{on_term}' TERM; : > {armed}; "
+                                                   "while :; do sleep 0.05; done"])
+    wait_for(f"{name}'s TERM handler set", armed.exists, timeout=10, every=0.01)
+    return pid
+
+
+def _cmdline_after_the_first_read(monkeypatch, later: str) -> None:
+    """The real command line for terminate's marker check, `later` from the read after its signal on."""
+    real, reads = procs.cmdline, [0]
+
+    def shown(pid: int) -> str:
+        reads[0] += 1
+        return real(pid) if reads[0] == 1 else later
+    monkeypatch.setattr(procs, "cmdline", shown)
 
 
 def test_terminate_returns_only_once_the_process_has_ended(tmp_path, monkeypatch):
     # An exiting process's command line reads empty before it is a zombie; terminate took that for "ended"
-    # and returned while the process still ran (its ports held, its status unknown). Here the marker is
-    # gone from the first read after the signal, and the process takes 0.3 s to finish its TERM handler.
-    armed = tmp_path / "armed"
-    pid = Procs(tmp_path).spawn("slow", ["sh", "-c", f"trap 'sleep 0.3; exit 7' TERM; : > {armed}; "
-                                                     "while :; do sleep 0.05; done"])
-    wait_for("the TERM handler set", armed.exists, timeout=10, every=0.01)
-    real, reads = procs.cmdline, [0]
-
-    def exiting(p: int) -> str:
-        reads[0] += 1
-        return real(p) if reads[0] == 1 else ""
-    monkeypatch.setattr(procs, "cmdline", exiting)
+    # and returned while the process still ran (its ports held, its status unknown). Here the command line
+    # is empty from the first read after the signal, and the TERM handler takes 0.3 s to exit.
+    pid = _trapping(tmp_path, "slow", "sleep 0.3; exit 7")
+    _cmdline_after_the_first_read(monkeypatch, "")
     procs.terminate(pid, "exit 7", timeout=10)
     assert not procs.is_running_pid(pid) and procs.exit_status(pid) == "exit code 7"
 
@@ -54,15 +63,8 @@ def test_terminate_returns_only_once_the_process_has_ended(tmp_path, monkeypatch
 def test_terminate_never_signals_a_pid_that_became_another_program(tmp_path, monkeypatch):
     # A pid reused while terminate waits belongs to a stranger: no SIGKILL for it. Here the process ignores
     # TERM and, from the first read after the signal, shows another program's command line.
-    armed = tmp_path / "armed"
-    pid = Procs(tmp_path).spawn("deaf", ["sh", "-c", f"trap '' TERM; : > {armed}; while :; do sleep 0.05; done"])
-    wait_for("TERM ignored", armed.exists, timeout=10, every=0.01)
-    real, reads = procs.cmdline, [0]
-
-    def reused(p: int) -> str:
-        reads[0] += 1
-        return real(p) if reads[0] == 1 else "/usr/sbin/someone-else"
-    monkeypatch.setattr(procs, "cmdline", reused)
+    pid = _trapping(tmp_path, "deaf", "")
+    _cmdline_after_the_first_read(monkeypatch, "/usr/sbin/someone-else")
     try:
         procs.terminate(pid, "while :", timeout=10)
         assert procs.is_running_pid(pid) and procs.exit_status(pid) == ""
