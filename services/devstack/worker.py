@@ -75,8 +75,7 @@ class Worker:
         while time.monotonic() < deadline:
             if self.healthy():
                 return
-            if not procs.is_running_pid(self.pid()):
-                procs.reap(self.pid() or 0)
+            if procs.gone(self.pid()):
                 raise StackError(f"exited during start-up ({self.exit_status() or 'not started here'}): "
                                  f"{failure_reason(self.log, since)}")
             time.sleep(0.5)

@@ -88,6 +88,12 @@ def last_report_datetime(cur, table: str, batch: str) -> datetime | None:
     return cur.fetchone()[0]
 
 
+def last_report_datetimes(cur) -> dict[str, datetime]:
+    """Table → report_datetime of its last flush (wall clock, as stored)."""
+    cur.execute("SELECT tbl, max(report_datetime) FROM hisbridge.ledger GROUP BY tbl")
+    return dict(cur.fetchall())
+
+
 def rows(conn, table: str | None = None, batch: str | None = None) -> list[LedgerRow]:
     with conn, conn.cursor() as cur:
         cur.execute("""SELECT tbl, batch, report_datetime, row_count, checksum, kind, operator, reason

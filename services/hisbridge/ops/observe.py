@@ -288,7 +288,7 @@ class StagingView:
 
 def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | None:
     """None while the staging schema does not exist (the sink has not run)."""
-    from hisbridge.delivery import staging
+    from hisbridge.delivery import ledger, staging
     from hisbridge.runtime.watermark import from_ms
     conn = _connect(dsn, timeout)
     try:
@@ -304,8 +304,7 @@ def read_staging(dsn: str, timeout: float, limit: int = 500) -> StagingView | No
                 cur.execute("SELECT clock, at FROM hisbridge.sink_ticks ORDER BY at DESC LIMIT 1")
                 row = cur.fetchone()
                 clock, at = row if row else (None, None)
-            cur.execute("SELECT tbl, max(report_datetime) FROM hisbridge.ledger GROUP BY tbl")
-            last = {t: as_shanghai(moment) for t, moment in cur.fetchall()}
+            last = {t: as_shanghai(moment) for t, moment in ledger.last_report_datetimes(cur).items()}
         return StagingView(staging.batch_counts(conn, limit=limit), marks, clock, at, last)
     finally:
         conn.close()

@@ -509,15 +509,18 @@ def test_a_table_dropped_by_hand_is_made_again_at_the_next_connect(module_resour
     """The applied-scripts record alone would have kept a dropped table away until the next version."""
     fresh = delivery_dsns(module_resources, "ddldrop")
     conns = {name: connect(dsn) for name, dsn in fresh.items()}
-    try:
+    dropped = (("staging", "hisbridge.flush_plan"), ("frontend", "hisbridge.ledger"))
+
+    def ensure() -> None:
         staging.ensure_schema(conns["staging"])
         ledger.ensure_frontend_ledger(conns["frontend"])
-        for name, table in (("staging", "hisbridge.flush_plan"), ("frontend", "hisbridge.ledger")):
+    try:
+        ensure()
+        for name, table in dropped:
             with conns[name], conns[name].cursor() as cur:
                 cur.execute(f"DROP TABLE {table}")
-        staging.ensure_schema(conns["staging"])
-        ledger.ensure_frontend_ledger(conns["frontend"])
-        for name, table in (("staging", "hisbridge.flush_plan"), ("frontend", "hisbridge.ledger")):
+        ensure()
+        for name, table in dropped:
             with conns[name], conns[name].cursor() as cur:
                 cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
                 assert cur.fetchone()[0], (name, table)

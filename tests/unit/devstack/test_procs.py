@@ -12,7 +12,7 @@ from support import wait_for
 
 def _ended(tmp_path, name: str, script: str) -> str:
     pid = Procs(tmp_path).spawn(name, ["sh", "-c", script])
-    wait_for(f"{name} ended", lambda: procs.reap(pid) or not procs.is_running_pid(pid), timeout=10, every=0.05)
+    wait_for(f"{name} ended", lambda: procs.gone(pid), timeout=10, every=0.05)
     return procs.exit_status(pid)
 
 
