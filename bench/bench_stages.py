@@ -12,7 +12,6 @@ import json
 import random
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from hisbridge.catalog import (Catalog, CatalogError, Table, catalog_for,
+from hisbridge.catalog import (Catalog, Table, catalog_for,
                                load_catalog)
 from hisbridge.catalog.build import build
 from hisbridge.catalog.diff import diff_catalogs, render_diff

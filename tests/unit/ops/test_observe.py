@@ -1,6 +1,6 @@
 """What status and the metrics derive from plain values: batch states, the window countdown, open
 quarantine, connector views."""
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from hisbridge.clock import SHANGHAI
 from hisbridge.delivery.schedule import Schedule
