@@ -85,6 +85,11 @@ CATALOGUE: Mapping[str, Template] = {
     "reference.rebuild": ("参照数据存储 {folder} 为空，从原始主题重建（{behind} 条变更待读）",
                           "reference store {folder} is empty: rebuilding it from the reference topics "
                           "({behind} changes to read)"),
+    "reference.relayout": ("参照数据存储 {folder}：源映射对 {lookups} 的行布局已变更（或存储早于布局记录），"
+                           "丢弃其行并从头重读 {topics}",
+                           "reference store {folder}: the source mapping lays out {lookups} otherwise than the "
+                           "store kept them (or the store predates kept layouts): their rows are dropped and "
+                           "{topics} read again from the start"),
     "reference.progress": ("参照数据存储重建中：已读 {read} 条变更，还剩 {behind} 条（{rate} 条/秒，约 {eta} 秒）",
                            "reference store rebuild: {read} changes read, {behind} still to read ({rate}/s, "
                            "about {eta} s left)"),

@@ -77,7 +77,8 @@ from hisbridge.runtime.watermark import MarkThrottle, MarkTracker
 from hisbridge.settings import Settings
 from hisbridge.state.codec import CodedStore, LoggedStore, text
 from hisbridge.state.held import HeldRecords, held_partition
-from hisbridge.state.lookups import TableLookups, lookup_topics, open_store, store_folder
+from hisbridge.state.lookups import (TableLookups, lookup_topics, open_store,
+                                     relayout, store_folder)
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,14 @@ class TransformWorker:
 
     async def restore(self) -> None:
         """The reference store up to the reference topics' end: the whole topics when its folder was new or
-        lost (progress logged every 5 s, bilingual), else only the tail after the offsets it keeps."""
+        lost (progress logged every 5 s, bilingual), else only the tail after the offsets it keeps — and the
+        whole topic of a lookup the mapping now lays out otherwise than the store kept it (state.lookups)."""
         started = time.monotonic()
+        relaid = relayout(self.store, self.mapping, self.prefix)
+        if not self.fresh and (relaid.rebuilt or relaid.gone):
+            log.warning(render("reference.relayout", {"folder": self.store_dir,
+                                                     "lookups": ", ".join(relaid.rebuilt + relaid.gone),
+                                                     "topics": ", ".join(relaid.topics) or "-"}, joiner=" / "))
         await self.refs.start(self.store.offsets())
         if self.fresh:
             behind = await self.refs.behind(await self.refs.end_offsets())

@@ -11,6 +11,11 @@ the raw-topic offsets applied, written together (one RocksDB write batch), so a 
 Rows keep only the columns the mapping reads (mapping.lookup_updates). A delete leaves a marker with its
 position, so a replayed older insert cannot bring the row back.
 
+Each lookup's layout (its source, key and member columns, the columns kept: `lookup_layouts`) is kept beside
+its rows. A worker started with a mapping that lays a lookup out otherwise (a column read now that was
+projected away, another key) first drops that lookup's rows and re-reads its source topic from the start
+(`relayout`): rows kept under the old layout would read as NULL or be missed without a word.
+
 Backends: RocksDB through rocksdict (`open_store`, disk: the store outlives the process and its memory), or
 a dict (tests, benchmarks).
 """
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, MutableMapping
 
+import orjson
 from hisbridge.chain.mapping import LookupUpdate, SourceMapping
 from hisbridge.contract import raw_topics
 from hisbridge.state.codec import decode_value, encode_value
@@ -28,7 +34,7 @@ from hisbridge.state.codec import decode_value, encode_value
 log = logging.getLogger(__name__)
 
 LOOKUP_SEP = "\x1e"           # record separator: lookup name | lookup key (the key itself uses \x1f)
-_ROW, _OFFSET = b"r", b"o"    # key spaces of the backend: rows, applied offsets
+_ROW, _OFFSET, _LAYOUT = b"r", b"o", b"l"    # key spaces of the backend: rows, applied offsets, layouts
 _CACHE_MAX = 50_000
 
 
@@ -62,6 +68,7 @@ class ReferenceStore(Mapping[str, Any]):
         self.db = backend if backend is not None else {}
         self.writer = writer                       # the rocksdict Rdict (write batches), None for a dict
         self.writes: dict[bytes, bytes | None] = {}
+        self.dropped: list[bytes] = []                # key heads whose every key the next commit deletes first
         self.cache: dict[str, tuple[Any, int | None]] = {}    # skey → (view, position)
         self.space_cache: dict[bytes, bytes | None] = {}       # the spaces' (StoreSpace) values, by raw key
         self.older = self.same = 0
@@ -163,11 +170,19 @@ class ReferenceStore(Mapping[str, Any]):
     def note_offset(self, topic: str, partition: int, next_offset: int) -> None:
         self.writes[_OFFSET + f"{topic}{LOOKUP_SEP}{partition}".encode("utf-8")] = str(next_offset).encode()
 
+    def drop(self, head: bytes) -> None:
+        """Every key starting with `head` deleted at the next commit, before that commit's writes (which may
+        write such keys again); commit before reading."""
+        self.dropped.append(head)
+
     def commit(self) -> None:
         """Rows and offsets written since the last commit, in one write batch (all or nothing on disk)."""
-        if not self.writes:
+        if not self.writes and not self.dropped:
             return
         if self.writer is None:
+            for head in self.dropped:
+                for key in [k for k in self.db if k.startswith(head)]:
+                    del self.db[key]
             for key, value in self.writes.items():
                 if value is None:
                     self.db.pop(key, None)
@@ -176,10 +191,15 @@ class ReferenceStore(Mapping[str, Any]):
         else:
             from rocksdict import WriteBatch
             batch = WriteBatch(raw_mode=True)
+            for head in self.dropped:
+                batch.delete_range(head, _after(head))
             for key, value in self.writes.items():
                 batch.put(key, value) if value is not None else batch.delete(key)
             self.writer.write(batch)
-        self.writes = {}
+        if self.dropped:
+            self.cache.clear()
+            self.space_cache.clear()
+        self.writes, self.dropped = {}, []
 
     def space(self, name: str) -> "StoreSpace":
         """A str → str mapping kept in this store (written with its rows), e.g. the schema watch's types."""
@@ -188,6 +208,12 @@ class ReferenceStore(Mapping[str, Any]):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _after(head: bytes) -> bytes:
+    """The least key above every key that starts with `head` (the end of its range)."""
+    head = head.rstrip(b"\xff")
+    return head[:-1] + bytes([head[-1] + 1])
 
 
 class StoreSpace(MutableMapping[str, str]):
@@ -351,6 +377,54 @@ class TableLookups(Mapping[str, Mapping[str, Any]]):
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def lookup_layouts(mapping: SourceMapping) -> dict[str, bytes]:
+    """Per lookup, what its kept rows are made of: its source table, key and member columns, and the columns
+    kept (null: the whole row, as lookup_updates keeps it when the mapping names none)."""
+    return {name: orjson.dumps([l.source, list(l.key), list(l.member), sorted(mapping.lookup_reads.get(name) or ())
+                                or None]) for name, l in sorted(mapping.lookups.items())}
+
+
+@dataclass(frozen=True)
+class Relaid:
+    """What `relayout` did: lookups whose rows were dropped to be read again (laid out otherwise than the
+    store kept them, or new to a store that holds rows), lookups gone from the mapping, topics re-read."""
+    rebuilt: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+
+
+def _layout_key(name: str) -> bytes:
+    return _LAYOUT + (name + LOOKUP_SEP).encode("utf-8")
+
+
+def _kept_layouts(store: ReferenceStore) -> dict[str, bytes | None]:
+    return {k[len(_LAYOUT):-1].decode("utf-8"): store.db.get(k) for k in store.keys_with(_LAYOUT)}
+
+
+def relayout(store: ReferenceStore, mapping: SourceMapping, prefix: str) -> Relaid:
+    """Bring a store to the mapping's layouts (committed at once, in one write batch): a lookup kept under
+    another layout, or not kept yet, loses its rows and its source topic's applied offsets, so the reference
+    feed reads that topic again from its start; a lookup the mapping no longer has loses its rows. A store
+    from before layouts were kept counts as laid out otherwise. The other lookups' rows stay: their changes
+    read again are versions kept already."""
+    wanted, kept = lookup_layouts(mapping), _kept_layouts(store)
+    stale = [name for name, layout in wanted.items() if kept.get(name) != layout]
+    gone = sorted(set(kept) - set(wanted))
+    topics = raw_topics(prefix, sorted({mapping.lookups[name].source for name in stale}))
+    for name in [*stale, *gone]:
+        store.drop(_ROW + (name + LOOKUP_SEP).encode("utf-8"))
+        store.writes[_layout_key(name)] = wanted.get(name)
+    for topic in topics:
+        store.drop(_OFFSET + (topic + LOOKUP_SEP).encode("utf-8"))
+    store.commit()
+    return Relaid(tuple(stale), tuple(gone), tuple(topics))
+
+
+def laid_out_for(store: ReferenceStore, mapping: SourceMapping) -> bool:
+    """Whether the store keeps the mapping's lookups, and only those, as the mapping lays them out."""
+    return _kept_layouts(store) == lookup_layouts(mapping)
 
 
 def lookup_topics(mapping: SourceMapping, prefix: str) -> list[str]:

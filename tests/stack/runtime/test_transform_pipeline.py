@@ -69,8 +69,9 @@ def source(settings, module_resources):
 
 
 class Worker:
-    def __init__(self, tmp: Path, source: Source, res, lookup_wait: int = LOOKUP_WAIT) -> None:
+    def __init__(self, tmp: Path, source: Source, res, lookup_wait: int = LOOKUP_WAIT, mapping: Path = MAPPING) -> None:
         self.tmp, self.log, self.lookup_wait, self.source = tmp, tmp / "worker.log", lookup_wait, source
+        self.mapping = mapping
         run = uuid.uuid4().hex[:8]
         self.app_id = res.groups_starting(f"hisbridge-transformtest-{run}")
         res.topics(self.app_id)                                # its assignor and held-records topics
@@ -81,7 +82,7 @@ class Worker:
     def start(self) -> None:
         env = dict(os.environ, HISBRIDGE_WORKER_APP_ID=self.app_id, HISBRIDGE_WORKER_WEB_PORT="0",
                    HISBRIDGE_AGENTS="transform", HISBRIDGE_CORE_PREFIX=self.core_prefix,
-                   HISBRIDGE_MAPPING=str(MAPPING), HISBRIDGE_SM4_KEY=KEY.key.hex(),
+                   HISBRIDGE_MAPPING=str(self.mapping), HISBRIDGE_SM4_KEY=KEY.key.hex(),
                    HISBRIDGE_LOOKUP_WAIT=str(self.lookup_wait), HISBRIDGE_TOPIC_PREFIX=self.source.prefix,
                    HISBRIDGE_TRANSFORM_WITHIN="0.3",
                    HISBRIDGE_VAR=str(self.tmp / "var"))
@@ -184,9 +185,9 @@ class CoreReader:
                                          "value": avro.decode(m.value, self.schemas)})
 
 
-def _pipeline(tmp_path, source: Source, res, lookup_wait: int = LOOKUP_WAIT):
+def _pipeline(tmp_path, source: Source, res, lookup_wait: int = LOOKUP_WAIT, mapping: Path = MAPPING):
     conn = sim_load.connect(source.settings.connections.his_dsn)
-    worker = Worker(tmp_path, source, res, lookup_wait)
+    worker = Worker(tmp_path, source, res, lookup_wait, mapping)
     res.finally_(worker.stop)                   # stopped before its topics and groups go
     worker.start()
     reader = CoreReader(worker)
@@ -208,6 +209,17 @@ def pipeline(tmp_path, source, resources):
 @pytest.fixture()
 def long_wait_pipeline(tmp_path, source, resources):
     yield from _pipeline(tmp_path, source, resources, lookup_wait=600)
+
+
+@pytest.fixture()
+def narrow_pipeline(tmp_path, source, resources):
+    """A worker on the demo mapping less every read of the patient's 工作单位 (patient.work_unit)."""
+    narrow = tmp_path / "without_work_unit.yaml"
+    text = MAPPING.read_text(encoding="utf-8")
+    assert "patient.work_unit" in text and "valuemaps_dir: valuemaps\n" in text
+    narrow.write_text(text.replace("patient.work_unit", "{const: null}").replace(
+        "valuemaps_dir: valuemaps\n", f"valuemaps_dir: {MAPPING.parent / 'valuemaps'}\n"), encoding="utf-8")
+    yield from _pipeline(tmp_path, source, resources, mapping=narrow)
 
 
 def marked_past(reader: "CoreReader", worker: Worker, commit_ms: int) -> bool:
@@ -380,3 +392,36 @@ def test_reference_rows_and_waiting_records_survive_a_worker_kill(long_wait_pipe
 
 def q_rules(entry: dict) -> list[str]:
     return [r["rule"] for r in entry["reasons"]]
+
+
+def test_a_mapping_that_reads_another_patient_column_reads_the_patient_rows_again(narrow_pipeline):
+    """Restarted with a mapping whose records read a patient column the old one did not, the worker finds it
+    in a patient row written before the change and never changed since: the store dropped the patient rows
+    it kept without that column and read pat_master again from its start. Kept as they were, the new
+    visit's 工作单位 would be empty, with no word of why."""
+    his, conn, worker, reader = narrow_pipeline
+    t = at(D, 9)
+    insert(conn, "pat_master", his.patient("U", work_unit="广州市某单位"))
+    insert(conn, "op_register", his.register("U", t))
+    insert(conn, "op_visit", his.visit("U", t))
+    insert(conn, "op_diagnosis", his.diagnosis("U", t))
+
+    def record(n: str) -> dict | None:
+        assert worker.alive(), f"the worker died:\n{worker.log_tail()}"
+        reader.poll()
+        return next((r["value"] for r in reader.records if r["key"] == his.vid(n)), None)
+
+    wait_for("U's record", lambda: record("U") is not None, timeout=300)
+    assert record("U")["gzdw"] is None                      # the narrow mapping reads no work unit
+    wait_for("every raw change consumed and produced", worker.drained, timeout=60)
+    worker.stop()
+    worker.mapping = MAPPING
+    worker.start()
+    insert(conn, "op_register", his.register("U2", t))       # a second visit of the patient, left unchanged
+    insert(conn, "op_visit", {**his.visit("U2", t), "patient_id": his.pid("U")})
+    insert(conn, "op_diagnosis", his.diagnosis("U2", t))
+    wait_for("U2's record", lambda: record("U2") is not None, timeout=120)
+    assert record("U2")["gzdw"] is not None, worker.log_tail()
+    assert crypto.decrypt_text(record("U2")["gzdw"], KEY) == "广州市某单位"
+    assert re.search(r"lays out \S*patient\S* otherwise .* read again from the start",
+                     worker.log.read_text(errors="replace")), worker.log_tail()

@@ -2,13 +2,16 @@
 source position, kept on disk (RocksDB) with the offsets applied beside them."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from hisbridge.chain.mapping import LookupUpdate
-from hisbridge.state.lookups import (ReferenceStore, TableLookups,
-                                     lookup_store_key, open_store, open_store_read_only)
+from hisbridge.catalog import load_catalog
+from hisbridge.chain.mapping import LookupUpdate, load_mapping
+from hisbridge.state.lookups import (ReferenceStore, Relaid, TableLookups, laid_out_for, lookup_layouts,
+                                     lookup_store_key, open_store, open_store_read_only, relayout)
+from support import ROOT
 
 
 def test_updates_replace_rows_and_groups_and_say_which_keys_now_hold_a_row():
@@ -115,3 +118,94 @@ def test_a_kept_rows_position_is_what_newer_skip_compares():
     assert lookups["diagnoses_of"].position("Z1") is None          # many rows: no one position
     store.apply([LookupUpdate("visit", "V1", None, None, 50)])      # deleted: nothing kept to be newer
     assert lookups["visit"].position("V1") is None
+
+
+# --- layouts: rows kept for one mapping are not read through another -----------------------------------
+
+MAPPING = load_mapping(load_catalog(), ROOT / "schemas" / "mapping" / "demo_hospital.yaml")
+PREFIX = "his"
+
+
+def _reading(mapping, lookup: str, *columns: str):
+    """The mapping with `lookup` keeping `columns` more (a field that reads them added)."""
+    return replace(mapping, lookup_reads={**mapping.lookup_reads,
+                                          lookup: mapping.lookup_reads[lookup] | frozenset(columns)})
+
+
+def _changed(mapping) -> set[str]:
+    layouts, base = lookup_layouts(mapping), lookup_layouts(MAPPING)
+    return {name for name in layouts.keys() | base.keys() if layouts.get(name) != base.get(name)}
+
+
+def test_a_lookups_layout_changes_with_what_its_rows_keep_and_nothing_else():
+    assert set(lookup_layouts(MAPPING)) == set(MAPPING.lookups)
+    assert _changed(_reading(MAPPING, "patient", "blood_type")) == {"patient"}
+    assert _changed(replace(MAPPING, lookups={**MAPPING.lookups,
+                                              "dept": replace(MAPPING.lookups["dept"], key=("dept_id",))})) == {"dept"}
+    assert _changed(replace(MAPPING, lookup_reads={**MAPPING.lookup_reads, "staff": frozenset()})) == {"staff"}
+    # a catalog field computed otherwise from the columns already kept keeps every layout
+    assert _changed(replace(MAPPING, valuemaps={})) == set()
+
+
+def _filled(folder):
+    store, fresh = open_store(folder)
+    assert fresh and relayout(store, MAPPING, PREFIX).rebuilt == tuple(sorted(MAPPING.lookups))
+    store.apply([LookupUpdate("patient", "P1", None, {"name": "张三"}, position=7),
+                 LookupUpdate("dept", "1001", None, {"dept_name": "内科"}, position=8)])
+    store.note_offset("his.his.pat_master", 0, 41)
+    store.note_offset("his.his.pat_master_archive", 0, 5)     # another topic whose name starts alike
+    store.note_offset("his.his.dept_dict", 0, 12)
+    store.space("city_owners")["mjzzlxx\x1fV1"] = "A"
+    store.commit()
+    return store
+
+
+def test_a_store_kept_for_another_layout_drops_that_lookups_rows_and_reads_its_topic_again(tmp_path):
+    folder = tmp_path / "reference"
+    _filled(folder).close()
+    store, fresh = open_store(folder)
+    try:
+        assert not fresh and relayout(store, MAPPING, PREFIX) == Relaid()        # the same mapping: nothing
+        relaid = relayout(store, _reading(MAPPING, "patient", "blood_type"), PREFIX)
+        assert relaid == Relaid(("patient",), (), ("his.his.pat_master",))
+        assert store.get(lookup_store_key("patient", "P1")) is None
+        assert store[lookup_store_key("dept", "1001")] == {"dept_name": "内科"}
+        assert store.offsets() == {("his.his.pat_master_archive", 0): 5, ("his.his.dept_dict", 0): 12}
+        assert dict(store.space("city_owners")) == {"mjzzlxx\x1fV1": "A"}
+        assert laid_out_for(store, _reading(MAPPING, "patient", "blood_type"))
+        assert not laid_out_for(store, MAPPING)
+    finally:
+        store.close()
+    again, _ = open_store(folder)                                     # what it did is on disk
+    try:
+        assert relayout(again, _reading(MAPPING, "patient", "blood_type"), PREFIX) == Relaid()
+        assert again.get(lookup_store_key("patient", "P1")) is None
+    finally:
+        again.close()
+
+
+def test_a_lookup_gone_from_the_mapping_loses_its_rows_and_one_added_is_read_from_the_start(tmp_path):
+    store = _filled(tmp_path / "reference")
+    try:
+        lookups = {n: l for n, l in MAPPING.lookups.items() if n != "dept"}
+        lookups["ward"] = replace(MAPPING.lookups["dept"], name="ward")            # read from the same table
+        relaid = relayout(store, replace(MAPPING, lookups=lookups), PREFIX)
+        assert relaid == Relaid(("ward",), ("dept",), ("his.his.dept_dict",))
+        assert store.get(lookup_store_key("dept", "1001")) is None
+        assert ("his.his.dept_dict", 0) not in store.offsets()
+        assert store[lookup_store_key("patient", "P1")] == {"name": "张三"}
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_layouts_were_kept_is_read_again_whole(tmp_path):
+    store, _ = open_store(tmp_path / "reference")
+    try:
+        store.apply([LookupUpdate("patient", "P1", None, {"name": "张三"}, position=7)])
+        store.note_offset("his.his.pat_master", 0, 41)
+        store.commit()
+        relaid = relayout(store, MAPPING, PREFIX)
+        assert relaid.rebuilt == tuple(sorted(MAPPING.lookups)) and store.offsets() == {}
+        assert dict(store) == {}
+    finally:
+        store.close()
