@@ -1,14 +1,14 @@
 """Shared fixtures. Tests marked `stack` get the real local stack: started here when it is not running
 (and then stopped at the end), left alone when `make test`/`make up` already started it. Everything a
 stack test creates on it goes through `resources` / `module_resources` (tests/support) and is removed
-afterwards, also when the test fails."""
+afterwards, also when the test fails — and, should the run be killed first, when the next session starts."""
 from __future__ import annotations
 
 import os
 
 import pytest
 from hisbridge.settings import Settings, load_settings
-from support import Resources
+from support import Resources, sweep_dead_runs
 
 
 # Every worker a test starts inherits these (Faust reads them from the environment): a killed member leaves
@@ -37,9 +37,13 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def local_stack(settings):
+def local_stack(settings, request):
     import devstack
     started = devstack.up(settings)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for line in sweep_dead_runs(settings):       # what a killed earlier run left on the stack
+        if reporter is not None:
+            reporter.write_line(line)
     yield settings
     if started:
         devstack.down(settings, started)

@@ -310,6 +310,9 @@ CATALOGUE: Mapping[str, Template] = {
     "mappings.json": ("每个未映射的值输出一个 JSON 对象", "one JSON object per unmapped value"),
     "mappings.summary": ("{path}：映射 {tables} 张表（{names}），{valuemaps} 个值域映射，机构 {org}",
                          "{path}: {tables} table(s) mapped ({names}), {valuemaps} value map(s), organisation {org}"),
+    "mappings.relayout": ("以此映射重启工作进程时，参照数据存储 {folder} 将丢弃 {lookups} 的行并从头重读 {topics}（行布局已变更）",
+                          "a worker restarted on this mapping drops the rows of {lookups} in its reference store "
+                          "{folder} and reads {topics} again from the start (laid out otherwise)"),
     "mappings.valuemap_warning": ("警告：{detail}", "warning: {detail}"),
     "mappings.valuemap_problems": ("{count} 个值域映射码不在国家值域中（见上）",
                                    "{count} value-map code(s) outside the national value sets (see above)"),

@@ -41,7 +41,7 @@ from hisbridge.ops.replay import (Replayer, ReplaySender, held_waiting,
                                  replay_entries)
 from hisbridge.runtime.topics import read_topic
 from hisbridge.settings import environment_for
-from support import e2e, wait_for
+from support import e2e, mapping_without_work_unit, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.demo_day_mutates]
 D = e2e.DAY.isoformat()
@@ -208,9 +208,7 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
         sender.close()
     # the worker's store kept for another mapping's layout (not restarted since the mapping changed): the
     # replay builds its own rather than read rows without the columns its mapping reads
-    narrow = settings.paths.mapping.with_name("without_work_unit.yaml")
-    narrow.write_text(settings.paths.mapping.read_text(encoding="utf-8").replace("patient.work_unit", "{const: null}"),
-                      encoding="utf-8")
+    narrow = mapping_without_work_unit(tmp_path, settings.paths.mapping)
     with Replayer(settings.with_values(paths={"mapping": narrow})) as replayer:
         assert not replayer.beside_worker
     ticks = sink_ticks(run)

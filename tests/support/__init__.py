@@ -3,10 +3,14 @@ the register of everything a test creates on the shared stack — databases, con
 replication slots, topics, consumer groups, background workers — removed at teardown, also after a failure.
 
 Every name a test creates carries a run id (`Resources.id`), so tests never see each other's state nor what
-an earlier run left; `make demo` after `make test` shows nothing of them.
+an earlier run left; `make demo` after `make test` shows nothing of them. A register is also written down
+(var/test-runs/<id>.json, gone once its cleanup removed everything), so what a killed test run left on the
+stack — its workers still running, its connector streaming from its replication slot — is removed when the
+next session starts (`sweep_dead_runs`).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -23,6 +27,18 @@ from hisbridge.settings import Settings
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]          # the checkout
 FIXTURES = ROOT / "tests" / "fixtures"
+DEMO_MAPPING = ROOT / "schemas" / "mapping" / "demo_hospital.yaml"     # the simulated hospital's own mapping
+
+
+def mapping_without_work_unit(folder: Path, mapping: Path = DEMO_MAPPING) -> Path:
+    """`mapping` less every read of the patient's 工作单位 (patient.work_unit, left empty instead), written in
+    `folder` with its value maps still `mapping`'s: a mapping whose patient lookup keeps one column fewer."""
+    text = mapping.read_text(encoding="utf-8")
+    assert "patient.work_unit" in text and "valuemaps_dir: valuemaps\n" in text
+    path = folder / "without_work_unit.yaml"
+    path.write_text(text.replace("patient.work_unit", "{const: null}").replace(
+        "valuemaps_dir: valuemaps\n", f"valuemaps_dir: {mapping.parent / 'valuemaps'}\n"), encoding="utf-8")
+    return path
 
 
 def end_process(proc: subprocess.Popen | None, graceful: bool = True, timeout: float = 20.0) -> None:
@@ -60,6 +76,37 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _started_at(pid: int) -> float | None:
+    from devstack import procs
+    return procs.started_at(pid)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def sweep_dead_runs(settings: Settings) -> list[str]:
+    """What test runs killed before their cleanup left on the stack, removed: their workers stopped, then
+    their registers' connectors, slots, databases, topics and groups. A run whose process still runs (a
+    session beside this one) is left alone; a register whose cleanup fails again stays for the next sweep.
+    Returns one line per register swept."""
+    out = []
+    for journal in sorted((settings.paths.var / "test-runs").glob("*.json")):
+        res = Resources.written_down(settings, journal)
+        if res.owner_alive():
+            continue
+        res.finalizers.append(res._stop_workers)
+        problems = res.cleanup()
+        out.append(f"swept test run {res.id} (pid {res.owner[0]}): {len(res.connectors)} connectors, "
+                   f"{len(res.databases)} databases, topics {res.topic_prefixes}, groups {res.groups}"
+                   + (f"; left: {'; '.join(problems)}" if problems else ""))
+    return out
+
+
 def dsn(port: int, dbname: str) -> str:
     return f"host=127.0.0.1 port={port} dbname={dbname} user=postgres"
 
@@ -86,6 +133,7 @@ class Resources:
     topic_prefixes: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     finalizers: list[Callable[[], None]] = field(default_factory=list)
+    owner: tuple[int, float | None] = field(default_factory=lambda: (os.getpid(), _started_at(os.getpid())))
 
     # --- registering -------------------------------------------------------------------------------------
     def database(self, server: str, name: str, create: bool = True) -> str:
@@ -95,6 +143,7 @@ class Resources:
         if create:
             admin_statement(port, f'CREATE DATABASE "{name}"')
         self.databases.append((port, name))
+        self._write_down()
         return dsn(port, name)
 
     def cdc_his(self, tag: str, ddl: str | None = None) -> tuple[str, str, str]:
@@ -120,21 +169,49 @@ class Resources:
 
     def connector(self, name: str) -> str:
         self.connectors.append(name)
+        self._write_down()
         return name
 
     def topics(self, prefix: str) -> str:
         """Every topic whose name starts with `prefix` is removed at cleanup."""
         self.topic_prefixes.append(prefix)
+        self._write_down()
         return prefix
 
     def groups_starting(self, prefix: str) -> str:
         """Every consumer group whose id starts with `prefix` (an app id and its `.transform`) goes at cleanup."""
         self.groups.append(prefix)
+        self._write_down()
         return prefix
 
     def finally_(self, action: Callable[[], None]) -> None:
         """Run `action` first at cleanup (stop a worker before its topics go)."""
         self.finalizers.append(action)
+
+    # --- written down for a sweep after a killed run ------------------------------------------------------
+    @property
+    def journal(self) -> Path:
+        return self.settings.paths.var / "test-runs" / f"{self.id}.json"
+
+    def _write_down(self) -> None:
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        draft = self.journal.with_suffix(".tmp")
+        draft.write_text(json.dumps({"owner": list(self.owner), "connectors": self.connectors,
+                                     "databases": self.databases, "topics": self.topic_prefixes,
+                                     "groups": self.groups}), encoding="utf-8")
+        draft.replace(self.journal)
+
+    @classmethod
+    def written_down(cls, settings: Settings, journal: Path) -> "Resources":
+        data = json.loads(journal.read_text(encoding="utf-8"))
+        return cls(settings, id=journal.stem, connectors=data["connectors"],
+                   databases=[tuple(d) for d in data["databases"]], topic_prefixes=data["topics"],
+                   groups=data["groups"], owner=tuple(data["owner"]))
+
+    def owner_alive(self) -> bool:
+        """The test process that registered these still runs (the same process: its start time too)."""
+        pid, started = self.owner
+        return _started_at(pid) is not None and _started_at(pid) == started
 
     # --- removing ----------------------------------------------------------------------------------------
     def cleanup(self) -> list[str]:
@@ -146,7 +223,19 @@ class Resources:
                 step()
             except Exception as exc:  # noqa: BLE001 — every step runs; all problems are reported
                 problems.append(f"{getattr(step, '__name__', step)}: {type(exc).__name__}: {exc}")
+        if not problems:
+            self.journal.unlink(missing_ok=True)
         return problems
+
+    def _stop_workers(self) -> None:
+        """Workers a killed run left running: processes whose app id (HISBRIDGE_WORKER_APP_ID) is one of its
+        groups' (a worker holds its group, which cannot be deleted while it runs)."""
+        from devstack import procs
+        prefixes = tuple(self.groups)
+        for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
+            app = _environ(pid).get("HISBRIDGE_WORKER_APP_ID", "")
+            if prefixes and app.startswith(prefixes):
+                procs.terminate(pid, "hisbridge", timeout=20)
 
     def _drop_connectors(self) -> None:
         from hisbridge.ops import connectors

@@ -44,6 +44,22 @@ def _his_options(func):
     return click.option("--dsn", default=None, help="mappings.dsn")(func)
 
 
+def _say_relayout(settings: Settings, mapping: SourceMapping) -> None:
+    """What the worker's reference store would read again if the worker were restarted on this mapping."""
+    from hisbridge.state.lookups import open_store_read_only, planned_relayout, store_folder
+    folder = store_folder(settings.worker.state_dir, settings.worker.app_id)
+    store = open_store_read_only(folder)
+    if store is None:
+        return
+    try:
+        plan = planned_relayout(store, mapping, settings.source.topic_prefix)
+    finally:
+        store.close()
+    if plan:
+        click.echo(text("mappings.relayout", folder=folder, lookups=", ".join(plan.rebuilt + plan.gone),
+                        topics=", ".join(plan.topics) or "-"))
+
+
 @group("mappings", help="mappings.help")
 def cli() -> None:
     pass
@@ -61,6 +77,7 @@ def validate(settings: Settings, path: str | None, against_his: bool, dsn: str |
         click.echo(text("mappings.valuemap_warning", detail=warning), err=True)
     click.echo(text("mappings.summary", path=mapping.path, tables=len(mapping.tables),
                     names=", ".join(sorted(mapping.tables)), valuemaps=len(mapping.valuemaps), org=mapping.org_code))
+    _say_relayout(settings, mapping)
     problems: list[mapping_check.Problem] = []
     if against_his:
         conn = _his(settings, dsn, engine)

@@ -134,11 +134,11 @@ class Replayer:
 
     def _references(self) -> ReferenceStore:
         from hisbridge.chain.mapping import lookup_updates
-        from hisbridge.state.lookups import laid_out_for, open_store, open_store_read_only, store_folder
+        from hisbridge.state.lookups import open_store, open_store_read_only, planned_relayout, store_folder
         w = self.settings.worker
         own = self.prefix == self.settings.source.topic_prefix     # the worker's store holds its own prefix's rows
         store = open_store_read_only(store_folder(w.state_dir, w.app_id)) if own else None
-        if store is not None and not laid_out_for(store, self.mapping):
+        if store is not None and planned_relayout(store, self.mapping, self.prefix):
             store.close()       # kept for another mapping (the worker not restarted since it changed)
             store = None
         if store is None:

@@ -309,7 +309,7 @@ class TransformWorker:
         whole topic of a lookup the mapping now lays out otherwise than the store kept it (state.lookups)."""
         started = time.monotonic()
         relaid = relayout(self.store, self.mapping, self.prefix)
-        if not self.fresh and (relaid.rebuilt or relaid.gone):
+        if relaid and not self.fresh:
             log.warning(render("reference.relayout", {"folder": self.store_dir,
                                                      "lookups": ", ".join(relaid.rebuilt + relaid.gone),
                                                      "topics": ", ".join(relaid.topics) or "-"}, joiner=" / "))

@@ -394,6 +394,9 @@ class Relaid:
     gone: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
 
+    def __bool__(self) -> bool:
+        return bool(self.rebuilt or self.gone)
+
 
 def _layout_key(name: str) -> bytes:
     return _LAYOUT + (name + LOOKUP_SEP).encode("utf-8")
@@ -403,28 +406,28 @@ def _kept_layouts(store: ReferenceStore) -> dict[str, bytes | None]:
     return {k[len(_LAYOUT):-1].decode("utf-8"): store.db.get(k) for k in store.keys_with(_LAYOUT)}
 
 
+def planned_relayout(store: ReferenceStore, mapping: SourceMapping, prefix: str) -> Relaid:
+    """What `relayout` would do to the store for this mapping, doing none of it (a read-only store will do)."""
+    wanted, kept = lookup_layouts(mapping), _kept_layouts(store)
+    stale = tuple(name for name, layout in wanted.items() if kept.get(name) != layout)
+    gone = tuple(sorted(set(kept) - set(wanted)))
+    return Relaid(stale, gone, tuple(raw_topics(prefix, sorted({mapping.lookups[n].source for n in stale}))))
+
+
 def relayout(store: ReferenceStore, mapping: SourceMapping, prefix: str) -> Relaid:
     """Bring a store to the mapping's layouts (committed at once, in one write batch): a lookup kept under
     another layout, or not kept yet, loses its rows and its source topic's applied offsets, so the reference
     feed reads that topic again from its start; a lookup the mapping no longer has loses its rows. A store
     from before layouts were kept counts as laid out otherwise. The other lookups' rows stay: their changes
     read again are versions kept already."""
-    wanted, kept = lookup_layouts(mapping), _kept_layouts(store)
-    stale = [name for name, layout in wanted.items() if kept.get(name) != layout]
-    gone = sorted(set(kept) - set(wanted))
-    topics = raw_topics(prefix, sorted({mapping.lookups[name].source for name in stale}))
-    for name in [*stale, *gone]:
+    plan, wanted = planned_relayout(store, mapping, prefix), lookup_layouts(mapping)
+    for name in plan.rebuilt + plan.gone:
         store.drop(_ROW + (name + LOOKUP_SEP).encode("utf-8"))
         store.writes[_layout_key(name)] = wanted.get(name)
-    for topic in topics:
+    for topic in plan.topics:
         store.drop(_OFFSET + (topic + LOOKUP_SEP).encode("utf-8"))
     store.commit()
-    return Relaid(tuple(stale), tuple(gone), tuple(topics))
-
-
-def laid_out_for(store: ReferenceStore, mapping: SourceMapping) -> bool:
-    """Whether the store keeps the mapping's lookups, and only those, as the mapping lays them out."""
-    return _kept_layouts(store) == lookup_layouts(mapping)
+    return plan
 
 
 def lookup_topics(mapping: SourceMapping, prefix: str) -> list[str]:

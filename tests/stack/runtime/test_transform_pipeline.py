@@ -30,7 +30,7 @@ from hisbridge.runtime.topics import not_compacted
 from hisbridge.sim import load as sim_load
 from hisbridge.state.held import HELD_SEP
 from kafka import KafkaConsumer, TopicPartition
-from support import ROOT, end_process, wait_for
+from support import ROOT, end_process, mapping_without_work_unit, wait_for
 from support.hisrun import BAD_ID, VALID_ID, HisRun, at, execute, insert
 
 pytestmark = pytest.mark.stack
@@ -214,12 +214,7 @@ def long_wait_pipeline(tmp_path, source, resources):
 @pytest.fixture()
 def narrow_pipeline(tmp_path, source, resources):
     """A worker on the demo mapping less every read of the patient's 工作单位 (patient.work_unit)."""
-    narrow = tmp_path / "without_work_unit.yaml"
-    text = MAPPING.read_text(encoding="utf-8")
-    assert "patient.work_unit" in text and "valuemaps_dir: valuemaps\n" in text
-    narrow.write_text(text.replace("patient.work_unit", "{const: null}").replace(
-        "valuemaps_dir: valuemaps\n", f"valuemaps_dir: {MAPPING.parent / 'valuemaps'}\n"), encoding="utf-8")
-    yield from _pipeline(tmp_path, source, resources, mapping=narrow)
+    yield from _pipeline(tmp_path, source, resources, mapping=mapping_without_work_unit(tmp_path))
 
 
 def marked_past(reader: "CoreReader", worker: Worker, commit_ms: int) -> bool:

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from hisbridge.catalog import load_catalog
 from hisbridge.chain.mapping import LookupUpdate, load_mapping
-from hisbridge.state.lookups import (ReferenceStore, Relaid, TableLookups, laid_out_for, lookup_layouts,
-                                     lookup_store_key, open_store, open_store_read_only, relayout)
+from hisbridge.state.lookups import (ReferenceStore, Relaid, TableLookups, lookup_layouts, lookup_store_key,
+                                     open_store, open_store_read_only, planned_relayout, relayout)
 from support import ROOT
 
 
@@ -172,8 +172,8 @@ def test_a_store_kept_for_another_layout_drops_that_lookups_rows_and_reads_its_t
         assert store[lookup_store_key("dept", "1001")] == {"dept_name": "内科"}
         assert store.offsets() == {("his.his.pat_master_archive", 0): 5, ("his.his.dept_dict", 0): 12}
         assert dict(store.space("city_owners")) == {"mjzzlxx\x1fV1": "A"}
-        assert laid_out_for(store, _reading(MAPPING, "patient", "blood_type"))
-        assert not laid_out_for(store, MAPPING)
+        assert not planned_relayout(store, _reading(MAPPING, "patient", "blood_type"), PREFIX)
+        assert planned_relayout(store, MAPPING, PREFIX) == Relaid(("patient",), (), ("his.his.pat_master",))
     finally:
         store.close()
     again, _ = open_store(folder)                                     # what it did is on disk
