@@ -498,13 +498,14 @@ def flush_batch(staging_conn, frontend_conn, table, batch: str, now: datetime, s
             release_plan(staging_conn, plan)
             plan = None
     if plan is None:
-        filled = staging.fill_lines(staging_conn, table, batch)
-        if filled:
-            log.info("flush %s %s: built the COPY line of %d rows staged before lines were kept",
-                     table.name, batch, filled)
         plan = claim(staging_conn, frontend_conn, table.name, batch, now, window_name, forced)
         if plan is None:
             return FlushResult(table.name, batch, "nothing")
+    # after the claim: its cut may take a row a sink of the catalog before staged up to the last moment
+    filled = staging.fill_lines(staging_conn, table, batch)
+    if filled:
+        log.info("flush %s %s: built the COPY line of %d rows staged without one or under another catalog",
+                 table.name, batch, filled)
     row, _wrote = write_frontend(staging_conn, frontend_conn, table, plan, before_commit)
     mark_flushed(staging_conn, plan, row)
     return FlushResult(table.name, batch, "flushed", plan.report_datetime, row.row_count, plan.kind)

@@ -16,17 +16,22 @@ earliest such flush. Since any write gives a row a new seq above every existing 
 exact; an upsert over such a row first materialises that report_datetime (so "was ever delivered", which
 decides whether a revoke must be sent, survives the new version).
 Each row also keeps its front-end columns as one COPY text line (`copy_line`), so a flush streams a column
-instead of taking every jsonb payload apart; the payload stays for everything that reads fields.
+instead of taking every jsonb payload apart; the payload stays for everything that reads fields. Beside the
+line, the layout it was made under (`line_layout`: the table's carried fields, in order): a line staged
+before a catalog revision changed them is made again from its payload when its batch is flushed — streamed
+as it was, its values would land in other columns, or in none.
 Consumer progress per partition is stored in the same transaction as the rows it covers, so a restart
 resumes the watermark from durable state and Kafka offsets may be committed after `upsert_rows` returns.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 import psycopg2
@@ -54,7 +59,11 @@ CREATE TABLE IF NOT EXISTS hisbridge.staged (
 -- the payload's front-end columns as one COPY text line (copy_line): a flush reads it instead of taking
 -- the jsonb apart field by field, 4-5x less staging CPU. NULL only on rows an older version staged.
 ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line text;
-CREATE INDEX IF NOT EXISTS staged_no_line ON hisbridge.staged (tbl, batch) WHERE line IS NULL AND status = 'pending';
+-- the carried fields the line was made of (line_layout); NULL with the line, or made before it was kept
+ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line_of text;
+-- fill_lines: pending rows of a batch whose line_of is NULL, below or above the current one (three ranges)
+CREATE INDEX IF NOT EXISTS staged_line_of ON hisbridge.staged (tbl, batch, line_of) WHERE status = 'pending';
+DROP INDEX IF EXISTS hisbridge.staged_no_line;
 -- (tbl, batch, seq): "pending above the last cut" is an index range; staged_batches skips along it
 CREATE INDEX IF NOT EXISTS staged_pending_seq ON hisbridge.staged (tbl, batch, seq) WHERE status = 'pending';
 DROP INDEX IF EXISTS hisbridge.staged_pending;
@@ -100,6 +109,7 @@ class StagedRow:
     commit_ms: int
     replay: str | None = None    # the replay that staged it (None: live traffic)
     line: str | None = None      # copy_line of the payload (None: built when flushed, see fill_lines)
+    line_of: str | None = None   # line_layout of the table it was made for (None with the line)
 
 
 def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
@@ -110,7 +120,7 @@ def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | N
         raise ValueError(f"a business key field of {table.name} ({', '.join(table.key)}) is empty")
     return StagedRow(table.name, table.cadence, str(record["yljgdm"]), key, batch,
                      payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms,
-                     line=copy_line(table, payload))
+                     line=copy_line(table, payload), line_of=line_layout(table))
 
 
 def ensure_schema(conn) -> None:
@@ -146,6 +156,16 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
+def line_layout(table: Table) -> str:
+    """What the table's COPY lines are made of: its carried fields, in order (a short digest)."""
+    return _layout_of(table.carried_names)
+
+
+@lru_cache(maxsize=256)
+def _layout_of(names: tuple[str, ...]) -> str:
+    return hashlib.sha256("\x1f".join(names).encode("utf-8")).hexdigest()[:16]
+
+
 def copy_line(table: Table, payload: Mapping[str, Any]) -> str:
     """The payload's carried fields (catalog order) as one COPY text line: field for field what the
     front-end would get from `payload->>'field'`. Every control character is escaped (\\xNN beyond tab,
@@ -166,7 +186,8 @@ def _copy_buffer(rows: Iterable[StagedRow]) -> io.StringIO:
         payload = json.dumps(r.payload, ensure_ascii=False, separators=(",", ":"))
         out.write("\t".join((copy_text(r.table), copy_text(r.cadence), copy_text(r.org), copy_text(r.bkey),
                              copy_text(r.batch), copy_text(payload), "t" if r.revoked else "f",
-                             str(r.lsn), str(r.commit_ms), copy_text(r.replay), copy_text(r.line))) + "\n")
+                             str(r.lsn), str(r.commit_ms), copy_text(r.replay), copy_text(r.line),
+                             copy_text(r.line_of))) + "\n")
     out.seek(0)
     return out
 
@@ -178,12 +199,13 @@ CARRIED = _CARRIED = """(CASE WHEN s.status = 'pending' THEN (
 
 _UPSERT = """
 INSERT INTO hisbridge.staged AS s (tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms, status, replay,
-                                   line)
+                                   line, line_of)
 SELECT DISTINCT ON (tbl, org, bkey) tbl, cadence, org, bkey, batch, payload, revoked, lsn, commit_ms,
-       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END, replay, line
+       CASE WHEN revoked THEN 'superseded' ELSE 'pending' END, replay, line, line_of
 FROM staged_in ORDER BY tbl, org, bkey, lsn DESC, commit_ms DESC
 ON CONFLICT (tbl, org, bkey) DO UPDATE SET
     cadence = excluded.cadence, batch = excluded.batch, payload = excluded.payload, line = excluded.line,
+    line_of = excluded.line_of,
     revoked = excluded.revoked, lsn = excluded.lsn, commit_ms = excluded.commit_ms,
     -- a revoke of a row the province never saw (and no in-flight flush of its batch carries) needs no delivery
     status = CASE WHEN excluded.revoked AND COALESCE(""" + _CARRIED + """, s.report_datetime) IS NULL
@@ -215,7 +237,8 @@ def upsert_rows(conn, rows: Iterable[StagedRow],
             entries = [*entries, *held]
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS staged_in (
                            tbl text, cadence text, org text, bkey text, batch text, payload jsonb,
-                           revoked boolean, lsn bigint, commit_ms bigint, replay text, line text)
+                           revoked boolean, lsn bigint, commit_ms bigint, replay text, line text,
+                           line_of text)
                        ON COMMIT DELETE ROWS""")
         cur.copy_expert("COPY staged_in FROM STDIN", _copy_buffer(rows))
         cur.execute(_UPSERT)
@@ -344,15 +367,20 @@ def key_checksum(cur, table: str, batch: str, cut: int) -> tuple[int, str]:
 
 
 def fill_lines(conn, table: Table, batch: str) -> int:
-    """Pending rows of (table, batch) an older version staged have no line: build it from their payload.
-    The seq guard leaves alone a row a writer replaced meanwhile (its new version has its own line)."""
+    """Pending rows of (table, batch) whose line is missing (an older version staged them) or made of other
+    fields (staged before a catalog revision): the line built from their payload. The seq guard leaves alone
+    a row a writer replaced meanwhile (its new version has its own line)."""
+    of = line_layout(table)
     with conn, conn.cursor() as cur:
         cur.execute("""SELECT org, bkey, seq, payload FROM hisbridge.staged
-                       WHERE tbl = %s AND batch = %s AND line IS NULL AND status = 'pending'""", (table.name, batch))
-        lines = [(table.name, org, bkey, seq, copy_line(table, payload)) for org, bkey, seq, payload in cur]
+                       WHERE tbl = %(tbl)s AND batch = %(batch)s AND status = 'pending'
+                         AND (line_of IS NULL OR line_of < %(of)s OR line_of > %(of)s)""",
+                    {"tbl": table.name, "batch": batch, "of": of})
+        lines = [(table.name, org, bkey, seq, copy_line(table, payload), of) for org, bkey, seq, payload in cur]
         if lines:
             psycopg2.extras.execute_values(cur, """
-                UPDATE hisbridge.staged s SET line = v.line FROM (VALUES %s) AS v (tbl, org, bkey, seq, line)
+                UPDATE hisbridge.staged s SET line = v.line, line_of = v.line_of
+                FROM (VALUES %s) AS v (tbl, org, bkey, seq, line, line_of)
                 WHERE s.tbl = v.tbl AND s.org = v.org AND s.bkey = v.bkey AND s.seq = v.seq""", lines)
     return len(lines)
 

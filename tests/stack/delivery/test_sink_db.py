@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import psycopg2
@@ -415,7 +416,8 @@ def test_rows_staged_without_a_line_get_it_from_their_payload_when_flushed(dbs, 
     org, day = case
     recs = _tricky_records(org, day)
     rows = [staging.staged_row(TABLE, rec, day.isoformat(), 10 + i, 10 + i) for i, rec in enumerate(recs)]
-    staging.upsert_rows(stage_conn, [staging.StagedRow(**{**r.__dict__, "line": None}) for r in rows])  # an older version's rows
+    staging.upsert_rows(stage_conn, [staging.StagedRow(**{**r.__dict__, "line": None, "line_of": None})
+                                     for r in rows])                 # an older version's rows
 
     def lines() -> list:
         with stage_conn, stage_conn.cursor() as cur:
@@ -429,6 +431,25 @@ def test_rows_staged_without_a_line_get_it_from_their_payload_when_flushed(dbs, 
     assert (result.outcome, result.row_count) == ("flushed", len(recs))
     assert _carried(front, org) == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
     assert lines() == [r.line for r in sorted(rows, key=lambda r: r.bkey)]
+
+
+def test_rows_staged_before_a_catalog_revision_reordered_the_fields_land_in_their_own_columns(dbs, case, caplog):
+    """A revision that only reorders two fields of the same type: a line staged before it, streamed as it was,
+    would put each value in the other's column without a word."""
+    stage_conn, front = dbs
+    org, day = case
+    recs = _tricky_records(org, day)
+    stage(stage_conn, recs, 10)                             # lines made for the catalog before the revision
+    fields = list(TABLE.fields)
+    i, j = TABLE.field_names.index("xzz"), TABLE.field_names.index("gzdw")
+    fields[i], fields[j] = fields[j], fields[i]
+    revised = replace(TABLE, fields=tuple(fields))
+    assert revised.carried_names != TABLE.carried_names and all(r["xzz"] != r["gzdw"] for r in recs)
+    with caplog.at_level("INFO", logger="hisbridge.delivery.flush"):
+        result = flush_batch(stage_conn, front, revised, day.isoformat(), at(day, 18, 5), HOSPITAL)
+    assert any(f"COPY line of {len(recs)} rows" in r.getMessage() for r in caplog.records)
+    assert (result.outcome, result.row_count) == ("flushed", len(recs))
+    assert _carried(front, org) == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
 
 
 def _holds_staged_lock(conn, pid: int, granted: bool) -> bool:
