@@ -1,7 +1,8 @@
 """The flush timer's step, pure over the SinkIO interface (runtime.sink_io.PgSinkIO is the real adapter):
 recover unfinished flushes once, plan (delivery.flush.plan_flushes), flush every (table, batch) closed by
 the watermark and inside its window; front-end down while a flush is due → alert at once, back off and
-retry until the window ends."""
+retry until the window ends; one table's flush refused → alert, the others still flushed, it retried at
+the next step."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 
 class FrontendUnavailable(RuntimeError):
     """The front-end database cannot be reached (connection refused, dropped, timed out)."""
+
+
+class FlushFailed(RuntimeError):
+    """One (table, batch) could not be flushed, the databases reachable: a statement was refused (a column
+    the front-end table lacks, a value it cannot hold, a lock timeout). The other tables' flushes go on."""
 
 
 class SinkIO(Protocol):
@@ -111,6 +117,11 @@ def tick(now: datetime, state: LoopState, io: SinkIO, schedule: Schedule) -> Tic
                 result = io.flush(current, now)
             except WindowClosed as exc:   # planned with the same `now`: cannot happen unless the guard changed
                 log.error("flush of %s %s refused by the window guard: %s", current.table, current.batch, exc)
+                continue
+            except FlushFailed as exc:    # this table's alone: the tables after it must not wait for it
+                _alert(state, alerts, ("flush_failed", current.table, current.batch, str(exc)), "flush_failed",
+                       f"{current.table} batch {current.batch} could not be flushed (retried every step; the "
+                       f"other tables go on): {exc}")
                 continue
             state.attempt = 0
             if result.outcome != "nothing":

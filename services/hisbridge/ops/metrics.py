@@ -213,6 +213,8 @@ class Metrics:
         self.flush_rows = Counter("hisbridge_flush_rows", "rows written to the front-end", ["table", "kind"],
                                   registry=r)
         self.flushes = Counter("hisbridge_flushes", "flushes by outcome", ["table", "kind"], registry=r)
+        self.flush_failures = Counter("hisbridge_flush_failures", "flush attempts a database refused",
+                                      ["table"], registry=r)
         self.restarts = Counter("hisbridge_connector_task_restarts", "FAILED tasks the worker restarted",
                                 ["connector", "task"], registry=r)
         self.consecutive = _Consecutive()
@@ -231,6 +233,7 @@ class Metrics:
         kinds = tuple(kinds)
         for table in tables:
             self.flush_seconds.labels(table)
+            self.flush_failures.labels(table)
             for kind in kinds:
                 self.flushes.labels(table, kind)
                 self.flush_rows.labels(table, kind)
@@ -239,6 +242,9 @@ class Metrics:
         self.flush_seconds.labels(table).observe(seconds)
         self.flushes.labels(table, kind).inc()
         self.flush_rows.labels(table, kind).inc(rows)
+
+    def flush_failed(self, table: str) -> None:
+        self.flush_failures.labels(table).inc()
 
     def publish(self, snapshot: Snapshot) -> None:
         self._snapshot.families = snapshot_families(snapshot)

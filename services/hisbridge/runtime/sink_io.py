@@ -1,6 +1,7 @@
 """The sink's database adapter: delivery.timer's SinkIO over the staging and front-end PostgreSQL databases."""
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +13,15 @@ from hisbridge.delivery import staging
 from hisbridge.delivery.flush import (FlushResult, PlannedFlush,
                                       ensure_frontend, flush_batch, recover)
 from hisbridge.delivery.schedule import Schedule
-from hisbridge.delivery.timer import FrontendUnavailable
+from hisbridge.delivery.timer import FlushFailed, FrontendUnavailable
 from hisbridge.runtime.watermark import (Partition, connector_progress,
                                          table_watermarks)
+
+log = logging.getLogger(__name__)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
 
 
 def _closed(conn) -> None:
@@ -34,13 +41,16 @@ class PgSinkIO:
     def __init__(self, tables: Mapping[str, Table], topics: Iterable[str], schedule: Schedule,
                  staging_dsn: str, frontend_dsn: str, frontend_sql: Path, app: str,
                  expected: Callable[[], Iterable[Partition]] = tuple,
-                 on_flush: Callable[[str, str, int, float], None] | None = None) -> None:
+                 on_flush: Callable[[str, str, int, float], None] | None = None,
+                 on_failed: Callable[[str], None] | None = None) -> None:
         self.tables, self.topics, self.schedule, self.expected = dict(tables), list(topics), schedule, expected
         self.on_flush = on_flush    # (table, kind, rows, seconds): the flush metrics
+        self.on_failed = on_failed  # (table): a flush refused (FlushFailed)
         self.app = app
         self.staging_dsn, self.frontend_dsn, self.frontend_sql = staging_dsn, frontend_dsn, frontend_sql
         self._stage = None
         self._front = None
+        self._ddl_refused: str | None = None
 
     def _staging(self):
         if self._stage is None or self._stage.closed:
@@ -52,11 +62,27 @@ class PgSinkIO:
         if self._front is None or self._front.closed:
             try:
                 self._front = psycopg2.connect(self.frontend_dsn, connect_timeout=5)
-                ensure_frontend(self._front, self.frontend_sql)
+                self._ensure_frontend()
             except psycopg2.OperationalError as exc:
                 self._front = None
                 raise FrontendUnavailable(str(exc).strip()) from None
         return self._front
+
+    def _ensure_frontend(self) -> None:
+        """The front-end's tables and ledger. A statement of it refused (a column a table lacks, which a
+        comment names, after a catalog revision nobody migrated) leaves the tables as they are: the flushes it
+        touches fail on their own and are alerted (FlushFailed), the others go on."""
+        try:
+            ensure_frontend(self._front, self.frontend_sql)
+        except psycopg2.Error as exc:
+            if exc.pgcode is None:
+                raise
+            refused = f"{type(exc).__name__} ({exc.pgcode}): {_first_line(exc)}"
+            if refused != self._ddl_refused:          # once, not at every reconnect
+                log.error("front-end DDL %s refused, tables left as they are: %s", self.frontend_sql, refused)
+            self._ddl_refused = refused
+        else:
+            self._ddl_refused = None
 
     def _on_frontend(self, action):
         front = self._frontend()
@@ -93,8 +119,17 @@ class PgSinkIO:
     def flush(self, plan: PlannedFlush, now: datetime) -> FlushResult:
         table = self.tables[plan.table]
         started = time.monotonic()
-        result = self._on_frontend(lambda front: flush_batch(self._staging(), front, table, plan.batch, now,
-                                                             self.schedule))
+        try:
+            result = self._on_frontend(lambda front: flush_batch(self._staging(), front, table, plan.batch, now,
+                                                                 self.schedule))
+        except psycopg2.Error as exc:
+            if exc.pgcode is None:          # a connection lost, not a statement refused: the step's own path
+                raise
+            self.reset_staging()            # both sessions fresh for the next table (the attempt rolled back)
+            self.close_frontend()
+            if self.on_failed is not None:
+                self.on_failed(plan.table)
+            raise FlushFailed(f"{type(exc).__name__} ({exc.pgcode}): {_first_line(exc)}") from None
         if self.on_flush is not None and result.outcome == "flushed":
             self.on_flush(result.table, result.kind or "first", result.row_count, time.monotonic() - started)
         return result

@@ -156,7 +156,7 @@ def register(app, config: Settings) -> None:
     expected: list[Partition] = []   # refreshed from the consumer's metadata before each tick
     io = PgSinkIO(catalog.tables, topics, schedule, c.staging_dsn, c.frontend_dsn,
                   config.paths.frontend_sql / "frontend.sql", w.app_id, expected=lambda: expected,
-                  on_flush=metrics.flushed)
+                  on_flush=metrics.flushed, on_failed=metrics.flush_failed)
 
     def partitions() -> list[Partition]:
         found = []

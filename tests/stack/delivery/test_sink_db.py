@@ -19,6 +19,9 @@ from hisbridge.delivery import ledger, staging
 from hisbridge.delivery.flush import (Forced, WindowClosed, claim, ensure_frontend,
                                       flush_batch, plan_flushes, write_frontend)
 from hisbridge.delivery.schedule import parse
+from hisbridge.delivery.timer import LoopState, tick
+from hisbridge.runtime.sink_io import PgSinkIO
+from hisbridge.settings import defaults
 from support import wait_for
 from support.delivery_dbs import connect, delivery_dbs, delivery_dsns
 
@@ -450,6 +453,46 @@ def test_rows_staged_before_a_catalog_revision_reordered_the_fields_land_in_thei
     assert any(f"COPY line of {len(recs)} rows" in r.getMessage() for r in caplog.records)
     assert (result.outcome, result.row_count) == ("flushed", len(recs))
     assert _carried(front, org) == {r["jzlsh"]: {n: r[n] for n in TABLE.carried_names} for r in recs}
+
+
+def test_a_table_whose_front_end_refuses_its_flush_holds_back_no_other_table(dbs, dsns, case, tmp_path):
+    """basy_zd's front-end table lacks a column (renamed by hand here; a catalog revision nobody migrated in
+    production): its flush is refused at every step and alerted once, while mjzzlxx — planned after it — goes
+    out in the same step. Once the column is back, basy_zd goes out too."""
+    stage_conn, front = dbs
+    org, day = case
+    child = load_catalog().table("basy_zd")
+    visits = [record(org, n, at(day, 9, n)) for n in (1, 2)]
+    diagnoses = []
+    for n, rec in enumerate(sample_records(child, 2, seed=7), 1):
+        rec.update(yljgdm=org, bah=f"B{org}{n}", gdsj=at(day, 10, n).replace(tzinfo=None))
+        diagnoses.append(staging.staged_row(child, rec, assign_batch(child, rec).name, 100 + n, 100 + n))
+    topic = f"sinkdb{org}.core"
+    stage(stage_conn, visits, 10)
+    staging.upsert_rows(stage_conn, diagnoses, progress={("c", topic, 0): int(at(day, 18, 30).timestamp() * 1000)})
+    refused: list[str] = []
+    io = PgSinkIO({t.name: t for t in (TABLE, child)}, [topic], HOSPITAL, dsns["staging"], dsns["frontend"],
+                  defaults().paths.frontend_sql / "frontend.sql", f"sinkdbtest{org}", on_failed=refused.append)
+    column = child.carried_names[-1]
+    with front, front.cursor() as cur:
+        cur.execute(f'ALTER TABLE basy_zd RENAME COLUMN "{column}" TO "{column}_gone"')
+    try:
+        state = LoopState()
+        first = tick(at(day, 18, 5), state, io, HOSPITAL)        # other tests' batches left pending may go too
+        assert [(r.table, r.outcome) for r in first.flushed if r.batch == str(day)] == [("mjzzlxx", "flushed")]
+        assert len(first.alerts) == 1 and first.alerts[0].startswith(f"basy_zd batch {day} could not be flushed")
+        assert f'column "{column}" of relation "basy_zd" does not exist' in first.alerts[0]
+        again = tick(at(day, 18, 6), state, io, HOSPITAL)
+        assert [r for r in again.flushed if r.batch == str(day)] == [] and again.alerts == []
+        assert refused == ["basy_zd", "basy_zd"]
+        assert set(frontend_rows(front, org)) == {v["jzlsh"] for v in visits}
+    finally:
+        with front, front.cursor() as cur:
+            cur.execute(f'ALTER TABLE basy_zd RENAME COLUMN "{column}_gone" TO "{column}"')
+    last = tick(at(day, 18, 7), state, io, HOSPITAL)
+    io.close()
+    assert [(r.table, r.outcome, r.row_count) for r in last.flushed if r.batch == str(day)] == [
+        ("basy_zd", "flushed", 2)]
 
 
 def _holds_staged_lock(conn, pid: int, granted: bool) -> bool:

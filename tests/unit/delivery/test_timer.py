@@ -8,7 +8,7 @@ from hisbridge.clock import SHANGHAI
 from hisbridge.delivery.flush import FlushResult
 from hisbridge.delivery.schedule import parse
 from hisbridge.delivery.staging import StagedBatch
-from hisbridge.delivery.timer import FrontendUnavailable, LoopState, tick
+from hisbridge.delivery.timer import FlushFailed, FrontendUnavailable, LoopState, tick
 
 
 def at(h: int, m: int = 0, s: int = 0, us: int = 0, days: int = 0) -> datetime:
@@ -25,6 +25,8 @@ class FakeIO:
     down: bool = False
     flushed: list[tuple[str, str, datetime]] = field(default_factory=list)
     recovered: int = 0
+    refused: set[str] = field(default_factory=set)            # tables whose flush a statement error stops
+    attempts: list[str] = field(default_factory=list)
 
     def recover(self):
         if self.down:
@@ -36,11 +38,14 @@ class FakeIO:
         return list(self.staged)
 
     def watermarks(self):
-        return {"mjzzlxx": self.mark}
+        return {"mjzzlxx": self.mark, **{b.table: self.mark for b in self.staged}}
 
     def flush(self, plan, now):
         if self.down:
             raise FrontendUnavailable("connection refused")
+        self.attempts.append(plan.table)
+        if plan.table in self.refused:
+            raise FlushFailed('UndefinedColumn (42703): column "xyz" of relation "basy" does not exist')
         self.flushed.append((plan.table, plan.batch, now))
         self.staged = [b for b in self.staged if (b.table, b.batch) != (plan.table, plan.batch)]
         return FlushResult(plan.table, plan.batch, "flushed", now.replace(tzinfo=None), 3, plan.kind)
@@ -99,3 +104,17 @@ def test_frontend_down_until_the_window_end_alerts_and_waits_for_the_next_window
     assert tick(at(23), state, io, HOSPITAL).flushed == []    # window closed: nothing until the next one
     report = tick(at(18, 0, 1, days=1), state, io, HOSPITAL)
     assert [(r.batch, r.kind) for r in report.flushed] == [("2026-04-01", "first")]
+
+
+def test_a_table_whose_flush_is_refused_alerts_once_and_the_tables_after_it_still_flush():
+    io = FakeIO([StagedBatch("basy", "daily", "2026-04-01", 2, False), pending()], at(18, 10), refused={"basy"})
+    state = LoopState()
+    first = tick(at(18), state, io, HOSPITAL)
+    assert [r.table for r in first.flushed] == ["mjzzlxx"]            # basy is planned first, and fails
+    assert len(first.alerts) == 1 and first.alerts[0].startswith("basy batch 2026-04-01 could not be flushed")
+    assert 'column "xyz" of relation "basy" does not exist' in first.alerts[0]
+    again = tick(at(18, 1), state, io, HOSPITAL)
+    assert again.alerts == [] and io.attempts == ["basy", "mjzzlxx", "basy"]     # retried, alerted once
+    io.refused = set()                                             # an operator added the column
+    assert [r.table for r in tick(at(18, 2), state, io, HOSPITAL).flushed] == ["basy"]
+    assert state.counters["flush_failed"] == 1
