@@ -128,6 +128,24 @@ CATALOGUE: Mapping[str, Template] = {
     "catalog.check": ("不写文件；生成文件过期时退出码为 1", "write nothing; exit 1 if generated files are out of date"),
     "catalog.diff": ("目录 NEW 相对 OLD 的改动（目录或单个文件）", "what catalog NEW changes relative to OLD "
                      "(folders or single files)"),
+    "catalog.migrate_frontend": ("前置机表与目录比对：列出（--apply 则执行）为目录新增字段所需的 ALTER TABLE",
+                                 "the front-end tables against the catalog: the ALTER TABLE statements that add "
+                                 "the fields a revision added (run with --apply)"),
+    "catalog.migrate_apply": ("在一个事务中执行这些语句", "run the statements, in one transaction"),
+    "catalog.migrate_missing_table": ("前置机缺少表 {table}：工作进程下次连接时创建",
+                                      "the front-end has no table {table}: the worker creates it at its next connect"),
+    "catalog.migrate_nullable": ("{table}：{columns} 在目录中必填，但表中已有数据，故按可空添加",
+                                 "{table}: {columns} required in the catalog, added nullable (the table holds "
+                                 "rows without them)"),
+    "catalog.migrate_extra": ("{table}：表中有目录已无的字段 {columns}（保留不动）",
+                              "{table}: columns {columns} are no longer in the catalog (left as they are)"),
+    "catalog.migrate_none": ("前置机表与目录一致，无需变更", "the front-end tables hold every catalog field: nothing to do"),
+    "catalog.migrate_applied": ("已为 {tables} 张表添加 {columns} 个字段", "added {columns} column(s) to {tables} table(s)"),
+    "catalog.migrate_pending": ("{tables} 张前置机表缺少目录字段：确认上面的语句后用 --apply 执行",
+                                "{tables} front-end table(s) lack catalog fields: review the statements above, then "
+                                "run with --apply"),
+    "catalog.migrate_key": ("{tables} 缺少主键字段：无法用 ALTER 添加，需重建该表",
+                            "{tables} lack(s) primary-key columns: no ALTER can add them, the table must be rebuilt"),
     "catalog.batch": ("批次时间为 MOMENT 的 TABLE 记录属于哪个批次", "the batch a record of TABLE with batch-time MOMENT "
                       "belongs to"),
     "catalog.batch_error": ("无法分批：{detail}", "cannot assign a batch: {detail}"),

@@ -1,4 +1,5 @@
-"""`hisbridge catalog …` — show, sample, validate, build, diff, batch. A thin shell over hisbridge.catalog."""
+"""`hisbridge catalog …` — show, sample, validate, build, diff, migrate-frontend, batch. A thin shell over
+hisbridge.catalog (and delivery.migrate for the front-end's tables)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -120,6 +121,42 @@ def diff(old: Path, new: Path, as_json: bool) -> None:
     result = diff_catalogs(_load(str(old)), _load(str(new)))
     click.echo(json.dumps(result, ensure_ascii=False, indent=2, default=to_json_value) if as_json
                else render_diff(result))
+
+
+@cli.command("migrate-frontend", help="catalog.migrate_frontend")
+@click.option("--apply", "apply_", is_flag=True, help="catalog.migrate_apply")
+def migrate_frontend(apply_: bool) -> None:
+    from hisbridge.delivery import migrate
+    from hisbridge.ops.reach import connect_postgres
+    settings = current_settings()
+    front = connect_postgres(settings.connections.frontend_dsn, "HISBRIDGE_FRONTEND_DSN")
+    try:
+        migrations = migrate.plan(front, _load().tables.values())
+        for m in migrations:
+            _say_migration(m)
+        needed = [m for m in migrations if m.needed]
+        if any(m.key_columns for m in needed):
+            raise OperatorError("catalog.migrate_key", exit_code=EXIT_CHECK_FAILED,
+                                tables=", ".join(m.table for m in needed if m.key_columns))
+        if not needed:
+            click.echo(text("catalog.migrate_none"))
+        elif apply_:
+            click.echo(text("catalog.migrate_applied", columns=migrate.apply(front, needed), tables=len(needed)))
+        else:
+            raise OperatorError("catalog.migrate_pending", exit_code=EXIT_CHECK_FAILED, tables=len(needed))
+    finally:
+        front.close()
+
+
+def _say_migration(m) -> None:
+    if m.missing_table:
+        click.echo(text("catalog.migrate_missing_table", table=m.table))
+    for statement in m.statements:
+        click.echo(statement)
+    if m.left_nullable:
+        click.echo(text("catalog.migrate_nullable", table=m.table, columns=", ".join(m.left_nullable)))
+    if m.extra:
+        click.echo(text("catalog.migrate_extra", table=m.table, columns=", ".join(m.extra)))
 
 
 def _moment(value: str) -> dt.date | dt.datetime:

@@ -231,13 +231,16 @@ class FlushResult:
     kind: str | None = None
 
 
+FRONTEND_DDL_LOCK = "hisbridge.frontend.ddl"      # one DDL writer at a time on the front-end (advisory)
+
+
 def ensure_frontend(conn, ddl_path=None) -> None:
     """Ledger schema, and the catalog's generated front-end DDL (CREATE TABLE IF NOT EXISTS; the checkout's
     schemas/frontend/frontend.sql unless the settings name another)."""
     ledger.ensure_frontend_ledger(conn)
     path = ddl_path or defaults().paths.frontend_sql / "frontend.sql"
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.frontend.ddl'))")
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (FRONTEND_DDL_LOCK,))
         cur.execute(path.read_text(encoding="utf-8"))
 
 
