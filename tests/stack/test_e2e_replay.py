@@ -223,6 +223,9 @@ def test_fixed_value_maps_and_a_quarantine_replay_deliver_each_record_once(run, 
            "--operator", "tester", "--reason", "mapping fixed"]
     invoke(run, replay_cli.cli, raw, settings)
     wait_for("the raw replay staged", lambda: replay_lag(run) == 0, timeout=120)
+    # and flushed: the sink stages, commits its offsets (lag 0), and flushes at a later step of its timer
+    ticks = sink_ticks(run)
+    wait_for("a few more sink ticks", lambda: sink_ticks(run) >= ticks + 3, timeout=60)
     seq, flushes = staged_seq(run), {t: len(ledger_rows(run, t)) for t in e2e.CATALOG.tables}
     assert "records to the replay topic" in invoke(run, replay_cli.cli, raw, settings)
     wait_for("the second raw replay consumed", lambda: replay_lag(run) == 0, timeout=120)
