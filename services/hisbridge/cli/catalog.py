@@ -12,6 +12,7 @@ import click
 from hisbridge.catalog import (Catalog, Table, catalog_for,
                                load_catalog)
 from hisbridge.catalog.build import build
+from hisbridge.catalog.ddl import FrontendMigration
 from hisbridge.catalog.diff import diff_catalogs, render_diff
 from hisbridge.catalog.records import from_json, to_json, to_json_value
 from hisbridge.catalog.sample import sample_records
@@ -148,7 +149,7 @@ def migrate_frontend(apply_: bool) -> None:
         front.close()
 
 
-def _say_migration(m) -> None:
+def _say_migration(m: FrontendMigration) -> None:
     if m.missing_table:
         click.echo(text("catalog.migrate_missing_table", table=m.table))
     for statement in m.statements:

@@ -20,8 +20,9 @@ from hisbridge.runtime.watermark import (Partition, connector_progress,
 log = logging.getLogger(__name__)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]
+def _refused(exc: "psycopg2.Error") -> str:
+    """A statement error in one line: its class, SQLSTATE and the server's first line."""
+    return f"{type(exc).__name__} ({exc.pgcode}): {(str(exc).strip().splitlines() or [''])[0]}"
 
 
 def _closed(conn) -> None:
@@ -77,7 +78,7 @@ class PgSinkIO:
         except psycopg2.Error as exc:
             if exc.pgcode is None:
                 raise
-            refused = f"{type(exc).__name__} ({exc.pgcode}): {_first_line(exc)}"
+            refused = _refused(exc)
             if refused != self._ddl_refused:          # once, not at every reconnect
                 log.error("front-end DDL %s refused, tables left as they are: %s", self.frontend_sql, refused)
             self._ddl_refused = refused
@@ -129,7 +130,7 @@ class PgSinkIO:
             self.close_frontend()
             if self.on_failed is not None:
                 self.on_failed(plan.table)
-            raise FlushFailed(f"{type(exc).__name__} ({exc.pgcode}): {_first_line(exc)}") from None
+            raise FlushFailed(_refused(exc)) from None
         if self.on_flush is not None and result.outcome == "flushed":
             self.on_flush(result.table, result.kind or "first", result.row_count, time.monotonic() - started)
         return result

@@ -66,7 +66,7 @@ def test_what_a_killed_run_left_is_swept_and_a_live_runs_register_is_not(setting
     line = run.stdout.readline()
     assert line.strip().isdigit(), f"the killed run did not start its worker (exit {run.poll()})"
     worker = int(line)
-    resources.finally_(lambda: procs.terminate(worker, "hisbridge-stand-in", 5))     # should the sweep not
+    resources.finally_(lambda: procs.terminate(worker, "hisbridge-stand-in", 5))   # if the sweep did not
     topic, group = f"sweep{rid}.raw", f"hisbridge-sweeptest-{rid}.transform"
     run.kill()                                       # no cleanup runs
     run.wait()
