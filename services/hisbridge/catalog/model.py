@@ -5,6 +5,7 @@ Nothing here reads files; loader.py builds these from YAML. Types are kept as wr
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -131,6 +132,11 @@ class Table:
     def carried_names(self) -> tuple[str, ...]:
         """The fields a staged record carries to the front-end: all but the sink-stamped ones."""
         return tuple(f.name for f in self.fields if not f.sink_stamped)
+
+    @cached_property
+    def carried_layout(self) -> str:
+        """A short digest of `carried_names` in order: what a staged row's COPY line was made of."""
+        return hashlib.sha256("\x1f".join(self.carried_names).encode("utf-8")).hexdigest()[:16]
 
     @cached_property
     def stamped_names(self) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ exact; an upsert over such a row first materialises that report_datetime (so "wa
 decides whether a revoke must be sent, survives the new version).
 Each row also keeps its front-end columns as one COPY text line (`copy_line`), so a flush streams a column
 instead of taking every jsonb payload apart; the payload stays for everything that reads fields. Beside the
-line, the layout it was made under (`line_layout`: the table's carried fields, in order): a line staged
+line, the layout it was made under (`Table.carried_layout`: the table's carried fields, in order): a line staged
 before a catalog revision changed them is made again from its payload when its batch is flushed — streamed
 as it was, its values would land in other columns, or in none.
 Consumer progress per partition is stored in the same transaction as the rows it covers, so a restart
@@ -25,13 +25,11 @@ resumes the watermark from durable state and Kafka offsets may be committed afte
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 import psycopg2
@@ -59,7 +57,7 @@ CREATE TABLE IF NOT EXISTS hisbridge.staged (
 -- the payload's front-end columns as one COPY text line (copy_line): a flush reads it instead of taking
 -- the jsonb apart field by field, 4-5x less staging CPU. NULL only on rows an older version staged.
 ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line text;
--- the carried fields the line was made of (line_layout); NULL with the line, or made before it was kept
+-- the carried fields the line was made of (Table.carried_layout); NULL with the line, or made before it was kept
 ALTER TABLE hisbridge.staged ADD COLUMN IF NOT EXISTS line_of text;
 -- fill_lines: pending rows of a batch whose line_of is NULL, below or above the current one (three ranges)
 CREATE INDEX IF NOT EXISTS staged_line_of ON hisbridge.staged (tbl, batch, line_of) WHERE status = 'pending';
@@ -109,7 +107,7 @@ class StagedRow:
     commit_ms: int
     replay: str | None = None    # the replay that staged it (None: live traffic)
     line: str | None = None      # copy_line of the payload (None: built when flushed, see fill_lines)
-    line_of: str | None = None   # line_layout of the table it was made for (None with the line)
+    line_of: str | None = None   # carried_layout of the table it was made for (None with the line)
 
 
 def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | None, commit_ms: int) -> StagedRow:
@@ -120,7 +118,7 @@ def staged_row(table: Table, record: Mapping[str, Any], batch: str, lsn: int | N
         raise ValueError(f"a business key field of {table.name} ({', '.join(table.key)}) is empty")
     return StagedRow(table.name, table.cadence, str(record["yljgdm"]), key, batch,
                      payload, str(payload.get("xgbz", "0")) == "1", lsn if lsn is not None else 0, commit_ms,
-                     line=copy_line(table, payload), line_of=line_layout(table))
+                     line=copy_line(table, payload), line_of=table.carried_layout)
 
 
 def ensure_schema(conn) -> None:
@@ -154,16 +152,6 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, float):   # jsonb keeps a number as numeric: 1e+16 reads back 10000000000000000
         return format(Decimal(repr(value)), "f")
     return str(value)
-
-
-def line_layout(table: Table) -> str:
-    """What the table's COPY lines are made of: its carried fields, in order (a short digest)."""
-    return _layout_of(table.carried_names)
-
-
-@lru_cache(maxsize=256)
-def _layout_of(names: tuple[str, ...]) -> str:
-    return hashlib.sha256("\x1f".join(names).encode("utf-8")).hexdigest()[:16]
 
 
 def copy_line(table: Table, payload: Mapping[str, Any]) -> str:
@@ -370,7 +358,7 @@ def fill_lines(conn, table: Table, batch: str) -> int:
     """Pending rows of (table, batch) whose line is missing (an older version staged them) or made of other
     fields (staged before a catalog revision): the line built from their payload. The seq guard leaves alone
     a row a writer replaced meanwhile (its new version has its own line)."""
-    of = line_layout(table)
+    of = table.carried_layout
     with conn, conn.cursor() as cur:
         cur.execute("""SELECT org, bkey, seq, payload FROM hisbridge.staged
                        WHERE tbl = %(tbl)s AND batch = %(batch)s AND status = 'pending'
