@@ -56,8 +56,7 @@ def _say_relayout(settings: Settings, mapping: SourceMapping) -> None:
     finally:
         store.close()
     if plan:
-        click.echo(text("mappings.relayout", folder=folder, lookups=", ".join(plan.rebuilt + plan.gone),
-                        topics=", ".join(plan.topics) or "-"))
+        click.echo(text("mappings.relayout", folder=folder, **plan.said()))
 
 
 @group("mappings", help="mappings.help")

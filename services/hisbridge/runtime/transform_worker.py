@@ -310,9 +310,7 @@ class TransformWorker:
         started = time.monotonic()
         relaid = relayout(self.store, self.mapping, self.prefix)
         if relaid and not self.fresh:
-            log.warning(render("reference.relayout", {"folder": self.store_dir,
-                                                     "lookups": ", ".join(relaid.rebuilt + relaid.gone),
-                                                     "topics": ", ".join(relaid.topics) or "-"}, joiner=" / "))
+            log.warning(render("reference.relayout", {"folder": self.store_dir, **relaid.said()}, joiner=" / "))
         await self.refs.start(self.store.offsets())
         if self.fresh:
             behind = await self.refs.behind(await self.refs.end_offsets())

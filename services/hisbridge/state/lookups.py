@@ -397,6 +397,10 @@ class Relaid:
     def __bool__(self) -> bool:
         return bool(self.rebuilt or self.gone)
 
+    def said(self) -> dict[str, str]:
+        """The `lookups` and `topics` of the messages that tell an operator about it."""
+        return {"lookups": ", ".join(self.rebuilt + self.gone), "topics": ", ".join(self.topics) or "-"}
+
 
 def _layout_key(name: str) -> bytes:
     return _LAYOUT + (name + LOOKUP_SEP).encode("utf-8")
@@ -408,7 +412,11 @@ def _kept_layouts(store: ReferenceStore) -> dict[str, bytes | None]:
 
 def planned_relayout(store: ReferenceStore, mapping: SourceMapping, prefix: str) -> Relaid:
     """What `relayout` would do to the store for this mapping, doing none of it (a read-only store will do)."""
-    wanted, kept = lookup_layouts(mapping), _kept_layouts(store)
+    return _plan(store, mapping, prefix, lookup_layouts(mapping))
+
+
+def _plan(store: ReferenceStore, mapping: SourceMapping, prefix: str, wanted: Mapping[str, bytes]) -> Relaid:
+    kept = _kept_layouts(store)
     stale = tuple(name for name, layout in wanted.items() if kept.get(name) != layout)
     gone = tuple(sorted(set(kept) - set(wanted)))
     return Relaid(stale, gone, tuple(raw_topics(prefix, sorted({mapping.lookups[n].source for n in stale}))))
@@ -420,7 +428,8 @@ def relayout(store: ReferenceStore, mapping: SourceMapping, prefix: str) -> Rela
     feed reads that topic again from its start; a lookup the mapping no longer has loses its rows. A store
     from before layouts were kept counts as laid out otherwise. The other lookups' rows stay: their changes
     read again are versions kept already."""
-    plan, wanted = planned_relayout(store, mapping, prefix), lookup_layouts(mapping)
+    wanted = lookup_layouts(mapping)
+    plan = _plan(store, mapping, prefix, wanted)
     for name in plan.rebuilt + plan.gone:
         store.drop(_ROW + (name + LOOKUP_SEP).encode("utf-8"))
         store.writes[_layout_key(name)] = wanted.get(name)
