@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import psycopg2
+from devstack import procs
 from hisbridge.settings import Settings
 
 T = TypeVar("T")
@@ -76,11 +77,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _started_at(pid: int) -> float | None:
-    from devstack import procs
-    return procs.started_at(pid)
-
-
 def _environ(pid: int) -> dict[str, str]:
     try:
         raw = Path(f"/proc/{pid}/environ").read_bytes()
@@ -99,7 +95,6 @@ def sweep_dead_runs(settings: Settings) -> list[str]:
         res = Resources.written_down(settings, journal)
         if res.owner_alive():
             continue
-        res.finalizers.append(res._stop_workers)
         problems = res.cleanup()
         out.append(f"swept test run {res.id} (pid {res.owner[0]}): {len(res.connectors)} connectors, "
                    f"{len(res.databases)} databases, topics {res.topic_prefixes}, groups {res.groups}"
@@ -133,7 +128,7 @@ class Resources:
     topic_prefixes: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     finalizers: list[Callable[[], None]] = field(default_factory=list)
-    owner: tuple[int, float | None] = field(default_factory=lambda: (os.getpid(), _started_at(os.getpid())))
+    owner: tuple[int, float | None] = field(default_factory=lambda: (os.getpid(), procs.started_at(os.getpid())))
 
     # --- registering -------------------------------------------------------------------------------------
     def database(self, server: str, name: str, create: bool = True) -> str:
@@ -203,15 +198,20 @@ class Resources:
 
     @classmethod
     def written_down(cls, settings: Settings, journal: Path) -> "Resources":
+        """A register read back. Its workers are not its finalizers (those died with its run): they are
+        found by their app id and stopped first."""
         data = json.loads(journal.read_text(encoding="utf-8"))
-        return cls(settings, id=journal.stem, connectors=data["connectors"],
-                   databases=[tuple(d) for d in data["databases"]], topic_prefixes=data["topics"],
-                   groups=data["groups"], owner=tuple(data["owner"]))
+        res = cls(settings, id=journal.stem, connectors=data["connectors"],
+                  databases=[tuple(d) for d in data["databases"]], topic_prefixes=data["topics"],
+                  groups=data["groups"], owner=tuple(data["owner"]))
+        res.finalizers.append(res._stop_workers)
+        return res
 
     def owner_alive(self) -> bool:
         """The test process that registered these still runs (the same process: its start time too)."""
         pid, started = self.owner
-        return _started_at(pid) is not None and _started_at(pid) == started
+        now = procs.started_at(pid)
+        return now is not None and now == started
 
     # --- removing ----------------------------------------------------------------------------------------
     def cleanup(self) -> list[str]:
@@ -230,7 +230,6 @@ class Resources:
     def _stop_workers(self) -> None:
         """Workers a killed run left running: processes whose app id (HISBRIDGE_WORKER_APP_ID) is one of its
         groups' (a worker holds its group, which cannot be deleted while it runs)."""
-        from devstack import procs
         prefixes = tuple(self.groups)
         for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
             app = _environ(pid).get("HISBRIDGE_WORKER_APP_ID", "")

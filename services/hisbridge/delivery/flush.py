@@ -231,7 +231,10 @@ class FlushResult:
     kind: str | None = None
 
 
-FRONTEND_DDL_LOCK = "hisbridge.frontend.ddl"      # one DDL writer at a time on the front-end (advisory)
+def lock_frontend_ddl(cur) -> None:
+    """One DDL writer at a time on the front-end (a transaction-level advisory lock): the sink's connect,
+    another worker's, `catalog migrate-frontend`."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext('hisbridge.frontend.ddl'))")
 
 
 def ensure_frontend(conn, ddl_path=None) -> None:
@@ -240,7 +243,7 @@ def ensure_frontend(conn, ddl_path=None) -> None:
     ledger.ensure_frontend_ledger(conn)
     path = ddl_path or defaults().paths.frontend_sql / "frontend.sql"
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (FRONTEND_DDL_LOCK,))
+        lock_frontend_ddl(cur)
         cur.execute(path.read_text(encoding="utf-8"))
 
 

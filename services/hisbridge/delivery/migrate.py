@@ -6,7 +6,7 @@ from typing import Iterable
 
 from hisbridge.catalog.ddl import FrontendMigration, frontend_migration
 from hisbridge.catalog.model import Table
-from hisbridge.delivery.flush import FRONTEND_DDL_LOCK
+from hisbridge.delivery.flush import lock_frontend_ddl
 from psycopg2 import sql
 
 
@@ -35,7 +35,7 @@ def apply(conn, migrations: Iterable[FrontendMigration]) -> int:
     Returns the columns added."""
     statements = [s for m in migrations for s in m.statements]
     with conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (FRONTEND_DDL_LOCK,))
+        lock_frontend_ddl(cur)
         for statement in statements:
             cur.execute(statement)
     return sum(1 for s in statements if s.startswith("ALTER TABLE"))
